@@ -1,0 +1,229 @@
+//! Configuration: command-line flags, their `KMS_GATEWAY_*` environment
+//! twins, and an optional TOML file with the same keys (snake_case).
+//! Precedence: flag/env > TOML > built-in default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::random_bytes;
+use crate::fsutil::write_private_atomic;
+
+/// `kms-gateway serve` options. Every field is optional here so that the
+/// TOML file can fill what the command line leaves out.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:9000]
+    #[arg(long, env = "KMS_GATEWAY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for gateway state, local keys and the embedded store [default: ./data]
+    #[arg(long, env = "KMS_GATEWAY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Access key of S3 clients (generated and stored when unset)
+    #[arg(long, env = "KMS_GATEWAY_ACCESS_KEY")]
+    pub access_key: Option<String>,
+    /// Secret key of S3 clients
+    #[arg(long, env = "KMS_GATEWAY_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Access key of the admin API
+    #[arg(long, env = "KMS_GATEWAY_ADMIN_ACCESS_KEY")]
+    pub admin_access_key: Option<String>,
+    /// Secret key of the admin API
+    #[arg(long, env = "KMS_GATEWAY_ADMIN_SECRET_KEY", hide_env_values = true)]
+    pub admin_secret_key: Option<String>,
+    /// Upstream S3 endpoint URL; without it an embedded store under the data dir is used
+    #[arg(long, env = "KMS_GATEWAY_UPSTREAM")]
+    pub upstream: Option<String>,
+    #[arg(long, env = "KMS_GATEWAY_UPSTREAM_ACCESS_KEY")]
+    pub upstream_access_key: Option<String>,
+    #[arg(long, env = "KMS_GATEWAY_UPSTREAM_SECRET_KEY", hide_env_values = true)]
+    pub upstream_secret_key: Option<String>,
+    /// Region used to sign upstream requests [default: us-east-1]
+    #[arg(long, env = "KMS_GATEWAY_UPSTREAM_REGION")]
+    pub upstream_region: Option<String>,
+    /// Base domain for virtual-host-style requests (bucket.DOMAIN)
+    #[arg(long, env = "KMS_GATEWAY_DOMAIN")]
+    pub domain: Option<String>,
+    /// File with the local KMS master key (base64, hex or 32 raw bytes);
+    /// KMS_GATEWAY_KMS_MASTER_KEY may hold the key itself. Generated under
+    /// the data dir when neither is given.
+    #[arg(long, env = "KMS_GATEWAY_KMS_MASTER_KEY_FILE")]
+    pub kms_master_key_file: Option<PathBuf>,
+    /// Key for SSE-S3 and for SSE-KMS without a key id [default: gateway-default]
+    #[arg(long, env = "KMS_GATEWAY_KMS_DEFAULT_KEY_ID")]
+    pub kms_default_key_id: Option<String>,
+    /// Plaintext segment size of newly written objects, in bytes [default: 1048576]
+    #[arg(long, env = "KMS_GATEWAY_SEGMENT_SIZE")]
+    pub segment_size: Option<u32>,
+    /// Status for a wrong SSE-C key: 403 (AWS) or 400 [default: 403]
+    #[arg(long, env = "KMS_GATEWAY_SSE_C_WRONG_KEY_STATUS")]
+    pub sse_c_wrong_key_status: Option<u16>,
+    /// Log format: text or json [default: text]
+    #[arg(long, env = "KMS_GATEWAY_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// TOML file with any of the keys above
+    #[arg(long, env = "KMS_GATEWAY_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+}
+
+/// Errors while assembling the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}")]
+    Parse {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot write {path}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+macro_rules! fill {
+    ($dst:expr, $src:expr, $($f:ident),*) => { $( if $dst.$f.is_none() { $dst.$f = $src.$f.take(); } )* };
+}
+
+impl ServeArgs {
+    /// Fill unset fields from the TOML file named by `--config`, if any.
+    pub fn merge_file(mut self) -> Result<Self, ConfigError> {
+        let Some(path) = self.config.clone() else { return Ok(self) };
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        let mut file: ServeArgs = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: p, source })?;
+        fill!(
+            self,
+            file,
+            listen,
+            data_dir,
+            access_key,
+            secret_key,
+            admin_access_key,
+            admin_secret_key,
+            upstream,
+            upstream_access_key,
+            upstream_secret_key,
+            upstream_region,
+            domain,
+            kms_master_key_file,
+            kms_default_key_id,
+            segment_size,
+            sse_c_wrong_key_status,
+            log_format
+        );
+        Ok(self)
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9000)))
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./data"))
+    }
+}
+
+/// S3 and admin credentials of the gateway.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Credentials {
+    pub access_key: String,
+    pub secret_key: String,
+    pub admin_access_key: String,
+    pub admin_secret_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key", &self.access_key)
+            .field("admin_access_key", &self.admin_access_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Credentials resolved from the arguments, or generated once and kept in
+/// `<data_dir>/credentials.json` (0600). Returns whether any were generated.
+pub fn resolve_credentials(args: &ServeArgs, data_dir: &Path) -> Result<(Credentials, bool), ConfigError> {
+    let path = data_dir.join("credentials.json");
+    let stored: Option<Credentials> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let mut generated = false;
+    let mut pick = |given: &Option<String>, stored: Option<&String>, len: usize| -> Result<String, ConfigError> {
+        if let Some(v) = given {
+            return Ok(v.clone());
+        }
+        if let Some(v) = stored {
+            return Ok(v.clone());
+        }
+        generated = true;
+        random_token(len)
+    };
+    let creds = Credentials {
+        access_key: pick(&args.access_key, stored.as_ref().map(|c| &c.access_key), 20)?,
+        secret_key: pick(&args.secret_key, stored.as_ref().map(|c| &c.secret_key), 40)?,
+        admin_access_key: pick(&args.admin_access_key, stored.as_ref().map(|c| &c.admin_access_key), 20)?,
+        admin_secret_key: pick(&args.admin_secret_key, stored.as_ref().map(|c| &c.admin_secret_key), 40)?,
+    };
+    if creds.access_key == creds.admin_access_key {
+        return Err(ConfigError::Invalid("the admin access key must differ from the S3 access key".into()));
+    }
+    if generated {
+        let json = serde_json::to_vec_pretty(&creds).expect("credentials serialise");
+        write_private_atomic(&path, &json).map_err(|source| ConfigError::Write { path: path.display().to_string(), source })?;
+    }
+    Ok((creds, generated))
+}
+
+fn random_token(len: usize) -> Result<String, ConfigError> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut raw = vec![0u8; len];
+    random_bytes(&mut raw).map_err(|_| ConfigError::Invalid("random source failed".into()))?;
+    // 256 % 62 bias is irrelevant at these lengths (>= 119 bits of entropy).
+    Ok(raw.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_fills_only_unset_fields() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("gw.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:9100\"\naccess_key = \"fromfile\"\nsegment_size = 65536\n").unwrap();
+        let args = ServeArgs { access_key: Some("fromcli".into()), config: Some(f), ..Default::default() }.merge_file().unwrap();
+        assert_eq!(args.access_key.as_deref(), Some("fromcli"));
+        assert_eq!(args.listen().port(), 9100);
+        assert_eq!(args.segment_size, Some(65536));
+        let bad = d.path().join("bad.toml");
+        std::fs::write(&bad, "no_such_key = 1\n").unwrap();
+        assert!(ServeArgs { config: Some(bad), ..Default::default() }.merge_file().is_err());
+    }
+
+    #[test]
+    fn generated_credentials_persist() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, gen1) = resolve_credentials(&ServeArgs::default(), d.path()).unwrap();
+        let (b, gen2) = resolve_credentials(&ServeArgs::default(), d.path()).unwrap();
+        assert!(gen1 && !gen2);
+        assert_eq!(a.secret_key, b.secret_key);
+        assert_eq!(a.secret_key.len(), 40);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.path().join("credentials.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,300 @@
+//! Streaming encryption and decryption, one segment in memory at a time.
+//!
+//! [`EncryptStream`] turns a plaintext byte stream into format v1 ciphertext;
+//! it holds one segment back until it knows whether more input follows, so
+//! the final flag is always right. [`DecryptStream`] opens a run of sealed
+//! segments and yields only authenticated plaintext, trimmed to a range.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::Stream;
+use s3s::stream::{ByteStream, RemainingLength};
+
+use super::CryptoError;
+use super::aead::{AeadImpl, SegmentCipher, TAG_LEN};
+use super::format::{FormatParams, segment_aad, segment_nonce};
+use super::keys::PartKey;
+
+/// Boxed error type of s3s byte streams.
+pub type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Sees every plaintext byte of an upload, and may veto it before the final
+/// segment is released (checksum verification lives here).
+pub trait PlaintextObserver: Send + Sync {
+    fn update(&mut self, data: &[u8]);
+    /// Called once after the last plaintext byte; an error aborts the stream
+    /// before the final segment is emitted, so nothing complete is stored.
+    fn finish(&mut self, total: u64) -> Result<(), StdError>;
+}
+
+/// An observer that checks nothing.
+pub struct NoObserver;
+
+impl PlaintextObserver for NoObserver {
+    fn update(&mut self, _: &[u8]) {}
+    fn finish(&mut self, _: u64) -> Result<(), StdError> {
+        Ok(())
+    }
+}
+
+/// Encrypts a plaintext stream into format v1 segments.
+pub struct EncryptStream<S> {
+    inner: S,
+    cipher: SegmentCipher,
+    part: u32,
+    seg: usize,
+    buf: BytesMut,
+    carry: Bytes,
+    index: u64,
+    consumed: u64,
+    expected_len: Option<u64>,
+    params: FormatParams,
+    emitted: u64,
+    observer: Box<dyn PlaintextObserver>,
+    ended: bool,
+    done: bool,
+}
+
+impl<S> EncryptStream<S>
+where
+    S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+{
+    /// `expected_len` is the declared plaintext length, when known: the
+    /// stream then reports an exact ciphertext length and fails on a mismatch.
+    pub fn new(
+        inner: S,
+        key: &PartKey,
+        part: u32,
+        params: FormatParams,
+        expected_len: Option<u64>,
+        observer: Box<dyn PlaintextObserver>,
+    ) -> Self {
+        let seg = params.segment_size() as usize;
+        Self {
+            inner,
+            cipher: SegmentCipher::new(AeadImpl::AwsLc, key.as_bytes()),
+            part,
+            seg,
+            buf: BytesMut::with_capacity(seg + TAG_LEN),
+            carry: Bytes::new(),
+            index: 0,
+            consumed: 0,
+            expected_len,
+            params,
+            emitted: 0,
+            observer,
+            ended: false,
+            done: false,
+        }
+    }
+
+    fn seal(&mut self, last: bool) -> Result<Bytes, StdError> {
+        let nonce = segment_nonce(self.part, self.index, last);
+        let aad = segment_aad(self.part, self.index, last);
+        self.cipher.seal(&nonce, &aad, &mut self.buf)?;
+        self.index += 1;
+        let out = self.buf.split().freeze();
+        self.buf.reserve(self.seg + TAG_LEN);
+        self.emitted += out.len() as u64;
+        Ok(out)
+    }
+
+    fn fill_from_carry(&mut self) -> Result<(), StdError> {
+        let n = (self.seg - self.buf.len()).min(self.carry.len());
+        if n > 0 {
+            let chunk = self.carry.split_to(n);
+            self.observer.update(&chunk);
+            self.buf.extend_from_slice(&chunk);
+            self.consumed += n as u64;
+            if self.expected_len.is_some_and(|e| self.consumed > e) {
+                return Err(Box::new(CryptoError::Length("body longer than declared")));
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StdError>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            self.fill_from_carry()?;
+            if self.ended {
+                self.done = true;
+                if let Some(e) = self.expected_len
+                    && e != self.consumed
+                {
+                    return Poll::Ready(Some(Err(Box::new(CryptoError::Length("body shorter than declared")))));
+                }
+                self.observer.finish(self.consumed)?;
+                return Poll::Ready(Some(self.seal(true)));
+            }
+            if self.buf.len() == self.seg && !self.carry.is_empty() {
+                return Poll::Ready(Some(self.seal(false)));
+            }
+            match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => self.ended = true,
+                Poll::Ready(Some(Ok(chunk))) => self.carry = chunk,
+                Poll::Ready(Some(Err(e))) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+}
+
+impl<S> Stream for EncryptStream<S>
+where
+    S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+{
+    type Item = Result<Bytes, StdError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match this.step(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                this.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S> ByteStream for EncryptStream<S>
+where
+    S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+{
+    fn remaining_length(&self) -> RemainingLength {
+        match self.expected_len {
+            Some(len) => RemainingLength::new_exact((self.params.ciphertext_len(len) - self.emitted) as usize),
+            None => RemainingLength::unknown(),
+        }
+    }
+}
+
+/// Which part of a part's ciphertext a [`DecryptStream`] reads.
+#[derive(Debug, Clone)]
+pub struct DecryptPlan {
+    /// Part number the segments were sealed with (0 for a single PUT).
+    pub part: u32,
+    /// Plaintext length of the whole part.
+    pub part_plain_len: u64,
+    /// First and last segment present in the input stream.
+    pub first_segment: u64,
+    pub last_segment: u64,
+    /// Plaintext bytes to drop at the start, then to return.
+    pub skip: u64,
+    pub take: u64,
+}
+
+/// Decrypts a run of sealed segments; yields only authenticated plaintext.
+pub struct DecryptStream<S> {
+    inner: S,
+    cipher: SegmentCipher,
+    params: FormatParams,
+    plan: DecryptPlan,
+    final_segment: u64,
+    next: u64,
+    buf: BytesMut,
+    carry: Bytes,
+    done: bool,
+}
+
+impl<S> DecryptStream<S>
+where
+    S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+{
+    pub fn new(inner: S, key: &PartKey, params: FormatParams, plan: DecryptPlan) -> Self {
+        Self::with_impl(inner, key, params, plan, AeadImpl::AwsLc)
+    }
+
+    pub fn with_impl(inner: S, key: &PartKey, params: FormatParams, plan: DecryptPlan, imp: AeadImpl) -> Self {
+        let final_segment = params.segment_count(plan.part_plain_len) - 1;
+        Self {
+            inner,
+            cipher: SegmentCipher::new(imp, key.as_bytes()),
+            params,
+            next: plan.first_segment,
+            plan,
+            final_segment,
+            buf: BytesMut::with_capacity(params.segment_size() as usize + TAG_LEN),
+            carry: Bytes::new(),
+            done: false,
+        }
+    }
+
+    fn step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StdError>>> {
+        loop {
+            // Every planned segment is opened, even when no byte of it is
+            // returned: an empty object still authenticates its one segment.
+            if self.done || self.next > self.plan.last_segment {
+                self.done = true;
+                return Poll::Ready(None);
+            }
+            let want = self.params.sealed_segment_len(self.plan.part_plain_len, self.next) as usize;
+            let n = (want - self.buf.len()).min(self.carry.len());
+            self.buf.extend_from_slice(&self.carry[..n]);
+            self.carry.advance(n);
+            if self.buf.len() == want {
+                let last = self.next == self.final_segment;
+                let nonce = segment_nonce(self.plan.part, self.next, last);
+                let aad = segment_aad(self.plan.part, self.next, last);
+                self.cipher.open(&nonce, &aad, &mut self.buf)?;
+                self.next += 1;
+                let mut plain = self.buf.split().freeze();
+                self.buf.reserve(want);
+                let skip = (self.plan.skip as usize).min(plain.len());
+                plain.advance(skip);
+                self.plan.skip -= skip as u64;
+                let keep = (self.plan.take as usize).min(plain.len());
+                plain.truncate(keep);
+                self.plan.take -= keep as u64;
+                if !plain.is_empty() {
+                    return Poll::Ready(Some(Ok(plain)));
+                }
+                continue;
+            }
+            match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(Some(Err(Box::new(CryptoError::Length("ciphertext truncated"))))),
+                Poll::Ready(Some(Ok(chunk))) => self.carry = chunk,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+    }
+}
+
+impl<S> Stream for DecryptStream<S>
+where
+    S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+{
+    type Item = Result<Bytes, StdError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let r = this.step(cx);
+        if let Poll::Ready(Some(Err(_))) = &r {
+            // Never continue past a failed segment.
+            this.done = true;
+            this.buf.clear();
+        }
+        r
+    }
+}
+
+impl<S> ByteStream for DecryptStream<S>
+where
+    S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+{
+    fn remaining_length(&self) -> RemainingLength {
+        RemainingLength::new_exact(if self.done { 0 } else { self.plan.take as usize })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+//! The `local` backend: one JSON file per master key under `<key_dir>`,
+//! key material sealed with AES-256-GCM under a 256-bit master key.
+//!
+//! File `<key_dir>/<key_id>.key` (mode 0600, written atomically):
+//!
+//! ```json
+//! {"format_version":1,"key_id":"gateway-default","description":"…","state":"Enabled",
+//!  "created_at":"…","rotated_at":null,"tags":{},"current_version":1,
+//!  "versions":[{"version":1,"created_at":"…","material":"<base64 sealed key>"}]}
+//! ```
+//!
+//! Wrapped data key: `"KGL1" ‖ be32(version) ‖ sealed(dek)`, where the seal's
+//! AAD binds the key id, the version and the canonical encryption context.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use super::types::canonical_context;
+use super::{CreateKeyRequest, DataKey, EncryptionContext, KeyAdmin, KeyBackend, KeyId, KeyInfo, KeyState, KmsError};
+use crate::crypto::{SealingKey, random_bytes};
+use crate::fsutil::{create_private_dir, write_private_atomic};
+
+const FILE_FORMAT: u32 = 1;
+const WRAP_MAGIC: &[u8; 4] = b"KGL1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyFile {
+    format_version: u32,
+    key_id: KeyId,
+    #[serde(default)]
+    description: String,
+    state: KeyState,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    rotated_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    current_version: u32,
+    versions: Vec<KeyVersion>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyVersion {
+    version: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    /// base64 of the key material sealed under the master key.
+    material: String,
+}
+
+struct LoadedKey {
+    file: KeyFile,
+    materials: BTreeMap<u32, SealingKey>,
+}
+
+/// The local file backend.
+pub struct LocalBackend {
+    dir: PathBuf,
+    master: SealingKey,
+    keys: RwLock<HashMap<KeyId, Arc<LoadedKey>>>,
+    /// Serialises read-modify-write of key files.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl LocalBackend {
+    /// Open (or create) the key directory; every key file is loaded and
+    /// checked against the master key up front, so a wrong master key fails
+    /// at start, not at the first GET.
+    pub fn open(dir: &Path, master: SealingKey) -> Result<Self, KmsError> {
+        create_private_dir(dir).map_err(|source| KmsError::Io { path: dir.display().to_string(), source })?;
+        let me = Self { dir: dir.to_owned(), master, keys: RwLock::default(), write_lock: Default::default() };
+        let entries = std::fs::read_dir(dir).map_err(|source| KmsError::Io { path: dir.display().to_string(), source })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "key") {
+                let loaded = me.load_file(&path)?;
+                me.keys.write().expect("key map lock").insert(loaded.file.key_id.clone(), Arc::new(loaded));
+            }
+        }
+        Ok(me)
+    }
+
+    fn path_of(&self, id: &KeyId) -> PathBuf {
+        // KeyId's character set makes this a plain file name inside `dir`.
+        self.dir.join(format!("{id}.key"))
+    }
+
+    fn material_aad(id: &KeyId, version: u32) -> Vec<u8> {
+        let mut aad = b"kms-gateway/local/key-material/".to_vec();
+        aad.extend_from_slice(id.as_str().as_bytes());
+        aad.extend_from_slice(&version.to_be_bytes());
+        aad
+    }
+
+    fn dek_aad(id: &KeyId, version: u32, ctx: &EncryptionContext) -> Vec<u8> {
+        let mut aad = b"kms-gateway/local/data-key".to_vec();
+        let id = id.as_str().as_bytes();
+        aad.extend_from_slice(&(id.len() as u32).to_be_bytes());
+        aad.extend_from_slice(id);
+        aad.extend_from_slice(&version.to_be_bytes());
+        aad.extend_from_slice(&canonical_context(ctx));
+        aad
+    }
+
+    fn load_file(&self, path: &Path) -> Result<LoadedKey, KmsError> {
+        let p = path.display().to_string();
+        let raw = std::fs::read(path).map_err(|source| KmsError::Io { path: p.clone(), source })?;
+        let file: KeyFile =
+            serde_json::from_slice(&raw).map_err(|e| KmsError::Corrupt { path: p.clone(), source: Box::new(e) })?;
+        if file.format_version != FILE_FORMAT {
+            return Err(KmsError::Corrupt { path: p, source: format!("unknown format_version {}", file.format_version).into() });
+        }
+        let mut materials = BTreeMap::new();
+        for v in &file.versions {
+            let sealed = B64.decode(&v.material).map_err(|e| KmsError::Corrupt { path: p.clone(), source: Box::new(e) })?;
+            let plain = self
+                .master
+                .open_bytes(&sealed, &Self::material_aad(&file.key_id, v.version))
+                .map_err(|_| KmsError::MasterKey(format!("key file {p} does not open under this master key")))?;
+            let bytes: [u8; 32] = plain
+                .as_slice()
+                .try_into()
+                .map_err(|_| KmsError::Corrupt { path: p.clone(), source: "bad material length".into() })?;
+            materials.insert(v.version, SealingKey::from_bytes(bytes));
+        }
+        Ok(LoadedKey { file, materials })
+    }
+
+    fn get(&self, id: &KeyId) -> Result<Arc<LoadedKey>, KmsError> {
+        if let Some(k) = self.keys.read().expect("key map lock").get(id) {
+            return Ok(k.clone());
+        }
+        // Another process (or an operator) may have added the file since.
+        let path = self.path_of(id);
+        if !path.exists() {
+            return Err(KmsError::NotFound(id.clone()));
+        }
+        let loaded = Arc::new(self.load_file(&path)?);
+        self.keys.write().expect("key map lock").insert(id.clone(), loaded.clone());
+        Ok(loaded)
+    }
+
+    fn new_version(&self, id: &KeyId, version: u32, now: OffsetDateTime) -> Result<(KeyVersion, SealingKey), KmsError> {
+        let mut material = Zeroizing::new([0u8; 32]);
+        random_bytes(material.as_mut()).map_err(|_| KmsError::Unavailable("random source failed".into()))?;
+        let sealed = self
+            .master
+            .seal_bytes(material.as_ref(), &Self::material_aad(id, version))
+            .map_err(|_| KmsError::Unavailable("sealing failed".into()))?;
+        Ok((KeyVersion { version, created_at: now, material: B64.encode(sealed) }, SealingKey::from_bytes(*material)))
+    }
+
+    async fn persist(&self, file: KeyFile, materials: BTreeMap<u32, SealingKey>) -> Result<KeyInfo, KmsError> {
+        let path = self.path_of(&file.key_id);
+        let json = serde_json::to_vec_pretty(&file).expect("key file serialises");
+        let p2 = path.clone();
+        tokio::task::spawn_blocking(move || write_private_atomic(&p2, &json))
+            .await
+            .map_err(|e| KmsError::Unavailable(format!("writer task failed: {e}")))?
+            .map_err(|source| KmsError::Io { path: path.display().to_string(), source })?;
+        let info = info_of(&file);
+        self.keys.write().expect("key map lock").insert(file.key_id.clone(), Arc::new(LoadedKey { file, materials }));
+        Ok(info)
+    }
+
+    fn usable(k: &LoadedKey) -> Result<(), KmsError> {
+        match k.file.state {
+            KeyState::Enabled => Ok(()),
+            KeyState::Disabled => Err(KmsError::Disabled(k.file.key_id.clone())),
+            KeyState::PendingDeletion => Err(KmsError::PendingDeletion(k.file.key_id.clone())),
+        }
+    }
+}
+
+fn info_of(f: &KeyFile) -> KeyInfo {
+    KeyInfo {
+        key_id: f.key_id.clone(),
+        description: f.description.clone(),
+        state: f.state,
+        current_version: f.current_version,
+        created_at: f.created_at,
+        rotated_at: f.rotated_at,
+        tags: f.tags.clone(),
+        backend: "local".into(),
+    }
+}
+
+#[async_trait]
+impl KeyBackend for LocalBackend {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn generate_data_key(&self, key_id: &KeyId, context: &EncryptionContext) -> Result<DataKey, KmsError> {
+        let k = self.get(key_id)?;
+        Self::usable(&k)?;
+        let version = k.file.current_version;
+        let kek = k.materials.get(&version).ok_or(KmsError::UnknownVersion { key: key_id.clone(), version })?;
+        let mut dek = Zeroizing::new([0u8; 32]);
+        random_bytes(dek.as_mut()).map_err(|_| KmsError::Unavailable("random source failed".into()))?;
+        let sealed = kek
+            .seal_bytes(dek.as_ref(), &Self::dek_aad(key_id, version, context))
+            .map_err(|_| KmsError::Unavailable("sealing failed".into()))?;
+        let mut wrapped = WRAP_MAGIC.to_vec();
+        wrapped.extend_from_slice(&version.to_be_bytes());
+        wrapped.extend_from_slice(&sealed);
+        Ok(DataKey { plaintext: SealingKey::from_bytes(*dek), wrapped, key_version: version })
+    }
+
+    async fn decrypt_data_key(
+        &self,
+        key_id: &KeyId,
+        wrapped: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<SealingKey, KmsError> {
+        if wrapped.len() < 8 || &wrapped[..4] != WRAP_MAGIC {
+            return Err(KmsError::MalformedDataKey);
+        }
+        let version = u32::from_be_bytes(wrapped[4..8].try_into().expect("4 bytes"));
+        let k = self.get(key_id)?;
+        Self::usable(&k)?;
+        let kek = k.materials.get(&version).ok_or(KmsError::UnknownVersion { key: key_id.clone(), version })?;
+        let plain = kek
+            .open_bytes(&wrapped[8..], &Self::dek_aad(key_id, version, context))
+            .map_err(|_| KmsError::Unwrap(key_id.clone()))?;
+        let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| KmsError::MalformedDataKey)?;
+        Ok(SealingKey::from_bytes(bytes))
+    }
+
+    async fn describe_key(&self, key_id: &KeyId) -> Result<KeyInfo, KmsError> {
+        Ok(info_of(&self.get(key_id)?.file))
+    }
+
+    async fn health(&self) -> Result<(), KmsError> {
+        std::fs::read_dir(&self.dir).map(|_| ()).map_err(|source| KmsError::Io { path: self.dir.display().to_string(), source })
+    }
+}
+
+#[async_trait]
+impl KeyAdmin for LocalBackend {
+    async fn create_key(&self, req: CreateKeyRequest) -> Result<KeyInfo, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let key_id = match req.key_id {
+            Some(id) => id,
+            None => {
+                let mut r = [0u8; 16];
+                random_bytes(&mut r).map_err(|_| KmsError::Unavailable("random source failed".into()))?;
+                KeyId::new(hex::encode(r))?
+            }
+        };
+        if self.get(&key_id).is_ok() {
+            return Err(KmsError::AlreadyExists(key_id));
+        }
+        let now = OffsetDateTime::now_utc();
+        let (v, material) = self.new_version(&key_id, 1, now)?;
+        let file = KeyFile {
+            format_version: FILE_FORMAT,
+            key_id,
+            description: req.description,
+            state: KeyState::Enabled,
+            created_at: now,
+            rotated_at: None,
+            tags: req.tags,
+            current_version: 1,
+            versions: vec![v],
+        };
+        self.persist(file, BTreeMap::from([(1, material)])).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyInfo>, KmsError> {
+        let mut out: Vec<KeyInfo> = self.keys.read().expect("key map lock").values().map(|k| info_of(&k.file)).collect();
+        out.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        Ok(out)
+    }
+
+    async fn set_enabled(&self, key_id: &KeyId, enabled: bool) -> Result<KeyInfo, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let k = self.get(key_id)?;
+        let mut file = k.file.clone();
+        if file.state == KeyState::PendingDeletion {
+            return Err(KmsError::PendingDeletion(key_id.clone()));
+        }
+        file.state = if enabled { KeyState::Enabled } else { KeyState::Disabled };
+        self.persist(file, k.materials.clone()).await
+    }
+
+    async fn rotate_key(&self, key_id: &KeyId) -> Result<KeyInfo, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let k = self.get(key_id)?;
+        Self::usable(&k)?;
+        let mut file = k.file.clone();
+        let now = OffsetDateTime::now_utc();
+        let version = file.current_version + 1;
+        let (v, material) = self.new_version(key_id, version, now)?;
+        file.versions.push(v);
+        file.current_version = version;
+        file.rotated_at = Some(now);
+        let mut materials = k.materials.clone();
+        materials.insert(version, material);
+        self.persist(file, materials).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

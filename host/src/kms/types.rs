@@ -1,0 +1,141 @@
+//! Types shared by every KMS backend.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::KmsError;
+use crate::crypto::SealingKey;
+
+/// A validated key id: 1-128 of `[A-Za-z0-9._-]`, not starting with `.`,
+/// so it is safe as a file name and a Vault path segment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct KeyId(String);
+
+impl KeyId {
+    pub fn new(s: impl Into<String>) -> Result<Self, KmsError> {
+        let s = s.into();
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && !s.starts_with('.')
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok { Ok(Self(s)) } else { Err(KmsError::InvalidKeyId(truncate_for_message(&s))) }
+    }
+
+    /// Accept the forms S3 clients send: a bare id, `alias/<id>`, or an ARN
+    /// `arn:aws:kms:<region>:<account>:key/<id>` (or `:alias/<id>`).
+    pub fn from_client(s: &str) -> Result<Self, KmsError> {
+        let tail = match s.strip_prefix("arn:") {
+            Some(rest) => rest.rsplit_once(":key/").or_else(|| rest.rsplit_once(":alias/")).map(|(_, id)| id).unwrap_or(s),
+            None => s.strip_prefix("alias/").unwrap_or(s),
+        };
+        Self::new(tail)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn truncate_for_message(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+impl TryFrom<String> for KeyId {
+    type Error = KmsError;
+    fn try_from(s: String) -> Result<Self, KmsError> {
+        Self::new(s)
+    }
+}
+
+impl From<KeyId> for String {
+    fn from(k: KeyId) -> String {
+        k.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An encryption context: string pairs bound to a wrapped data key.
+/// Sorted, so its canonical JSON encoding is deterministic.
+pub type EncryptionContext = BTreeMap<String, String>;
+
+/// Canonical bytes of a context, for use as associated data.
+pub fn canonical_context(ctx: &EncryptionContext) -> Vec<u8> {
+    // A BTreeMap of strings always serialises.
+    serde_json::to_vec(ctx).expect("string map serialises")
+}
+
+/// A data key as issued by a backend.
+pub struct DataKey {
+    pub plaintext: SealingKey,
+    /// Opaque wrapped form, stored with the object.
+    pub wrapped: Vec<u8>,
+    /// The master key version that wrapped it.
+    pub key_version: u32,
+}
+
+/// Lifecycle state of a master key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyState {
+    Enabled,
+    Disabled,
+    PendingDeletion,
+}
+
+/// Key metadata as reported to operators. No key material.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyInfo {
+    pub key_id: KeyId,
+    pub description: String,
+    pub state: KeyState,
+    pub current_version: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub rotated_at: Option<OffsetDateTime>,
+    pub tags: BTreeMap<String, String>,
+    pub backend: String,
+}
+
+/// A request to create a master key.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CreateKeyRequest {
+    /// Generated when absent.
+    pub key_id: Option<KeyId>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ids_reject_path_tricks() {
+        for bad in ["", "../x", "a/b", ".hidden", "a b", "x\0", &"k".repeat(129), "é"] {
+            assert!(KeyId::new(bad).is_err(), "{bad:?}");
+        }
+        for good in ["gateway-default", "tenant_1.key", "A-9"] {
+            assert!(KeyId::new(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn client_forms_are_normalised() {
+        let k = |s| KeyId::from_client(s).unwrap().to_string();
+        assert_eq!(k("arn:aws:kms:us-east-1:123456789012:key/my-key"), "my-key");
+        assert_eq!(k("alias/my-key"), "my-key");
+        assert_eq!(k("my-key"), "my-key");
+        assert!(KeyId::from_client("arn:aws:kms:us-east-1:1:key/../../etc").is_err());
+    }
+}

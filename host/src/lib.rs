@@ -1,0 +1,25 @@
+//! kms-gateway: an S3-compatible proxy that encrypts objects on the way in
+//! and decrypts them on the way out, with keys held in a KMS.
+//!
+//! # Layout
+//! Requests flow one way: S3 front → SSE decision → keys → crypto → upstream.
+//!
+//! - [`config`]: flags, environment and TOML configuration; credentials.
+//! - [`server`]: builds the service from the configuration and serves it.
+//! - [`s3`]: the `s3s::S3` implementation that intercepts object operations.
+//! - [`sse`]: SSE header parsing and the per-object crypto record.
+//! - [`crypto`]: envelope keys and the streaming format v1.
+//! - [`kms`]: key backends (`local`) behind small traits.
+//! - [`upstream`]: the store behind the gateway (remote S3 or embedded).
+//! - [`fsutil`]: durable private file writes.
+//!
+//! The entry point is [`server::build`] followed by [`server::run`].
+
+pub mod config;
+pub mod crypto;
+pub mod fsutil;
+pub mod kms;
+pub mod s3;
+pub mod server;
+pub mod sse;
+pub mod upstream;

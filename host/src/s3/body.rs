@@ -1,0 +1,185 @@
+//! Body plumbing: classifying client body errors, a verifying pass-through
+//! stream for plaintext uploads, and a stream with a pre-read first chunk.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use s3s::dto::StreamingBlob;
+use s3s::stream::{ByteStream, RemainingLength};
+use s3s::{S3Error, S3ErrorCode};
+
+use super::checksum::SharedOutcome;
+use crate::crypto::stream::{PlaintextObserver, StdError};
+
+/// Map an error raised by the client's body stream (s3s keeps its error
+/// types private, so this goes by their stable display names).
+pub(super) fn client_body_error(e: &StdError) -> S3Error {
+    let s = e.to_string();
+    let (code, msg) = if s.contains("SignatureMismatch") {
+        (S3ErrorCode::SignatureDoesNotMatch, "The request signature we calculated does not match the signature you provided.")
+    } else if s.contains("Sha256Mismatch") {
+        (
+            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+    } else if s.contains("body longer than declared") || s.contains("LengthMismatch") {
+        (S3ErrorCode::IncompleteBody, "The request body is longer than the declared Content-Length.")
+    } else {
+        (S3ErrorCode::IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header.")
+    };
+    S3Error::with_message(code, msg)
+}
+
+/// Record the first client-body error in `outcome`, so the upload's real
+/// cause survives the upstream client's generic dispatch error.
+pub(super) fn record_body_errors(
+    body: StreamingBlob,
+    outcome: SharedOutcome,
+) -> impl Stream<Item = Result<Bytes, StdError>> + Send + Sync + Unpin {
+    body.map(move |r| {
+        r.inspect_err(|e| {
+            let mut o = outcome.lock().expect("outcome lock");
+            if o.error.is_none() {
+                o.error = Some(client_body_error(e));
+            }
+        })
+    })
+}
+
+/// Plaintext pass-through that holds the last chunk back until the
+/// observer accepts the whole body.
+pub(super) struct VerifiedBody<S> {
+    inner: S,
+    held: Option<Bytes>,
+    observer: Box<dyn PlaintextObserver>,
+    total: u64,
+    remaining: Option<u64>,
+    done: bool,
+}
+
+impl<S> VerifiedBody<S> {
+    pub(super) fn new(inner: S, observer: Box<dyn PlaintextObserver>, len: Option<u64>) -> Self {
+        Self { inner, held: None, observer, total: 0, remaining: len, done: false }
+    }
+}
+
+impl<S> Stream for VerifiedBody<S>
+where
+    S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+{
+    type Item = Result<Bytes, StdError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    this.observer.update(&chunk);
+                    this.total += chunk.len() as u64;
+                    if let Some(prev) = this.held.replace(chunk) {
+                        this.remaining = this.remaining.map(|r| r.saturating_sub(prev.len() as u64));
+                        return Poll::Ready(Some(Ok(prev)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    if let Err(e) = this.observer.finish(this.total) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    return Poll::Ready(this.held.take().map(Ok));
+                }
+            }
+        }
+    }
+}
+
+impl<S> ByteStream for VerifiedBody<S>
+where
+    S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+{
+    fn remaining_length(&self) -> RemainingLength {
+        match self.remaining {
+            Some(r) => RemainingLength::new_exact(r as usize),
+            None => RemainingLength::unknown(),
+        }
+    }
+}
+
+/// A byte stream whose first chunk was already read (to fail before the
+/// response headers go out when the first segment does not authenticate).
+pub(super) struct Prefixed<S> {
+    head: Option<Bytes>,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub(super) fn new(head: Option<Bytes>, inner: S) -> Self {
+        Self { head, inner }
+    }
+}
+
+impl<S> Stream for Prefixed<S>
+where
+    S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+{
+    type Item = Result<Bytes, StdError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(h) = this.head.take() {
+            return Poll::Ready(Some(Ok(h)));
+        }
+        Pin::new(&mut this.inner).poll_next(cx)
+    }
+}
+
+impl<S> ByteStream for Prefixed<S>
+where
+    S: ByteStream<Item = Result<Bytes, StdError>> + Unpin,
+{
+    fn remaining_length(&self) -> RemainingLength {
+        let h = self.head.as_ref().map_or(0, Bytes::len);
+        match self.inner.remaining_length().exact() {
+            Some(n) => RemainingLength::new_exact(n + h),
+            None => RemainingLength::unknown(),
+        }
+    }
+}
+
+/// Remove `aws-chunked` from a Content-Encoding value: it describes the
+/// client's transfer framing, not the object (s3s leaves it in).
+pub(super) fn strip_aws_chunked(ce: &mut Option<String>) {
+    if let Some(v) = ce {
+        let kept: Vec<&str> =
+            v.split(',').map(str::trim).filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case("aws-chunked")).collect();
+        *ce = if kept.is_empty() { None } else { Some(kept.join(",")) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_chunked_is_removed_from_content_encoding() {
+        let mut a = Some("aws-chunked".to_string());
+        strip_aws_chunked(&mut a);
+        assert_eq!(a, None);
+        let mut b = Some("aws-chunked, gzip".to_string());
+        strip_aws_chunked(&mut b);
+        assert_eq!(b.as_deref(), Some("gzip"));
+    }
+}

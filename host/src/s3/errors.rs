@@ -1,0 +1,64 @@
+//! The one place where domain errors become S3 errors (code, status, text).
+
+use hyper::StatusCode;
+use s3s::{S3Error, S3ErrorCode};
+
+use crate::crypto::CryptoError;
+use crate::kms::KmsError;
+use crate::sse::SseError;
+use crate::sse::record::RecordError;
+
+fn custom(code: &'static str, status: StatusCode, msg: String) -> S3Error {
+    let mut e = S3Error::with_message(S3ErrorCode::Custom(code.into()), msg);
+    e.set_status_code(status);
+    e
+}
+
+/// How a wrong SSE-C key is answered (AWS: 403; some suites expect 400).
+pub fn wrong_customer_key(status: StatusCode) -> S3Error {
+    let code = if status == StatusCode::FORBIDDEN { S3ErrorCode::AccessDenied } else { S3ErrorCode::InvalidRequest };
+    let mut e = S3Error::with_message(code, SseError::WrongCustomerKey.to_string());
+    e.set_status_code(status);
+    e
+}
+
+pub fn sse_error(e: SseError) -> S3Error {
+    let msg = e.to_string();
+    match e {
+        SseError::InvalidArgument(_) => S3Error::with_message(S3ErrorCode::InvalidArgument, msg),
+        SseError::InvalidRequest(_) => S3Error::with_message(S3ErrorCode::InvalidRequest, msg),
+        SseError::InvalidEncryptionAlgorithm => S3Error::with_message(S3ErrorCode::InvalidEncryptionAlgorithmError, msg),
+        SseError::WrongCustomerKey => wrong_customer_key(StatusCode::FORBIDDEN),
+    }
+}
+
+pub fn kms_error(e: KmsError) -> S3Error {
+    let msg = e.to_string();
+    match &e {
+        KmsError::NotFound(_) | KmsError::InvalidKeyId(_) => custom("KMS.NotFoundException", StatusCode::BAD_REQUEST, msg),
+        KmsError::Disabled(_) => custom("KMS.DisabledException", StatusCode::BAD_REQUEST, msg),
+        KmsError::PendingDeletion(_) => custom("KMS.KMSInvalidStateException", StatusCode::BAD_REQUEST, msg),
+        KmsError::Unavailable(_) | KmsError::Io { .. } => {
+            tracing::warn!(error = %e, "KMS unavailable");
+            S3Error::with_message(S3ErrorCode::ServiceUnavailable, "The KMS is unavailable; retry later.")
+        }
+        _ => {
+            tracing::error!(error = %e, "KMS failure");
+            S3Error::with_message(S3ErrorCode::InternalError, "The object's data key could not be unwrapped.")
+        }
+    }
+}
+
+pub fn record_error(e: RecordError) -> S3Error {
+    tracing::error!(error = %e, "unreadable encryption record");
+    S3Error::with_message(S3ErrorCode::InternalError, "The object's encryption metadata is damaged.")
+}
+
+pub fn crypto_error(e: CryptoError) -> S3Error {
+    tracing::error!(error = %e, "object failed authentication");
+    S3Error::with_message(S3ErrorCode::InternalError, "The stored object failed integrity verification.")
+}
+
+pub fn not_implemented(what: &'static str) -> S3Error {
+    S3Error::with_message(S3ErrorCode::NotImplemented, what)
+}

@@ -1,0 +1,178 @@
+//! Per-request key work: seal a new object's key, open a stored one, check
+//! the read-side SSE headers against the stored mode, and the SSE response
+//! headers ("echo") a client gets back.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use s3s::S3Result;
+use s3s::dto::{ETag, ServerSideEncryption};
+
+use super::Gateway;
+use super::errors::{crypto_error, kms_error, record_error, sse_error, wrong_customer_key};
+use crate::crypto::keys::{Binding, SSEC_SALT_LEN, ct_eq, derive_customer_keys};
+use crate::crypto::{ObjectKey, random_bytes};
+use crate::kms::types::canonical_context;
+use crate::kms::{EncryptionContext, KeyId};
+use crate::sse::record::{CustomerSeal, KmsSeal, RecordError};
+use crate::sse::{CustomerKey, ObjectCrypto, SseError, SseMode, SseRequest};
+
+const ETAG_AAD: &[u8] = b"kms-gateway/v1/plaintext-etag";
+
+/// SSE response headers of an object.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Echo {
+    pub sse: Option<ServerSideEncryption>,
+    pub kms_key_id: Option<String>,
+    /// base64 JSON of the full KMS context (PUT responses only).
+    pub context_b64: Option<String>,
+    pub customer_algorithm: Option<String>,
+    pub customer_key_md5: Option<String>,
+}
+
+/// A new object's key, sealed, with its record (size and ETag still unset).
+pub(crate) struct SealedWrite {
+    pub oek: ObjectKey,
+    pub record: ObjectCrypto,
+    pub echo: Echo,
+}
+
+/// The KMS context bound to an object's data key: the client's pairs plus
+/// the object ARN, as S3 does.
+pub(super) fn kms_context(user: &EncryptionContext, bucket: &str, key: &str) -> EncryptionContext {
+    let mut ctx = user.clone();
+    ctx.insert("aws:s3:arn".into(), format!("arn:aws:s3:::{bucket}/{key}"));
+    ctx
+}
+
+impl Gateway {
+    /// Decide keys for a new object; `None` for a plaintext write.
+    pub(crate) async fn seal_new_object(&self, sse: SseRequest, bucket: &str, key: &str) -> S3Result<Option<SealedWrite>> {
+        let oek = ObjectKey::generate().map_err(crypto_error)?;
+        let (mode, key_id, user_ctx) = match sse {
+            SseRequest::None => return Ok(None),
+            SseRequest::S3 => (SseMode::S3, self.kms.default_key_id.clone(), EncryptionContext::new()),
+            SseRequest::Kms { key_id, context } => {
+                let id = match key_id {
+                    Some(k) => KeyId::from_client(&k).map_err(kms_error)?,
+                    None => self.kms.default_key_id.clone(),
+                };
+                (SseMode::Kms, id, context)
+            }
+            SseRequest::Customer(ck) => {
+                let mut salt = vec![0u8; SSEC_SALT_LEN];
+                random_bytes(&mut salt).map_err(crypto_error)?;
+                let (kek, check) = derive_customer_keys(ck.key(), &salt);
+                let binding = Binding { mode: SseMode::Customer.as_str(), bucket, key };
+                let sealed_oek = kek.seal(&oek, &binding).map_err(crypto_error)?;
+                let record =
+                    self.new_record(SseMode::Customer, sealed_oek, None, Some(CustomerSeal { salt, check: check.to_vec() }));
+                let echo = Echo {
+                    customer_algorithm: Some("AES256".into()),
+                    customer_key_md5: Some(ck.md5_b64().to_owned()),
+                    ..Default::default()
+                };
+                return Ok(Some(SealedWrite { oek, record, echo }));
+            }
+        };
+        let ctx = kms_context(&user_ctx, bucket, key);
+        let dk = self.kms.backend.generate_data_key(&key_id, &ctx).await.map_err(kms_error)?;
+        let binding = Binding { mode: mode.as_str(), bucket, key };
+        let sealed_oek = dk.plaintext.seal(&oek, &binding).map_err(crypto_error)?;
+        tracing::debug!(key_id = %key_id, key_version = dk.key_version, mode = mode.as_str(), "sealed new object key");
+        let echo = Echo {
+            sse: Some(ServerSideEncryption::from(if mode == SseMode::S3 { "AES256" } else { "aws:kms" }.to_owned())),
+            kms_key_id: (mode == SseMode::Kms).then(|| key_id.to_string()),
+            context_b64: (mode == SseMode::Kms).then(|| B64.encode(canonical_context(&ctx))),
+            ..Default::default()
+        };
+        let kms = KmsSeal { key_id, wrapped_dek: dk.wrapped, context: user_ctx };
+        Ok(Some(SealedWrite { oek, record: self.new_record(mode, sealed_oek, Some(kms), None), echo }))
+    }
+
+    fn new_record(
+        &self,
+        mode: SseMode,
+        sealed_oek: Vec<u8>,
+        kms: Option<KmsSeal>,
+        customer: Option<CustomerSeal>,
+    ) -> ObjectCrypto {
+        ObjectCrypto { mode, params: self.params, plain_size: 0, sealed_oek, kms, customer, sealed_etag: None }
+    }
+
+    /// Enforce the read-side header rules, and check an SSE-C key against
+    /// the stored check value (constant time) without unsealing anything.
+    pub(crate) fn check_read_headers(&self, rec: Option<&ObjectCrypto>, customer: Option<&CustomerKey>) -> S3Result<()> {
+        let not_applicable =
+            || sse_error(SseError::InvalidRequest("The encryption parameters are not applicable to this object."));
+        match (rec.map(|r| r.mode), customer) {
+            (None | Some(SseMode::S3 | SseMode::Kms), Some(_)) => Err(not_applicable()),
+            (Some(SseMode::Customer), None) => Err(sse_error(SseError::InvalidRequest(
+                "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.",
+            ))),
+            (Some(SseMode::Customer), Some(ck)) => {
+                let seal =
+                    rec.and_then(|r| r.customer.as_ref()).ok_or_else(|| record_error(RecordError("missing SSE-C fields")))?;
+                let (_, check) = derive_customer_keys(ck.key(), &seal.salt);
+                if ct_eq(&check, &seal.check) { Ok(()) } else { Err(wrong_customer_key(self.wrong_key_status)) }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Unseal the object key (after [`check_read_headers`](Self::check_read_headers)).
+    pub(crate) async fn open_object_key(
+        &self,
+        rec: &ObjectCrypto,
+        customer: Option<&CustomerKey>,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<ObjectKey> {
+        let binding = Binding { mode: rec.mode.as_str(), bucket, key };
+        let kek = match (rec.mode, &rec.kms, customer) {
+            (SseMode::Customer, _, Some(ck)) => {
+                let seal = rec.customer.as_ref().ok_or_else(|| record_error(RecordError("missing SSE-C fields")))?;
+                derive_customer_keys(ck.key(), &seal.salt).0
+            }
+            (SseMode::S3 | SseMode::Kms, Some(k), _) => {
+                let ctx = kms_context(&k.context, bucket, key);
+                self.kms.backend.decrypt_data_key(&k.key_id, &k.wrapped_dek, &ctx).await.map_err(kms_error)?
+            }
+            _ => return Err(record_error(RecordError("record does not match its mode"))),
+        };
+        // A sealed key moved from another object, or damaged, fails here.
+        kek.unseal(&rec.sealed_oek, &binding).map_err(crypto_error)
+    }
+
+    /// The SSE-S3 plaintext ETag, sealed under the object's metadata key.
+    pub(crate) fn seal_etag(oek: &ObjectKey, md5: &[u8; 16]) -> S3Result<Vec<u8>> {
+        oek.metadata_key().seal_bytes(md5, ETAG_AAD).map_err(crypto_error)
+    }
+
+    /// The ETag a client sees: the plaintext MD5 for SSE-S3, else upstream's.
+    pub(crate) fn visible_etag(rec: &ObjectCrypto, oek: Option<&ObjectKey>, upstream: Option<ETag>) -> S3Result<Option<ETag>> {
+        match (&rec.sealed_etag, oek) {
+            (Some(sealed), Some(oek)) => {
+                let md5 = oek.metadata_key().open_bytes(sealed, ETAG_AAD).map_err(crypto_error)?;
+                Ok(Some(ETag::Strong(hex::encode(&*md5))))
+            }
+            _ => Ok(upstream),
+        }
+    }
+
+    /// Response SSE headers for a stored object.
+    pub(crate) fn echo_of(rec: &ObjectCrypto, customer: Option<&CustomerKey>) -> Echo {
+        match rec.mode {
+            SseMode::S3 => Echo { sse: Some(ServerSideEncryption::from("AES256".to_owned())), ..Default::default() },
+            SseMode::Kms => Echo {
+                sse: Some(ServerSideEncryption::from("aws:kms".to_owned())),
+                kms_key_id: rec.kms.as_ref().map(|k| k.key_id.to_string()),
+                ..Default::default()
+            },
+            SseMode::Customer => Echo {
+                customer_algorithm: Some("AES256".into()),
+                customer_key_md5: customer.map(|c| c.md5_b64().to_owned()),
+                ..Default::default()
+            },
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! PutObject: decide the mode, seal a fresh object key, stream-encrypt the
+//! body with the client's checksums verified over the plaintext.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use futures::{StreamExt, stream};
+use s3s::dto::{
+    CopyObjectInput, CopySource, ETag, ETagCondition, MetadataDirective, PutObjectInput, PutObjectOutput, StreamingBlob,
+};
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+
+use super::body::{VerifiedBody, client_body_error, record_body_errors, strip_aws_chunked};
+use super::checksum::{ChecksumObserver, SharedOutcome};
+use super::errors::{record_error, sse_error};
+use super::keys::{Echo, SealedWrite};
+use super::{Gateway, sub_request};
+use crate::crypto::stream::{EncryptStream, StdError};
+use crate::sse::{SseHeaders, SseMode, SseRequest, has_reserved_keys};
+
+/// Parse the SSE headers of a write and clear them from the input: the
+/// upstream must never see them (RustFS would encrypt a second time).
+pub(super) fn take_sse(input: &mut PutObjectInput) -> S3Result<SseRequest> {
+    let h = SseHeaders {
+        sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
+        kms_key_id: input.ssekms_key_id.as_deref(),
+        context: input.ssekms_encryption_context.as_deref(),
+        customer_algorithm: input.sse_customer_algorithm.as_deref(),
+        customer_key: input.sse_customer_key.as_deref(),
+        customer_key_md5: input.sse_customer_key_md5.as_deref(),
+    };
+    let sse = SseRequest::parse(&h).map_err(sse_error)?;
+    input.server_side_encryption = None;
+    input.ssekms_key_id = None;
+    input.ssekms_encryption_context = None;
+    input.sse_customer_algorithm = None;
+    input.sse_customer_key = None;
+    input.sse_customer_key_md5 = None;
+    input.bucket_key_enabled = None;
+    Ok(sse)
+}
+
+fn reserved_metadata_error() -> S3Error {
+    s3_error!(InvalidArgument, "User metadata keys starting with x-amz-meta-kgw- are reserved by the gateway.")
+}
+
+/// The upstream's error, unless the body stream recorded the real cause.
+fn upload_error(e: S3Error, outcome: &SharedOutcome) -> S3Error {
+    match outcome.lock().expect("outcome lock").error.take() {
+        Some(cause) => cause,
+        None => {
+            if let Some(src) = e.source() {
+                let boxed: StdError = src.to_string().into();
+                if e.code() == &S3ErrorCode::InternalError && src.to_string().contains("Stream") {
+                    return client_body_error(&boxed);
+                }
+            }
+            e
+        }
+    }
+}
+
+fn apply_echo(out: &mut PutObjectOutput, echo: Echo) {
+    out.server_side_encryption = echo.sse;
+    out.ssekms_key_id = echo.kms_key_id;
+    out.ssekms_encryption_context = echo.context_b64;
+    out.sse_customer_algorithm = echo.customer_algorithm;
+    out.sse_customer_key_md5 = echo.customer_key_md5;
+}
+
+/// Read a whole body that is known to be small (at most one segment).
+async fn read_small(body: StreamingBlob) -> Result<Vec<Bytes>, S3Error> {
+    let mut out = Vec::new();
+    let mut body = body;
+    while let Some(chunk) = body.next().await {
+        out.push(chunk.map_err(|e| client_body_error(&e))?);
+    }
+    Ok(out)
+}
+
+impl Gateway {
+    pub(crate) async fn put(&self, mut req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        if has_reserved_keys(req.input.metadata.as_ref()) {
+            return Err(reserved_metadata_error());
+        }
+        strip_aws_chunked(&mut req.input.content_encoding);
+        let sse = take_sse(&mut req.input)?;
+        let trailer_names = req.headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        match self.seal_new_object(sse, &bucket, &key).await? {
+            None => self.put_plain(req, trailer_names).await,
+            Some(sealed) => self.put_encrypted(req, sealed, trailer_names).await,
+        }
+    }
+
+    async fn put_plain(
+        &self,
+        mut req: S3Request<PutObjectInput>,
+        trailer_names: Option<String>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let (observer, outcome) = ChecksumObserver::take_from(&mut req.input, trailer_names.as_deref(), trailers, false)?;
+        let len = req.input.content_length.map(|l| l as u64);
+        if let Some(body) = req.input.body.take() {
+            let body = record_body_errors(body, outcome.clone());
+            req.input.body = Some(StreamingBlob::new(VerifiedBody::new(body, Box::new(observer), len)));
+        }
+        let mut resp = self.upstream.put_object(req).await.map_err(|e| upload_error(e, &outcome))?;
+        let o = outcome.lock().expect("outcome lock");
+        resp.output.checksum_crc32 = o.checksums.checksum_crc32.clone();
+        resp.output.checksum_crc32c = o.checksums.checksum_crc32c.clone();
+        resp.output.checksum_sha1 = o.checksums.checksum_sha1.clone();
+        resp.output.checksum_sha256 = o.checksums.checksum_sha256.clone();
+        resp.output.checksum_crc64nvme = o.checksums.checksum_crc64nvme.clone();
+        Ok(resp)
+    }
+
+    async fn put_encrypted(
+        &self,
+        mut req: S3Request<PutObjectInput>,
+        sealed: SealedWrite,
+        trailer_names: Option<String>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let SealedWrite { oek, mut record, echo } = sealed;
+        let plain_len = req.input.content_length.ok_or_else(|| s3_error!(MissingContentLength))?;
+        let plain_len = u64::try_from(plain_len).map_err(|_| s3_error!(InvalidArgument, "negative Content-Length"))?;
+        let mut body = req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
+        record.plain_size = plain_len;
+
+        // SSE-S3 ETag = plaintext MD5, stored sealed in the record. It is
+        // known up front from Content-MD5 or, for bodies of at most one
+        // segment, by reading the body first (bounded memory). Otherwise it
+        // is attached after the upload by a conditional metadata-only copy.
+        let mut etag_md5: Option<[u8; 16]> = None;
+        if record.mode == SseMode::S3 {
+            let content_md5 = req
+                .input
+                .content_md5
+                .as_deref()
+                .and_then(|m| B64.decode(m.trim()).ok())
+                .and_then(|d| <[u8; 16]>::try_from(d).ok());
+            if let Some(md5) = content_md5 {
+                etag_md5 = Some(md5);
+            } else if plain_len <= u64::from(self.params.segment_size()) {
+                let chunks = read_small(body).await?;
+                let mut h = <s3s::crypto::Md5 as s3s::crypto::Checksum>::new();
+                chunks.iter().for_each(|c| s3s::crypto::Checksum::update(&mut h, c));
+                etag_md5 = Some(s3s::crypto::Checksum::finalize(h).as_ref().try_into().expect("MD5 is 16 bytes"));
+                let items: Vec<Result<Bytes, std::io::Error>> = chunks.into_iter().map(Ok).collect();
+                body = StreamingBlob::wrap(stream::iter(items));
+            }
+            if let Some(md5) = &etag_md5 {
+                record.sealed_etag = Some(Self::seal_etag(&oek, md5)?);
+            }
+        }
+        let etag_pending = record.mode == SseMode::S3 && etag_md5.is_none();
+
+        let (observer, outcome) =
+            ChecksumObserver::take_from(&mut req.input, trailer_names.as_deref(), req.trailing_headers.clone(), etag_pending)?;
+        let mut meta = req.input.metadata.take().unwrap_or_default();
+        record.write_to(&mut meta).map_err(record_error)?;
+        req.input.metadata = Some(meta.clone());
+
+        let part_key = oek.part_key(0, self.params.segment_size());
+        let body = record_body_errors(body, outcome.clone());
+        let enc = EncryptStream::new(body, &part_key, 0, self.params, Some(plain_len), Box::new(observer));
+        req.input.content_length = Some(self.params.ciphertext_len(plain_len) as i64);
+        req.input.body = Some(StreamingBlob::new(enc));
+        let fixup = etag_pending.then(|| fixup_template(&req.input));
+
+        let ctx = sub_request(&req, ());
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let up = self.upstream.put_object(req).await.map_err(|e| upload_error(e, &outcome))?;
+        let (md5, checksums) = {
+            let o = outcome.lock().expect("outcome lock");
+            (o.md5, o.checksums.clone())
+        };
+
+        let mut out = PutObjectOutput {
+            version_id: up.output.version_id.clone(),
+            expiration: up.output.expiration.clone(),
+            ..Default::default()
+        };
+        out.e_tag = match (record.mode, etag_md5.or(md5)) {
+            (SseMode::S3, Some(md5)) => Some(ETag::Strong(hex::encode(md5))),
+            _ => up.output.e_tag.clone(),
+        };
+        if let (Some(mut copy), Some(md5), Some(up_etag)) = (fixup, md5, up.output.e_tag.clone()) {
+            record.sealed_etag = Some(Self::seal_etag(&oek, &md5)?);
+            let mut meta = meta;
+            record.write_to(&mut meta).map_err(record_error)?;
+            copy.metadata = Some(meta);
+            // Only if the object is still the one just written.
+            copy.copy_source_if_match = Some(ETagCondition::ETag(up_etag));
+            if let Err(e) = self.upstream.copy_object(sub_request(&ctx, copy)).await {
+                // The data is stored and readable; only the ETag differs.
+                tracing::warn!(error = %e, %bucket, %key, "could not attach the SSE-S3 ETag");
+            }
+        }
+        out.checksum_crc32 = checksums.checksum_crc32;
+        out.checksum_crc32c = checksums.checksum_crc32c;
+        out.checksum_sha1 = checksums.checksum_sha1;
+        out.checksum_sha256 = checksums.checksum_sha256;
+        out.checksum_crc64nvme = checksums.checksum_crc64nvme;
+        apply_echo(&mut out, echo);
+        Ok(S3Response::new(out))
+    }
+}
+
+/// A metadata-only self-copy that rewrites the record, carrying over the
+/// object's headers (REPLACE would otherwise drop them).
+fn fixup_template(input: &PutObjectInput) -> CopyObjectInput {
+    let mut c = CopyObjectInput::builder()
+        .bucket(input.bucket.clone())
+        .key(input.key.clone())
+        .copy_source(CopySource::Bucket { bucket: input.bucket.clone().into(), key: input.key.clone().into(), version_id: None })
+        .build()
+        .expect("bucket, key and source are set");
+    c.metadata_directive = Some(MetadataDirective::from_static(MetadataDirective::REPLACE));
+    c.content_type = input.content_type.clone();
+    c.content_encoding = input.content_encoding.clone();
+    c.content_disposition = input.content_disposition.clone();
+    c.content_language = input.content_language.clone();
+    c.cache_control = input.cache_control.clone();
+    c.expires = input.expires.clone();
+    c.website_redirect_location = input.website_redirect_location.clone();
+    c.storage_class = input.storage_class.clone();
+    c
+}

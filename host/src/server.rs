@@ -1,0 +1,141 @@
+//! Assemble the gateway from its configuration and serve it.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::auth::SimpleAuth;
+use s3s::host::SingleDomain;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use tokio::net::TcpListener;
+
+use crate::config::{ConfigError, Credentials, ServeArgs, resolve_credentials};
+use crate::crypto::FormatParams;
+use crate::fsutil::create_private_dir;
+use crate::kms::local::LocalBackend;
+use crate::kms::master::{MasterKeySource, load_master_key};
+use crate::kms::{KeyId, Kms, KmsError};
+use crate::s3::{Gateway, GatewayOptions};
+use crate::upstream::{self, RemoteUpstream, UpstreamError};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Kms(#[from] KmsError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("cannot create {path}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A gateway ready to serve.
+pub struct Built {
+    pub service: S3Service,
+    pub credentials: Credentials,
+    /// Whether credentials were generated on this start.
+    pub generated_credentials: bool,
+    pub data_dir: PathBuf,
+    pub upstream_desc: String,
+}
+
+/// Build the S3 service from resolved arguments.
+pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
+    let data_dir = args.data_dir();
+    create_private_dir(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
+    let (credentials, generated_credentials) = resolve_credentials(args, &data_dir)?;
+
+    let master_env = std::env::var("KMS_GATEWAY_KMS_MASTER_KEY").ok();
+    let generated_path = data_dir.join("kms/master.key");
+    let source = match (&master_env, &args.kms_master_key_file) {
+        (Some(k), _) => MasterKeySource::Inline(k),
+        (None, Some(f)) => MasterKeySource::File(f),
+        (None, None) => MasterKeySource::Generated(&generated_path),
+    };
+    let master = load_master_key(source)?;
+    let backend = Arc::new(LocalBackend::open(&data_dir.join("kms/keys"), master)?);
+    let default_key = KeyId::new(args.kms_default_key_id.clone().unwrap_or_else(|| "gateway-default".into()))?;
+    let kms = Kms::local(backend, default_key).await?;
+
+    let (upstream, upstream_desc) = match &args.upstream {
+        Some(url) => {
+            let remote = RemoteUpstream {
+                endpoint: url.clone(),
+                access_key: args
+                    .upstream_access_key
+                    .clone()
+                    .ok_or_else(|| ConfigError::Invalid("--upstream needs --upstream-access-key".into()))?,
+                secret_key: args
+                    .upstream_secret_key
+                    .clone()
+                    .ok_or_else(|| ConfigError::Invalid("--upstream needs --upstream-secret-key".into()))?,
+                region: args.upstream_region.clone().unwrap_or_else(|| "us-east-1".into()),
+            };
+            (upstream::remote(&remote)?, url.clone())
+        }
+        None => {
+            let dir = data_dir.join("store");
+            (upstream::embedded(&dir)?, format!("embedded store at {}", dir.display()))
+        }
+    };
+
+    let params = match args.segment_size {
+        Some(s) => FormatParams::new(s).map_err(|e| ConfigError::Invalid(format!("--segment-size: {e}")))?,
+        None => FormatParams::default(),
+    };
+    let wrong_key_status = match args.sse_c_wrong_key_status.unwrap_or(403) {
+        403 => StatusCode::FORBIDDEN,
+        400 => StatusCode::BAD_REQUEST,
+        other => return Err(ConfigError::Invalid(format!("--sse-c-wrong-key-status must be 403 or 400, got {other}")).into()),
+    };
+    let gateway = Gateway::new(upstream, kms, GatewayOptions { params, wrong_key_status });
+
+    let mut b = S3ServiceBuilder::new(gateway);
+    b.set_auth(SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
+    if let Some(domain) = &args.domain {
+        let host = SingleDomain::new(domain).map_err(|e| ConfigError::Invalid(format!("--domain: {e}")))?;
+        b.set_host(host);
+    }
+    Ok(Built { service: b.build(), credentials, generated_credentials, data_dir, upstream_desc })
+}
+
+/// Serve `service` on `listener` until `shutdown` resolves, then drain
+/// connections for up to 10 s.
+pub async fn run(listener: TcpListener, service: S3Service, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    let http = ConnBuilder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let socket = tokio::select! {
+            res = listener.accept() => match res {
+                Ok((socket, _)) => socket,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = shutdown.as_mut() => break,
+        };
+        let conn = http.serve_connection(TokioIo::new(socket), service.clone());
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(std::time::Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
+    }
+    Ok(())
+}

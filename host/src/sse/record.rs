@@ -1,0 +1,199 @@
+//! The per-object crypto record, stored as upstream user metadata under the
+//! reserved `kgw-` prefix (`x-amz-meta-kgw-*` on the wire).
+//!
+//! Clients can neither set nor see these keys: writes carrying them are
+//! rejected and reads strip them. The record stays far below S3's 2 KiB
+//! user-metadata limit (≈600 bytes with a context of a few pairs).
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use super::SseMode;
+use crate::crypto::FormatParams;
+use crate::crypto::format::VERSION;
+use crate::kms::{EncryptionContext, KeyId};
+
+/// Reserved metadata prefix (after `x-amz-meta-`).
+pub const RESERVED_PREFIX: &str = "kgw-";
+
+const K_FORMAT: &str = "kgw-format";
+const K_MODE: &str = "kgw-mode";
+const K_SEGMENT: &str = "kgw-segment";
+const K_SIZE: &str = "kgw-size";
+const K_OEK: &str = "kgw-oek";
+const K_KMS_KEY: &str = "kgw-kms-key";
+const K_KMS_DEK: &str = "kgw-kms-dek";
+const K_KMS_CTX: &str = "kgw-kms-ctx";
+const K_C_SALT: &str = "kgw-c-salt";
+const K_C_CHECK: &str = "kgw-c-check";
+const K_ETAG: &str = "kgw-etag";
+
+/// Largest metadata record (keys + values) the gateway writes.
+pub const MAX_RECORD_BYTES: usize = 1536;
+
+/// KMS part of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KmsSeal {
+    pub key_id: KeyId,
+    pub wrapped_dek: Vec<u8>,
+    /// The client's context (without the `aws:s3:arn` pair the gateway adds).
+    pub context: EncryptionContext,
+}
+
+/// SSE-C part of a record: a random salt and the derived key-check value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerSeal {
+    pub salt: Vec<u8>,
+    pub check: Vec<u8>,
+}
+
+/// Everything needed to decrypt an object, minus the keys themselves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectCrypto {
+    pub mode: SseMode,
+    pub params: FormatParams,
+    pub plain_size: u64,
+    pub sealed_oek: Vec<u8>,
+    pub kms: Option<KmsSeal>,
+    pub customer: Option<CustomerSeal>,
+    /// SSE-S3: the plaintext MD5, sealed under the object's metadata key.
+    pub sealed_etag: Option<Vec<u8>>,
+}
+
+/// Why a stored record could not be read. Always a server-side fault.
+#[derive(Debug, thiserror::Error)]
+#[error("damaged encryption metadata: {0}")]
+pub struct RecordError(pub &'static str);
+
+type Meta = HashMap<String, String>;
+
+/// Does client-supplied metadata use the reserved prefix?
+pub fn has_reserved_keys(meta: Option<&Meta>) -> bool {
+    meta.is_some_and(|m| m.keys().any(|k| k.to_ascii_lowercase().starts_with(RESERVED_PREFIX)))
+}
+
+/// Remove the reserved keys before metadata reaches a client.
+pub fn strip_reserved(meta: &mut Option<Meta>) {
+    if let Some(m) = meta {
+        m.retain(|k, _| !k.to_ascii_lowercase().starts_with(RESERVED_PREFIX));
+        if m.is_empty() {
+            *meta = None;
+        }
+    }
+}
+
+impl ObjectCrypto {
+    /// Write the record into `meta`.
+    pub fn write_to(&self, meta: &mut Meta) -> Result<(), RecordError> {
+        let mut put = |k: &str, v: String| meta.insert(k.to_owned(), v);
+        put(K_FORMAT, VERSION.to_string());
+        put(K_MODE, self.mode.as_str().to_owned());
+        put(K_SEGMENT, self.params.segment_size().to_string());
+        put(K_SIZE, self.plain_size.to_string());
+        put(K_OEK, B64.encode(&self.sealed_oek));
+        if let Some(k) = &self.kms {
+            put(K_KMS_KEY, k.key_id.to_string());
+            put(K_KMS_DEK, B64.encode(&k.wrapped_dek));
+            if !k.context.is_empty() {
+                put(K_KMS_CTX, B64.encode(crate::kms::types::canonical_context(&k.context)));
+            }
+        }
+        if let Some(c) = &self.customer {
+            put(K_C_SALT, B64.encode(&c.salt));
+            put(K_C_CHECK, B64.encode(&c.check));
+        }
+        if let Some(e) = &self.sealed_etag {
+            put(K_ETAG, B64.encode(e));
+        }
+        let size: usize = meta.iter().filter(|(k, _)| k.starts_with(RESERVED_PREFIX)).map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_RECORD_BYTES {
+            return Err(RecordError("record exceeds the metadata budget (encryption context too large?)"));
+        }
+        Ok(())
+    }
+
+    /// Read a record; `Ok(None)` when the object is not encrypted by the gateway.
+    pub fn read_from(meta: Option<&Meta>) -> Result<Option<Self>, RecordError> {
+        let Some(meta) = meta else { return Ok(None) };
+        // Upstreams may change the case of metadata keys.
+        let get = |k: &str| meta.iter().find(|(mk, _)| mk.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str());
+        let Some(format) = get(K_FORMAT) else { return Ok(None) };
+        if format != VERSION.to_string() {
+            return Err(RecordError("unsupported format version"));
+        }
+        let b64 = |k: &str| -> Result<Vec<u8>, RecordError> {
+            B64.decode(get(k).ok_or(RecordError("missing field"))?).map_err(|_| RecordError("bad base64"))
+        };
+        let mode = get(K_MODE).and_then(SseMode::parse).ok_or(RecordError("bad mode"))?;
+        let seg: u32 = get(K_SEGMENT).and_then(|s| s.parse().ok()).ok_or(RecordError("bad segment size"))?;
+        let params = FormatParams::new(seg).map_err(|_| RecordError("segment size out of range"))?;
+        let plain_size: u64 = get(K_SIZE).and_then(|s| s.parse().ok()).ok_or(RecordError("bad size"))?;
+        let kms = match mode {
+            SseMode::S3 | SseMode::Kms => Some(KmsSeal {
+                key_id: KeyId::new(get(K_KMS_KEY).ok_or(RecordError("missing key id"))?)
+                    .map_err(|_| RecordError("bad key id"))?,
+                wrapped_dek: b64(K_KMS_DEK)?,
+                context: match get(K_KMS_CTX) {
+                    Some(_) => serde_json::from_slice(&b64(K_KMS_CTX)?).map_err(|_| RecordError("bad context"))?,
+                    None => EncryptionContext::new(),
+                },
+            }),
+            SseMode::Customer => None,
+        };
+        let customer = match mode {
+            SseMode::Customer => Some(CustomerSeal { salt: b64(K_C_SALT)?, check: b64(K_C_CHECK)? }),
+            _ => None,
+        };
+        let sealed_etag = if get(K_ETAG).is_some() { Some(b64(K_ETAG)?) } else { None };
+        Ok(Some(Self { mode, params, plain_size, sealed_oek: b64(K_OEK)?, kms, customer, sealed_etag }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(mode: SseMode) -> ObjectCrypto {
+        ObjectCrypto {
+            mode,
+            params: FormatParams::default(),
+            plain_size: 12345,
+            sealed_oek: vec![1; 61],
+            kms: (mode != SseMode::Customer).then(|| KmsSeal {
+                key_id: KeyId::new("k").unwrap(),
+                wrapped_dek: vec![2; 69],
+                context: EncryptionContext::from([("team".into(), "a".into())]),
+            }),
+            customer: (mode == SseMode::Customer).then(|| CustomerSeal { salt: vec![3; 32], check: vec![4; 32] }),
+            sealed_etag: (mode == SseMode::S3).then(|| vec![5; 45]),
+        }
+    }
+
+    #[test]
+    fn records_roundtrip_and_stay_small() {
+        for mode in [SseMode::S3, SseMode::Kms, SseMode::Customer] {
+            let rec = sample(mode);
+            let mut meta = Meta::from([("user".to_string(), "v".to_string())]);
+            rec.write_to(&mut meta).unwrap();
+            let size: usize = meta.iter().map(|(k, v)| k.len() + v.len()).sum();
+            assert!(size < 1024, "{size}");
+            // Case changes by the upstream do not matter.
+            let upper: Meta = meta.iter().map(|(k, v)| (k.to_uppercase(), v.clone())).collect();
+            assert_eq!(ObjectCrypto::read_from(Some(&upper)).unwrap().unwrap(), rec);
+            let mut visible = Some(meta);
+            strip_reserved(&mut visible);
+            assert_eq!(visible.unwrap().len(), 1);
+        }
+        assert!(ObjectCrypto::read_from(Some(&Meta::from([("a".into(), "b".into())]))).unwrap().is_none());
+        assert!(ObjectCrypto::read_from(Some(&Meta::from([(K_FORMAT.into(), "9".into())]))).is_err());
+    }
+
+    #[test]
+    fn reserved_prefix_detection_ignores_case() {
+        assert!(has_reserved_keys(Some(&Meta::from([("KGW-mode".into(), "x".into())]))));
+        assert!(!has_reserved_keys(Some(&Meta::from([("kg-mode".into(), "x".into())]))));
+        assert!(!has_reserved_keys(None));
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: unit and property tests (cargo), then end-to-end
+# tests that start the real gateway binary against real upstreams and drive
+# it with real clients (boto3, the aws CLI). Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=tests/.venv
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+cargo build --bin kms-gateway
+cargo test --workspace
+
+export PATH="$PWD/$VENV/bin:$PATH"
+export KMS_GATEWAY_BIN="$PWD/target/debug/kms-gateway"
+"$VENV/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
