@@ -11,7 +11,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
 
-cargo build --bin kms-gateway
+# `cargo test` also builds the gateway binary (with the same dependency
+# features, so nothing is compiled twice).
 cargo test --workspace
 
 export PATH="$PWD/$VENV/bin:$PATH"

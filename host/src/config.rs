@@ -61,6 +61,19 @@ pub struct ServeArgs {
     /// Status for a wrong SSE-C key: 403 (AWS) or 400 [default: 403]
     #[arg(long, env = "KMS_GATEWAY_SSE_C_WRONG_KEY_STATUS")]
     pub sse_c_wrong_key_status: Option<u16>,
+    /// Encryption for writes without SSE headers in buckets without a default:
+    /// none, sse-s3 or sse-kms [default: none]
+    #[arg(long, env = "KMS_GATEWAY_DEFAULT_ENCRYPTION")]
+    pub default_encryption: Option<String>,
+    /// PEM certificate chain: serve HTTPS instead of HTTP
+    #[arg(long, env = "KMS_GATEWAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "KMS_GATEWAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept SSE-C over plain HTTP (AWS refuses it; for local testing only)
+    #[arg(long, env = "KMS_GATEWAY_ALLOW_INSECURE_SSE_C", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_insecure_sse_c: Option<bool>,
     /// Log format: text or json [default: text]
     #[arg(long, env = "KMS_GATEWAY_LOG_FORMAT")]
     pub log_format: Option<String>,

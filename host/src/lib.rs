@@ -10,6 +10,9 @@
 //! - [`sse`]: SSE header parsing and the per-object crypto record.
 //! - [`crypto`]: envelope keys and the streaming format v1.
 //! - [`kms`]: key backends (`local`) behind small traits.
+//! - [`metrics`]: Prometheus counters and the `/metrics`, `/health/live` routes.
+//! - [`routes`]: custom routes (operations, bucket encryption) and transport info.
+//! - [`state`]: the gateway's dynamic state (bucket defaults, uploads).
 //! - [`upstream`]: the store behind the gateway (remote S3 or embedded).
 //! - [`fsutil`]: durable private file writes.
 //!
@@ -19,7 +22,10 @@ pub mod config;
 pub mod crypto;
 pub mod fsutil;
 pub mod kms;
+pub mod metrics;
+pub mod routes;
 pub mod s3;
 pub mod server;
 pub mod sse;
+pub mod state;
 pub mod upstream;

@@ -44,7 +44,8 @@ async fn main() -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(args.listen()).await.with_context(|| format!("cannot listen on {}", args.listen()))?;
     let addr = listener.local_addr()?;
-    println!("kms-gateway listening on http://{addr}");
+    let scheme = if built.tls.is_some() { "https" } else { "http" };
+    println!("kms-gateway listening on {scheme}://{addr}");
     println!("upstream: {}", built.upstream_desc);
     println!("S3 credentials: access key {}  secret key {}", built.credentials.access_key, built.credentials.secret_key);
     if built.generated_credentials {
@@ -58,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
     };
-    server::run(listener, built.service, shutdown).await?;
+    server::run(listener, built.service, built.tls, shutdown).await?;
     tracing::info!("kms-gateway stopped");
     Ok(())
 }

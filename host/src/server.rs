@@ -1,16 +1,19 @@
 //! Assemble the gateway from its configuration and serve it.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hyper::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use s3s::auth::SimpleAuth;
 use s3s::host::SingleDomain;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ConfigError, Credentials, ServeArgs, resolve_credentials};
 use crate::crypto::FormatParams;
@@ -18,7 +21,11 @@ use crate::fsutil::create_private_dir;
 use crate::kms::local::LocalBackend;
 use crate::kms::master::{MasterKeySource, load_master_key};
 use crate::kms::{KeyId, Kms, KmsError};
-use crate::s3::{Gateway, GatewayOptions};
+use crate::metrics::{Metrics, OpsRoute};
+use crate::routes::{RouteChain, Transport};
+use crate::s3::defaults::{BucketEncryptionRoute, EncryptionDefaults, GatewayDefault};
+use crate::s3::{Gateway, GatewayOptions, GatewayParts};
+use crate::state::{StateError, StateStore};
 use crate::upstream::{self, RemoteUpstream, UpstreamError};
 
 /// Why the gateway could not start.
@@ -30,6 +37,10 @@ pub enum StartError {
     Kms(#[from] KmsError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot create {path}")]
     DataDir {
         path: String,
@@ -46,6 +57,8 @@ pub struct Built {
     pub generated_credentials: bool,
     pub data_dir: PathBuf,
     pub upstream_desc: String,
+    /// Serve HTTPS with this acceptor when set.
+    pub tls: Option<TlsAcceptor>,
 }
 
 /// Build the S3 service from resolved arguments.
@@ -97,20 +110,63 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         400 => StatusCode::BAD_REQUEST,
         other => return Err(ConfigError::Invalid(format!("--sse-c-wrong-key-status must be 403 or 400, got {other}")).into()),
     };
-    let gateway = Gateway::new(upstream, kms, GatewayOptions { params, wrong_key_status });
+    let gateway_default: GatewayDefault = args
+        .default_encryption
+        .as_deref()
+        .unwrap_or("none")
+        .parse()
+        .map_err(|e| ConfigError::Invalid(format!("--default-encryption: {e}")))?;
+    let state = StateStore::open(&data_dir.join("state"))?;
+    let defaults = Arc::new(EncryptionDefaults::new(state.clone(), gateway_default));
+    let metrics = Arc::new(Metrics::new());
+    let opts = GatewayOptions { params, wrong_key_status, allow_insecure_sse_c: args.allow_insecure_sse_c.unwrap_or(false) };
+    let parts = GatewayParts { upstream: upstream.clone(), kms, metrics: metrics.clone(), state, defaults: defaults.clone() };
+    let gateway = Gateway::new(parts, opts);
 
     let mut b = S3ServiceBuilder::new(gateway);
     b.set_auth(SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
+    b.set_route(RouteChain(vec![
+        Box::new(OpsRoute { metrics }),
+        Box::new(BucketEncryptionRoute { defaults, upstream, domain: args.domain.clone() }),
+    ]));
     if let Some(domain) = &args.domain {
         let host = SingleDomain::new(domain).map_err(|e| ConfigError::Invalid(format!("--domain: {e}")))?;
         b.set_host(host);
     }
-    Ok(Built { service: b.build(), credentials, generated_credentials, data_dir, upstream_desc })
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
+        _ => None,
+    };
+    Ok(Built { service: b.build(), credentials, generated_credentials, data_dir, upstream_desc, tls })
 }
 
-/// Serve `service` on `listener` until `shutdown` resolves, then drain
-/// connections for up to 10 s.
-pub async fn run(listener: TcpListener, service: S3Service, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+/// A TLS acceptor from PEM files.
+fn load_tls(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| StartError::Tls(format!("{what}: {e}"));
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(&cert.display().to_string(), &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(&cert.display().to_string(), &e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(&key.display().to_string(), &e))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("TLS versions", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("certificate/key", &e))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// Serve `service` on `listener` (HTTPS when `tls` is set) until `shutdown`
+/// resolves, then drain connections for up to 10 s.
+pub async fn run(
+    listener: TcpListener,
+    service: S3Service,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let http = ConnBuilder::new(TokioExecutor::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -125,13 +181,37 @@ pub async fn run(listener: TcpListener, service: S3Service, shutdown: impl Futur
             },
             () = shutdown.as_mut() => break,
         };
-        let conn = http.serve_connection(TokioIo::new(socket), service.clone());
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
+        let transport = Transport { tls: tls.is_some() };
+        let svc = service.clone();
+        let handler = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(transport);
+            hyper::service::Service::call(&svc, req)
         });
+        match &tls {
+            None => {
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(socket), handler).into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let http = http.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(socket)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!("TLS handshake timed out"),
+                    };
+                    if let Err(e) = watcher.watch(http.serve_connection(TokioIo::new(stream), handler).into_owned()).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     tokio::select! {
         () = graceful.shutdown() => {}

@@ -71,9 +71,10 @@ class Moto:
 class Gateway:
     """One kms-gateway process with its own data dir."""
 
-    def __init__(self, upstream=None, extra_args=(), env=None, data_dir=None):
+    def __init__(self, upstream=None, extra_args=("--allow-insecure-sse-c",), env=None, data_dir=None, upstream_creds=(UP_ACCESS, UP_SECRET)):
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kgw-"))
         self.upstream = upstream
+        self.upstream_creds = upstream_creds
         self.extra_args = list(extra_args)
         self.env = env or {}
         self.start()
@@ -83,7 +84,8 @@ class Gateway:
         args = [str(BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
                 "--access-key", ACCESS, "--secret-key", SECRET, *self.extra_args]
         if self.upstream is not None:
-            args += ["--upstream", self.upstream.endpoint, "--upstream-access-key", UP_ACCESS, "--upstream-secret-key", UP_SECRET]
+            ak, sk = self.upstream_creds
+            args += ["--upstream", self.upstream.endpoint, "--upstream-access-key", ak, "--upstream-secret-key", sk]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / f"gateway-{self.port}.log"
         env = {**os.environ, "RUST_LOG": "info", **self.env}
@@ -109,7 +111,7 @@ class Gateway:
     # --- raw access to what the upstream stores ---------------------------
     def raw_client(self):
         assert self.upstream is not None
-        return s3_client(self.upstream.endpoint, UP_ACCESS, UP_SECRET)
+        return s3_client(self.upstream.endpoint, *self.upstream_creds)
 
     def raw_get(self, bucket, key):
         if self.upstream is None:

@@ -53,7 +53,8 @@ def test_roundtrip_sizes_and_ciphertext_at_rest(gw, bucket, mode):
             assert raw == data
             continue
         assert len(raw) == ct_len(n)
-        assert data == b"" or data not in raw, "upstream holds plaintext"
+        # Tiny payloads may occur in ciphertext by chance; 16+ bytes may not.
+        assert len(data) < 16 or data[:64] not in raw, "upstream holds plaintext"
         assert any(k.startswith("kgw-") for k in gw.raw_meta(bucket, key))
         if mode == "sse-s3":
             assert put["ETag"].strip('"') == hashlib.md5(data).hexdigest()

@@ -13,6 +13,7 @@
 pub mod aead;
 pub mod format;
 pub mod keys;
+pub mod layout;
 pub mod stream;
 
 pub use aead::{AeadImpl, SegmentCipher};

@@ -192,13 +192,13 @@ pub struct DecryptPlan {
     pub take: u64,
 }
 
-/// Decrypts a run of sealed segments; yields only authenticated plaintext.
+/// Decrypts a run of sealed segments, across one or more consecutive parts
+/// read from one ciphertext stream; yields only authenticated plaintext.
 pub struct DecryptStream<S> {
     inner: S,
-    cipher: SegmentCipher,
     params: FormatParams,
-    plan: DecryptPlan,
-    final_segment: u64,
+    /// Parts still to read, front = current; each with its cipher.
+    parts: std::collections::VecDeque<(SegmentCipher, DecryptPlan)>,
     next: u64,
     buf: BytesMut,
     carry: Bytes,
@@ -214,14 +214,22 @@ where
     }
 
     pub fn with_impl(inner: S, key: &PartKey, params: FormatParams, plan: DecryptPlan, imp: AeadImpl) -> Self {
-        let final_segment = params.segment_count(plan.part_plain_len) - 1;
+        Self::build(inner, params, vec![(SegmentCipher::new(imp, key.as_bytes()), plan)])
+    }
+
+    /// Decrypt consecutive parts from one stream (a range spanning parts).
+    pub fn multipart(inner: S, params: FormatParams, parts: Vec<(PartKey, DecryptPlan)>) -> Self {
+        let parts = parts.into_iter().map(|(k, p)| (SegmentCipher::new(AeadImpl::AwsLc, k.as_bytes()), p)).collect();
+        Self::build(inner, params, parts)
+    }
+
+    fn build(inner: S, params: FormatParams, parts: Vec<(SegmentCipher, DecryptPlan)>) -> Self {
+        let parts: std::collections::VecDeque<_> = parts.into();
         Self {
             inner,
-            cipher: SegmentCipher::new(imp, key.as_bytes()),
             params,
-            next: plan.first_segment,
-            plan,
-            final_segment,
+            next: parts.front().map_or(0, |(_, p)| p.first_segment),
+            parts,
             buf: BytesMut::with_capacity(params.segment_size() as usize + TAG_LEN),
             carry: Bytes::new(),
             done: false,
@@ -230,30 +238,40 @@ where
 
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StdError>>> {
         loop {
-            // Every planned segment is opened, even when no byte of it is
-            // returned: an empty object still authenticates its one segment.
-            if self.done || self.next > self.plan.last_segment {
-                self.done = true;
+            if self.done {
                 return Poll::Ready(None);
             }
-            let want = self.params.sealed_segment_len(self.plan.part_plain_len, self.next) as usize;
+            let Some((cipher, plan)) = self.parts.front_mut() else {
+                self.done = true;
+                return Poll::Ready(None);
+            };
+            // Every planned segment is opened, even when no byte of it is
+            // returned: an empty object still authenticates its one segment.
+            if self.next > plan.last_segment {
+                self.parts.pop_front();
+                if let Some((_, p)) = self.parts.front() {
+                    self.next = p.first_segment;
+                }
+                continue;
+            }
+            let want = self.params.sealed_segment_len(plan.part_plain_len, self.next) as usize;
             let n = (want - self.buf.len()).min(self.carry.len());
             self.buf.extend_from_slice(&self.carry[..n]);
             self.carry.advance(n);
             if self.buf.len() == want {
-                let last = self.next == self.final_segment;
-                let nonce = segment_nonce(self.plan.part, self.next, last);
-                let aad = segment_aad(self.plan.part, self.next, last);
-                self.cipher.open(&nonce, &aad, &mut self.buf)?;
+                let last = self.next == self.params.segment_count(plan.part_plain_len) - 1;
+                let nonce = segment_nonce(plan.part, self.next, last);
+                let aad = segment_aad(plan.part, self.next, last);
+                cipher.open(&nonce, &aad, &mut self.buf)?;
                 self.next += 1;
                 let mut plain = self.buf.split().freeze();
                 self.buf.reserve(want);
-                let skip = (self.plan.skip as usize).min(plain.len());
+                let skip = (plan.skip as usize).min(plain.len());
                 plain.advance(skip);
-                self.plan.skip -= skip as u64;
-                let keep = (self.plan.take as usize).min(plain.len());
+                plan.skip -= skip as u64;
+                let keep = (plan.take as usize).min(plain.len());
                 plain.truncate(keep);
-                self.plan.take -= keep as u64;
+                plan.take -= keep as u64;
                 if !plain.is_empty() {
                     return Poll::Ready(Some(Ok(plain)));
                 }
@@ -292,7 +310,8 @@ where
     S: Stream<Item = Result<Bytes, StdError>> + Unpin,
 {
     fn remaining_length(&self) -> RemainingLength {
-        RemainingLength::new_exact(if self.done { 0 } else { self.plan.take as usize })
+        let left: u64 = if self.done { 0 } else { self.parts.iter().map(|(_, p)| p.take).sum() };
+        RemainingLength::new_exact(left as usize)
     }
 }
 

@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use s3s::checksum::ChecksumHasher;
 use s3s::crypto::{Checksum as _, Md5};
-use s3s::dto::{Checksum, ChecksumAlgorithm, PutObjectInput};
+use s3s::dto::{Checksum, ChecksumAlgorithm};
 use s3s::{S3Error, S3ErrorCode, TrailingHeaders};
 
 use crate::crypto::stream::{PlaintextObserver, StdError};
@@ -49,24 +49,45 @@ fn algorithm_from_name(name: &str) -> Option<&'static str> {
     }
 }
 
+/// The integrity fields a client sent with a body, taken out of an input
+/// (see [`take_client_checksums!`]).
+#[derive(Default)]
+pub(super) struct ClientChecksums {
+    pub(super) expected: Checksum,
+    pub(super) algorithm: Option<ChecksumAlgorithm>,
+    pub(super) content_md5: Option<String>,
+}
+
+/// Move the checksum fields out of an upload input (PutObject, UploadPart).
+macro_rules! take_client_checksums {
+    ($input:expr) => {
+        $crate::s3::checksum::ClientChecksums {
+            expected: s3s::dto::Checksum {
+                checksum_crc32: $input.checksum_crc32.take(),
+                checksum_crc32c: $input.checksum_crc32c.take(),
+                checksum_sha1: $input.checksum_sha1.take(),
+                checksum_sha256: $input.checksum_sha256.take(),
+                checksum_crc64nvme: $input.checksum_crc64nvme.take(),
+                ..Default::default()
+            },
+            algorithm: $input.checksum_algorithm.take(),
+            content_md5: $input.content_md5.take(),
+        }
+    };
+}
+pub(super) use take_client_checksums;
+
 impl ChecksumObserver {
-    /// Take the checksum fields out of `input` (they must not reach the
+    /// Build an observer for `client`'s checksums (they must not reach the
     /// upstream with a ciphertext body). `want_md5` forces an MD5 even
     /// without `Content-MD5` (SSE-S3 ETag).
-    pub(super) fn take_from(
-        input: &mut PutObjectInput,
+    pub(super) fn new(
+        client: ClientChecksums,
         trailer_names: Option<&str>,
         trailers: Option<TrailingHeaders>,
         want_md5: bool,
     ) -> Result<(Self, SharedOutcome), S3Error> {
-        let expected = Checksum {
-            checksum_crc32: input.checksum_crc32.take(),
-            checksum_crc32c: input.checksum_crc32c.take(),
-            checksum_sha1: input.checksum_sha1.take(),
-            checksum_sha256: input.checksum_sha256.take(),
-            checksum_crc64nvme: input.checksum_crc64nvme.take(),
-            ..Default::default()
-        };
+        let ClientChecksums { expected, algorithm, content_md5 } = client;
         let mut hasher = ChecksumHasher::default();
         let mut enable = |alg: &str| match alg {
             ChecksumAlgorithm::CRC32 => hasher.crc32 = Some(Default::default()),
@@ -90,7 +111,7 @@ impl ChecksumObserver {
         if expected.checksum_crc64nvme.is_some() {
             enable(ChecksumAlgorithm::CRC64NVME);
         }
-        if let Some(alg) = input.checksum_algorithm.take() {
+        if let Some(alg) = algorithm {
             let alg = algorithm_from_name(alg.as_str())
                 .ok_or_else(|| S3Error::with_message(S3ErrorCode::InvalidRequest, "Unsupported checksum algorithm."))?;
             enable(alg);
@@ -100,7 +121,7 @@ impl ChecksumObserver {
                 .ok_or_else(|| S3Error::with_message(S3ErrorCode::InvalidRequest, "Unsupported trailer checksum."))?;
             enable(alg);
         }
-        let expected_md5 = input.content_md5.take();
+        let expected_md5 = content_md5;
         let outcome = SharedOutcome::default();
         let obs = Self {
             md5: (want_md5 || expected_md5.is_some()).then(Md5::new),

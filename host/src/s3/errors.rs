@@ -62,3 +62,8 @@ pub fn crypto_error(e: CryptoError) -> S3Error {
 pub fn not_implemented(what: &'static str) -> S3Error {
     S3Error::with_message(S3ErrorCode::NotImplemented, what)
 }
+
+pub fn state_error(e: crate::state::StateError) -> S3Error {
+    tracing::error!(error = %e, "gateway state unavailable");
+    S3Error::with_message(S3ErrorCode::InternalError, "The gateway state could not be read or written.")
+}

@@ -32,28 +32,55 @@ gateway_s3_impl! {
             self.head(req).await
         }
         async fn copy_object(&self, req: s3s::S3Request<s3s::dto::CopyObjectInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::CopyObjectOutput>> {
-            self.guarded_copy_object(req).await
+            self.copy(req).await
         }
         async fn create_multipart_upload(&self, req: s3s::S3Request<s3s::dto::CreateMultipartUploadInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::CreateMultipartUploadOutput>> {
-            self.guarded_create_multipart_upload(req).await
+            self.create_multipart(req).await
         }
         async fn upload_part(&self, req: s3s::S3Request<s3s::dto::UploadPartInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::UploadPartOutput>> {
-            self.guarded_upload_part(req).await
+            self.upload_part(req).await
         }
         async fn upload_part_copy(&self, req: s3s::S3Request<s3s::dto::UploadPartCopyInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::UploadPartCopyOutput>> {
-            self.guarded_upload_part_copy(req).await
+            self.upload_part_copy(req).await
+        }
+        async fn complete_multipart_upload(&self, req: s3s::S3Request<s3s::dto::CompleteMultipartUploadInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::CompleteMultipartUploadOutput>> {
+            self.complete_multipart(req).await
+        }
+        async fn abort_multipart_upload(&self, req: s3s::S3Request<s3s::dto::AbortMultipartUploadInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::AbortMultipartUploadOutput>> {
+            self.abort_multipart(req).await
+        }
+        async fn list_parts(&self, req: s3s::S3Request<s3s::dto::ListPartsInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::ListPartsOutput>> {
+            self.list_parts_plain(req).await
+        }
+        async fn list_objects(&self, req: s3s::S3Request<s3s::dto::ListObjectsInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::ListObjectsOutput>> {
+            self.list_v1(req).await
+        }
+        async fn list_objects_v2(&self, req: s3s::S3Request<s3s::dto::ListObjectsV2Input>) -> s3s::S3Result<s3s::S3Response<s3s::dto::ListObjectsV2Output>> {
+            self.list_v2(req).await
+        }
+        async fn list_object_versions(&self, req: s3s::S3Request<s3s::dto::ListObjectVersionsInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::ListObjectVersionsOutput>> {
+            self.list_versions(req).await
+        }
+        async fn get_object_attributes(&self, req: s3s::S3Request<s3s::dto::GetObjectAttributesInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::GetObjectAttributesOutput>> {
+            self.object_attributes(req).await
+        }
+        async fn put_bucket_encryption(&self, req: s3s::S3Request<s3s::dto::PutBucketEncryptionInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::PutBucketEncryptionOutput>> {
+            { let _ = req; Err(super::errors::not_implemented("bucket encryption is served by the gateway route")) }
+        }
+        async fn get_bucket_encryption(&self, req: s3s::S3Request<s3s::dto::GetBucketEncryptionInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::GetBucketEncryptionOutput>> {
+            { let _ = req; Err(super::errors::not_implemented("bucket encryption is served by the gateway route")) }
+        }
+        async fn delete_bucket_encryption(&self, req: s3s::S3Request<s3s::dto::DeleteBucketEncryptionInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::DeleteBucketEncryptionOutput>> {
+            { let _ = req; Err(super::errors::not_implemented("bucket encryption is served by the gateway route")) }
         }
     }
     forward {
-            abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput;
-            complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput;
             create_bucket(CreateBucketInput) -> CreateBucketOutput;
             create_bucket_metadata_table_configuration(CreateBucketMetadataTableConfigurationInput) -> CreateBucketMetadataTableConfigurationOutput;
             create_session(CreateSessionInput) -> CreateSessionOutput;
             delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
             delete_bucket_analytics_configuration(DeleteBucketAnalyticsConfigurationInput) -> DeleteBucketAnalyticsConfigurationOutput;
             delete_bucket_cors(DeleteBucketCorsInput) -> DeleteBucketCorsOutput;
-            delete_bucket_encryption(DeleteBucketEncryptionInput) -> DeleteBucketEncryptionOutput;
             delete_bucket_intelligent_tiering_configuration(DeleteBucketIntelligentTieringConfigurationInput) -> DeleteBucketIntelligentTieringConfigurationOutput;
             delete_bucket_inventory_configuration(DeleteBucketInventoryConfigurationInput) -> DeleteBucketInventoryConfigurationOutput;
             delete_bucket_lifecycle(DeleteBucketLifecycleInput) -> DeleteBucketLifecycleOutput;
@@ -72,7 +99,6 @@ gateway_s3_impl! {
             get_bucket_acl(GetBucketAclInput) -> GetBucketAclOutput;
             get_bucket_analytics_configuration(GetBucketAnalyticsConfigurationInput) -> GetBucketAnalyticsConfigurationOutput;
             get_bucket_cors(GetBucketCorsInput) -> GetBucketCorsOutput;
-            get_bucket_encryption(GetBucketEncryptionInput) -> GetBucketEncryptionOutput;
             get_bucket_intelligent_tiering_configuration(GetBucketIntelligentTieringConfigurationInput) -> GetBucketIntelligentTieringConfigurationOutput;
             get_bucket_inventory_configuration(GetBucketInventoryConfigurationInput) -> GetBucketInventoryConfigurationOutput;
             get_bucket_lifecycle_configuration(GetBucketLifecycleConfigurationInput) -> GetBucketLifecycleConfigurationOutput;
@@ -90,7 +116,6 @@ gateway_s3_impl! {
             get_bucket_versioning(GetBucketVersioningInput) -> GetBucketVersioningOutput;
             get_bucket_website(GetBucketWebsiteInput) -> GetBucketWebsiteOutput;
             get_object_acl(GetObjectAclInput) -> GetObjectAclOutput;
-            get_object_attributes(GetObjectAttributesInput) -> GetObjectAttributesOutput;
             get_object_legal_hold(GetObjectLegalHoldInput) -> GetObjectLegalHoldOutput;
             get_object_lock_configuration(GetObjectLockConfigurationInput) -> GetObjectLockConfigurationOutput;
             get_object_retention(GetObjectRetentionInput) -> GetObjectRetentionOutput;
@@ -105,15 +130,10 @@ gateway_s3_impl! {
             list_buckets(ListBucketsInput) -> ListBucketsOutput;
             list_directory_buckets(ListDirectoryBucketsInput) -> ListDirectoryBucketsOutput;
             list_multipart_uploads(ListMultipartUploadsInput) -> ListMultipartUploadsOutput;
-            list_object_versions(ListObjectVersionsInput) -> ListObjectVersionsOutput;
-            list_objects(ListObjectsInput) -> ListObjectsOutput;
-            list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output;
-            list_parts(ListPartsInput) -> ListPartsOutput;
             put_bucket_accelerate_configuration(PutBucketAccelerateConfigurationInput) -> PutBucketAccelerateConfigurationOutput;
             put_bucket_acl(PutBucketAclInput) -> PutBucketAclOutput;
             put_bucket_analytics_configuration(PutBucketAnalyticsConfigurationInput) -> PutBucketAnalyticsConfigurationOutput;
             put_bucket_cors(PutBucketCorsInput) -> PutBucketCorsOutput;
-            put_bucket_encryption(PutBucketEncryptionInput) -> PutBucketEncryptionOutput;
             put_bucket_intelligent_tiering_configuration(PutBucketIntelligentTieringConfigurationInput) -> PutBucketIntelligentTieringConfigurationOutput;
             put_bucket_inventory_configuration(PutBucketInventoryConfigurationInput) -> PutBucketInventoryConfigurationOutput;
             put_bucket_lifecycle_configuration(PutBucketLifecycleConfigurationInput) -> PutBucketLifecycleConfigurationOutput;

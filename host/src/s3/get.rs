@@ -9,18 +9,47 @@ use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 
 use super::body::{Prefixed, strip_aws_chunked};
 use super::conditional::Preconditions;
-use super::errors::{crypto_error, not_implemented, record_error, sse_error};
-use super::keys::Echo;
+use super::errors::{crypto_error, record_error};
+use super::keys::{apply_echo, set_checksums, take_customer};
 use super::{Gateway, reject_managed_sse_headers, sub_request};
+use crate::crypto::layout::Layout;
 use crate::crypto::stream::{DecryptPlan, DecryptStream};
-use crate::sse::{CustomerKey, ObjectCrypto, strip_reserved};
 
-fn take_customer(alg: &mut Option<String>, key: &mut Option<String>, md5: &mut Option<String>) -> S3Result<Option<CustomerKey>> {
-    // Reads tolerate a missing key MD5, as AWS does.
-    let ck = CustomerKey::parse(alg.as_deref(), key.as_deref(), md5.as_deref(), false).map_err(sse_error)?;
-    (*alg, *key, *md5) = (None, None, None);
-    Ok(ck)
+/// What a ranged read fetched: the plaintext range, the ciphertext byte
+/// count, and a decrypt plan per part.
+struct Fetch {
+    want: std::ops::Range<u64>,
+    ciphertext_len: u64,
+    plans: Vec<DecryptPlan>,
+    parts_count: Option<i32>,
 }
+
+/// The plaintext and ciphertext bounds of part `n`, and its decrypt plan.
+/// A single-PUT object has one part, number 1 to clients.
+fn part_slice(layout: &Layout, n: i32) -> S3Result<(std::ops::Range<u64>, std::ops::Range<u64>, DecryptPlan)> {
+    let single = layout.parts().len() == 1 && layout.parts()[0].0 == 0;
+    let idx = if single && n == 1 { Some(0) } else { layout.parts().iter().position(|(p, _)| i64::from(*p) == i64::from(n)) };
+    let Some(idx) = idx else {
+        let mut e = S3Error::with_message(
+            s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+            "The requested partnumber is not satisfiable",
+        );
+        e.set_status_code(StatusCode::RANGE_NOT_SATISFIABLE);
+        return Err(e);
+    };
+    let (part, len) = layout.parts()[idx];
+    let (pr, cr) = layout.part_bounds(idx);
+    let plan = DecryptPlan {
+        part,
+        part_plain_len: len,
+        first_segment: 0,
+        last_segment: layout.params().segment_count(len) - 1,
+        skip: 0,
+        take: len,
+    };
+    Ok((pr, cr, plan))
+}
+use crate::sse::{CustomerKey, ObjectCrypto, strip_reserved};
 
 macro_rules! take_preconditions {
     ($input:expr) => {
@@ -36,17 +65,9 @@ macro_rules! take_preconditions {
 /// Response fields shared by GET and HEAD of an encrypted object.
 macro_rules! decorate_output {
     ($out:expr, $echo:expr, $etag:expr) => {{
-        let echo: Echo = $echo;
         $out.e_tag = $etag;
-        $out.server_side_encryption = echo.sse;
-        $out.ssekms_key_id = echo.kms_key_id;
-        $out.sse_customer_algorithm = echo.customer_algorithm;
-        $out.sse_customer_key_md5 = echo.customer_key_md5;
-        $out.checksum_crc32 = None;
-        $out.checksum_crc32c = None;
-        $out.checksum_sha1 = None;
-        $out.checksum_sha256 = None;
-        $out.checksum_crc64nvme = None;
+        apply_echo!(read $out, $echo);
+        set_checksums!($out, Default::default());
         $out.checksum_type = None;
         $out.accept_ranges = Some("bytes".into());
         strip_reserved(&mut $out.metadata);
@@ -72,9 +93,20 @@ fn stored_length_error() -> S3Error {
 impl Gateway {
     pub(crate) async fn get(&self, mut req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         reject_managed_sse_headers(&req.headers)?;
+        let i = &mut req.input;
+        let customer = take_customer!(i)?;
+        self.require_tls_for_sse_c(&req.extensions, customer.is_some())?;
+        self.get_with(req, customer).await
+    }
+
+    /// GetObject with the SSE-C key already taken out of the input.
+    pub(crate) async fn get_with(
+        &self,
+        mut req: S3Request<GetObjectInput>,
+        customer: Option<CustomerKey>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
         let original = req.input.clone();
         let i = &mut req.input;
-        let customer = take_customer(&mut i.sse_customer_algorithm, &mut i.sse_customer_key, &mut i.sse_customer_key_md5)?;
         let pre = take_preconditions!(i);
         let range = i.range.take();
         let part_number = i.part_number.take();
@@ -107,27 +139,33 @@ impl Gateway {
             // normalised with the known size (not every store handles a
             // suffix longer than the object).
             let mut plain = original;
-            (plain.sse_customer_algorithm, plain.sse_customer_key, plain.sse_customer_key_md5) = (None, None, None);
             if let (Some(r), Some(size)) = (&range, head.content_length) {
                 let want = range_of(Some(r), size.max(0) as u64)?.expect("range is set");
                 plain.range = Some(Range::Int { first: want.start, last: Some(want.end - 1) });
             }
             return self.upstream.get_object(sub_request(&req, plain)).await;
         };
-        if part_number.is_some() {
-            return Err(not_implemented("partNumber reads of encrypted objects are not supported yet"));
-        }
         let oek = self.open_object_key(&rec, customer.as_ref(), &bucket, &key).await?;
         let etag = Self::visible_etag(&rec, Some(&oek), head.e_tag.clone())?;
         pre.check(etag.as_ref(), head.last_modified.as_ref())?;
-        let want = range_of(range.as_ref(), rec.plain_size)?.expect("range is set on this path");
-        let map = rec.params.map_range(rec.plain_size, want.clone()).map_err(crypto_error)?;
+        let layout = rec.layout().map_err(record_error)?;
+        let (want, ct, plans, parts_count) = match part_number {
+            Some(n) => {
+                let (want, ct, plan) = part_slice(&layout, n)?;
+                (want, ct, vec![plan], rec.multipart.as_ref().map(|p| p.len() as i32))
+            }
+            None => {
+                let want = range_of(range.as_ref(), rec.plain_size)?.expect("range is set on this path");
+                let (ct, plans) = layout.map_range(want.clone()).map_err(crypto_error)?;
+                (want, ct, plans, None)
+            }
+        };
         let mut get_in = req.input.clone();
-        get_in.range = Some(Range::Int { first: map.ciphertext.start, last: Some(map.ciphertext.end - 1) });
+        get_in.range = Some(Range::Int { first: ct.start, last: Some(ct.end - 1) });
         // Pin the fetch to the object the record came from.
         get_in.if_match = head.e_tag.clone().map(ETagCondition::ETag);
         let resp = self.upstream.get_object(sub_request(&req, get_in)).await?;
-        let fetched = (want, map.first_segment, map.last_segment, map.skip, map.ciphertext.end - map.ciphertext.start);
+        let fetched = Fetch { want, ciphertext_len: ct.end - ct.start, plans, parts_count };
         self.finish_decrypt(resp, &rec, customer.as_ref(), oek, etag, Some(fetched)).await
     }
 
@@ -147,7 +185,6 @@ impl Gateway {
     }
 
     /// Wrap the upstream body in a decrypting stream and fix the headers.
-    /// `fetched` = (plaintext range, first segment, last segment, skip, ciphertext bytes).
     async fn finish_decrypt(
         &self,
         mut resp: S3Response<GetObjectOutput>,
@@ -155,42 +192,33 @@ impl Gateway {
         customer: Option<&CustomerKey>,
         oek: crate::crypto::ObjectKey,
         etag: Option<ETag>,
-        fetched: Option<(std::ops::Range<u64>, u64, u64, u64, u64)>,
+        fetched: Option<Fetch>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let p = rec.params;
-        let (plan, expect_ct, content_range) = match fetched {
+        let mut parts_count = None;
+        let (plans, expect_ct, content_range) = match fetched {
             None => {
-                let last = p.segment_count(rec.plain_size) - 1;
-                let plan = DecryptPlan {
-                    part: 0,
-                    part_plain_len: rec.plain_size,
-                    first_segment: 0,
-                    last_segment: last,
-                    skip: 0,
-                    take: rec.plain_size,
-                };
-                (plan, p.ciphertext_len(rec.plain_size), None)
+                let layout = rec.layout().map_err(record_error)?;
+                (layout.full_plans(), layout.ciphertext_len(), None)
             }
-            Some((want, first, last, skip, ct_len)) => {
-                let plan = DecryptPlan {
-                    part: 0,
-                    part_plain_len: rec.plain_size,
-                    first_segment: first,
-                    last_segment: last,
-                    skip,
-                    take: want.end - want.start,
-                };
-                (plan, ct_len, Some(format!("bytes {}-{}/{}", want.start, want.end - 1, rec.plain_size)))
+            Some(f) => {
+                parts_count = f.parts_count;
+                let cr =
+                    (f.want.end > f.want.start).then(|| format!("bytes {}-{}/{}", f.want.start, f.want.end - 1, rec.plain_size));
+                (f.plans, f.ciphertext_len, cr)
             }
         };
         // Appended or cut ciphertext is refused before any byte is sent.
         if resp.output.content_length.map(|l| l as u64) != Some(expect_ct) {
             return Err(stored_length_error());
         }
-        let take = plan.take;
+        let take: u64 = plans.iter().map(|pl| pl.take).sum();
+        self.metrics.requests.with_label_values(&["get", rec.mode.as_str()]).inc();
+        self.metrics.upstream_ciphertext_bytes.inc_by(expect_ct);
+        self.metrics.bytes_decrypted.inc_by(take);
         let body = resp.output.body.take().ok_or_else(|| s3_error!(InternalError, "upstream returned no body"))?;
-        let part_key = oek.part_key(0, p.segment_size());
-        let mut dec = DecryptStream::new(body, &part_key, p, plan);
+        let keyed = plans.into_iter().map(|pl| (oek.part_key(pl.part, p.segment_size()), pl)).collect();
+        let mut dec = DecryptStream::multipart(body, p, keyed);
         // Authenticate the first segment before the headers go out.
         let head = match dec.next().await {
             Some(Ok(b)) => Some(b),
@@ -204,6 +232,7 @@ impl Gateway {
         out.body = Some(StreamingBlob::new(Prefixed::new(head, dec)));
         out.content_length = Some(take as i64);
         out.content_range = content_range.clone();
+        out.parts_count = parts_count;
         decorate_output!(out, Self::echo_of(rec, customer), etag);
         if content_range.is_some() {
             resp.status = Some(StatusCode::PARTIAL_CONTENT);
@@ -215,12 +244,13 @@ impl Gateway {
         reject_managed_sse_headers(&req.headers)?;
         let original = req.input.clone();
         let i = &mut req.input;
-        let customer = take_customer(&mut i.sse_customer_algorithm, &mut i.sse_customer_key, &mut i.sse_customer_key_md5)?;
+        let customer = take_customer!(i)?;
         let pre = take_preconditions!(i);
         let range = i.range.take();
         let part_number = i.part_number.take();
         i.checksum_mode = None;
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
+        self.require_tls_for_sse_c(&req.extensions, customer.is_some())?;
         let mut resp = self.upstream.head_object(sub_request(&req, req.input.clone())).await?;
         let rec = ObjectCrypto::read_from(resp.output.metadata.as_ref()).map_err(record_error)?;
         self.check_read_headers(rec.as_ref(), customer.as_ref())?;
@@ -232,9 +262,6 @@ impl Gateway {
             }
             return Ok(resp);
         };
-        if part_number.is_some() {
-            return Err(not_implemented("partNumber reads of encrypted objects are not supported yet"));
-        }
         // Only SSE-S3 needs the object key here (its ETag is sealed).
         let oek = match rec.sealed_etag {
             Some(_) => Some(self.open_object_key(&rec, customer.as_ref(), &bucket, &key).await?),
@@ -243,13 +270,23 @@ impl Gateway {
         let etag = Self::visible_etag(&rec, oek.as_ref(), resp.output.e_tag.clone())?;
         pre.check(etag.as_ref(), resp.output.last_modified.as_ref())?;
         let out = &mut resp.output;
-        match range_of(range.as_ref(), rec.plain_size)? {
+        let want = match part_number {
+            Some(n) => {
+                out.parts_count = rec.multipart.as_ref().map(|p| p.len() as i32);
+                Some(part_slice(&rec.layout().map_err(record_error)?, n)?.0)
+            }
+            None => range_of(range.as_ref(), rec.plain_size)?,
+        };
+        match want {
             Some(r) => {
                 out.content_length = Some((r.end - r.start) as i64);
-                out.content_range = Some(format!("bytes {}-{}/{}", r.start, r.end - 1, rec.plain_size));
+                out.content_range = (r.end > r.start).then(|| format!("bytes {}-{}/{}", r.start, r.end - 1, rec.plain_size));
                 resp.status = Some(StatusCode::PARTIAL_CONTENT);
             }
-            None => out.content_length = Some(rec.plain_size as i64),
+            None => {
+                out.content_length = Some(rec.plain_size as i64);
+                out.parts_count = rec.multipart.as_ref().map(|p| p.len() as i32);
+            }
         }
         decorate_output!(out, Self::echo_of(&rec, customer.as_ref()), etag);
         Ok(resp)

@@ -16,6 +16,70 @@ use crate::kms::{EncryptionContext, KeyId};
 use crate::sse::record::{CustomerSeal, KmsSeal, RecordError};
 use crate::sse::{CustomerKey, ObjectCrypto, SseError, SseMode, SseRequest};
 
+/// Take an SSE-C triple out of an input's three fields (MD5 optional, as
+/// AWS allows on reads and parts).
+pub(super) fn take_customer_fields(
+    alg: &mut Option<String>,
+    key: &mut Option<String>,
+    md5: &mut Option<String>,
+) -> S3Result<Option<CustomerKey>> {
+    let ck = CustomerKey::parse(alg.as_deref(), key.as_deref(), md5.as_deref(), false).map_err(sse_error)?;
+    (*alg, *key, *md5) = (None, None, None);
+    Ok(ck)
+}
+
+/// `take_customer!(input)` for the SSE-C fields, `take_customer!(copy_source input)`
+/// for the `x-amz-copy-source-server-side-encryption-customer-*` ones.
+macro_rules! take_customer {
+    (copy_source $i:expr) => {
+        $crate::s3::keys::take_customer_fields(
+            &mut $i.copy_source_sse_customer_algorithm,
+            &mut $i.copy_source_sse_customer_key,
+            &mut $i.copy_source_sse_customer_key_md5,
+        )
+    };
+    ($i:expr) => {
+        $crate::s3::keys::take_customer_fields(
+            &mut $i.sse_customer_algorithm,
+            &mut $i.sse_customer_key,
+            &mut $i.sse_customer_key_md5,
+        )
+    };
+}
+pub(super) use take_customer;
+
+/// Set an output's SSE response fields from an [`Echo`]: `all` for outputs
+/// that carry the context too (PUT, Copy, CreateMultipartUpload), `read`
+/// for GET/HEAD/UploadPart-shaped ones.
+macro_rules! apply_echo {
+    (all $out:expr, $echo:expr) => {{
+        let e: $crate::s3::keys::Echo = $echo;
+        $out.ssekms_encryption_context = e.context_b64.clone();
+        apply_echo!(read $out, e);
+    }};
+    (read $out:expr, $echo:expr) => {{
+        let e: $crate::s3::keys::Echo = $echo;
+        $out.server_side_encryption = e.sse;
+        $out.ssekms_key_id = e.kms_key_id;
+        $out.sse_customer_algorithm = e.customer_algorithm;
+        $out.sse_customer_key_md5 = e.customer_key_md5;
+    }};
+}
+pub(super) use apply_echo;
+
+/// Move a [`Checksum`](s3s::dto::Checksum)'s five values into an output.
+macro_rules! set_checksums {
+    ($out:expr, $c:expr) => {{
+        let c: s3s::dto::Checksum = $c;
+        $out.checksum_crc32 = c.checksum_crc32;
+        $out.checksum_crc32c = c.checksum_crc32c;
+        $out.checksum_sha1 = c.checksum_sha1;
+        $out.checksum_sha256 = c.checksum_sha256;
+        $out.checksum_crc64nvme = c.checksum_crc64nvme;
+    }};
+}
+pub(super) use set_checksums;
+
 const ETAG_AAD: &[u8] = b"kms-gateway/v1/plaintext-etag";
 
 /// SSE response headers of an object.
@@ -48,6 +112,17 @@ impl Gateway {
     /// Decide keys for a new object; `None` for a plaintext write.
     pub(crate) async fn seal_new_object(&self, sse: SseRequest, bucket: &str, key: &str) -> S3Result<Option<SealedWrite>> {
         let oek = ObjectKey::generate().map_err(crypto_error)?;
+        self.seal_object_key(oek, sse, bucket, key).await
+    }
+
+    /// Seal `oek` as `sse` asks (a new object, or a re-key in place).
+    pub(crate) async fn seal_object_key(
+        &self,
+        oek: ObjectKey,
+        sse: SseRequest,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<Option<SealedWrite>> {
         let (mode, key_id, user_ctx) = match sse {
             SseRequest::None => return Ok(None),
             SseRequest::S3 => (SseMode::S3, self.kms.default_key_id.clone(), EncryptionContext::new()),
@@ -75,7 +150,9 @@ impl Gateway {
             }
         };
         let ctx = kms_context(&user_ctx, bucket, key);
-        let dk = self.kms.backend.generate_data_key(&key_id, &ctx).await.map_err(kms_error)?;
+        let dk = self.kms.backend.generate_data_key(&key_id, &ctx).await;
+        self.metrics.kms_calls.with_label_values(&["generate_data_key", if dk.is_ok() { "ok" } else { "error" }]).inc();
+        let dk = dk.map_err(kms_error)?;
         let binding = Binding { mode: mode.as_str(), bucket, key };
         let sealed_oek = dk.plaintext.seal(&oek, &binding).map_err(crypto_error)?;
         tracing::debug!(key_id = %key_id, key_version = dk.key_version, mode = mode.as_str(), "sealed new object key");
@@ -96,7 +173,7 @@ impl Gateway {
         kms: Option<KmsSeal>,
         customer: Option<CustomerSeal>,
     ) -> ObjectCrypto {
-        ObjectCrypto { mode, params: self.params, plain_size: 0, sealed_oek, kms, customer, sealed_etag: None }
+        ObjectCrypto { mode, params: self.params, plain_size: 0, sealed_oek, kms, customer, sealed_etag: None, multipart: None }
     }
 
     /// Enforce the read-side header rules, and check an SSE-C key against
@@ -135,7 +212,9 @@ impl Gateway {
             }
             (SseMode::S3 | SseMode::Kms, Some(k), _) => {
                 let ctx = kms_context(&k.context, bucket, key);
-                self.kms.backend.decrypt_data_key(&k.key_id, &k.wrapped_dek, &ctx).await.map_err(kms_error)?
+                let dk = self.kms.backend.decrypt_data_key(&k.key_id, &k.wrapped_dek, &ctx).await;
+                self.metrics.kms_calls.with_label_values(&["decrypt_data_key", if dk.is_ok() { "ok" } else { "error" }]).inc();
+                dk.map_err(kms_error)?
             }
             _ => return Err(record_error(RecordError("record does not match its mode"))),
         };

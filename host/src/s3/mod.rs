@@ -3,9 +3,10 @@
 //!
 //! - [`put`]: PutObject (and POST object, which s3s routes through it).
 //! - [`get`]: GetObject and HeadObject, with ranges and preconditions.
-//! - [`guard`]: operations that would bypass encryption until they are
-//!   implemented for encrypted objects (multipart, copy) are refused when SSE
-//!   is involved, and pass through otherwise.
+//! - [`multipart`], [`part_copy`]: encrypted multipart uploads.
+//! - [`copy`]: CopyObject in every mode, and metadata-only re-keying.
+//! - [`defaults`]: bucket default encryption (a custom route) and its use.
+//! - [`listing`]: plaintext sizes in listings; GetObjectAttributes.
 //! - [`keys`], [`checksum`], [`body`], [`conditional`]: helpers.
 //! - [`errors`]: domain errors → S3 errors, in one place.
 //! - [`forward`]: the generated pass-through of all other operations.
@@ -13,11 +14,15 @@
 mod body;
 mod checksum;
 mod conditional;
+mod copy;
+pub mod defaults;
 pub mod errors;
 mod forward;
 mod get;
-mod guard;
 mod keys;
+pub mod listing;
+mod multipart;
+mod part_copy;
 mod put;
 
 use std::sync::Arc;
@@ -28,6 +33,10 @@ use s3s::S3Request;
 
 use crate::crypto::FormatParams;
 use crate::kms::Kms;
+use crate::metrics::Metrics;
+use crate::state::StateStore;
+use defaults::EncryptionDefaults;
+use listing::SizeCache;
 
 /// Options of the encrypting front.
 #[derive(Debug, Clone)]
@@ -35,11 +44,13 @@ pub struct GatewayOptions {
     pub params: FormatParams,
     /// Status for a wrong SSE-C key: 403 (AWS) or 400.
     pub wrong_key_status: StatusCode,
+    /// Accept SSE-C over plain HTTP (AWS does not).
+    pub allow_insecure_sse_c: bool,
 }
 
 impl Default for GatewayOptions {
     fn default() -> Self {
-        Self { params: FormatParams::default(), wrong_key_status: StatusCode::FORBIDDEN }
+        Self { params: FormatParams::default(), wrong_key_status: StatusCode::FORBIDDEN, allow_insecure_sse_c: false }
     }
 }
 
@@ -49,17 +60,42 @@ pub struct Gateway {
     kms: Kms,
     params: FormatParams,
     wrong_key_status: StatusCode,
+    allow_insecure_sse_c: bool,
+    metrics: Arc<Metrics>,
+    state: StateStore,
+    defaults: Arc<EncryptionDefaults>,
+    sizes: SizeCache,
+}
+
+/// What a gateway is built from besides its options.
+pub struct GatewayParts {
+    pub upstream: Arc<dyn s3s::S3>,
+    pub kms: Kms,
+    pub metrics: Arc<Metrics>,
+    pub state: StateStore,
+    pub defaults: Arc<EncryptionDefaults>,
 }
 
 impl Gateway {
-    pub fn new(upstream: Arc<dyn s3s::S3>, kms: Kms, opts: GatewayOptions) -> Self {
-        Self { upstream, kms, params: opts.params, wrong_key_status: opts.wrong_key_status }
+    pub fn new(parts: GatewayParts, opts: GatewayOptions) -> Self {
+        let GatewayParts { upstream, kms, metrics, state, defaults } = parts;
+        Self {
+            upstream,
+            kms,
+            params: opts.params,
+            wrong_key_status: opts.wrong_key_status,
+            allow_insecure_sse_c: opts.allow_insecure_sse_c,
+            metrics,
+            state,
+            defaults,
+            sizes: SizeCache::new(100_000),
+        }
     }
 }
 
 /// A request to the upstream derived from a client request: same identity
 /// and URI, but only the typed input travels (client headers do not).
-fn sub_request<T, U>(req: &S3Request<T>, input: U) -> S3Request<U> {
+pub(crate) fn sub_request<T, U>(req: &S3Request<T>, input: U) -> S3Request<U> {
     S3Request {
         input,
         method: req.method.clone(),
@@ -70,6 +106,20 @@ fn sub_request<T, U>(req: &S3Request<T>, input: U) -> S3Request<U> {
         region: req.region.clone(),
         service: req.service.clone(),
         trailing_headers: None,
+    }
+}
+
+impl Gateway {
+    /// SSE-C keys travel in headers: AWS accepts them only over TLS.
+    fn require_tls_for_sse_c(&self, ext: &Extensions, uses_sse_c: bool) -> s3s::S3Result<()> {
+        let tls = ext.get::<crate::routes::Transport>().is_some_and(|t| t.tls);
+        if uses_sse_c && !tls && !self.allow_insecure_sse_c {
+            return Err(s3s::s3_error!(
+                InvalidRequest,
+                "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection."
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -11,41 +11,56 @@ use s3s::dto::{
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::body::{VerifiedBody, client_body_error, record_body_errors, strip_aws_chunked};
-use super::checksum::{ChecksumObserver, SharedOutcome};
-use super::errors::{record_error, sse_error};
-use super::keys::{Echo, SealedWrite};
+use super::checksum::{ChecksumObserver, SharedOutcome, take_client_checksums};
+use super::errors::record_error;
+use super::keys::{SealedWrite, apply_echo, set_checksums};
 use super::{Gateway, sub_request};
 use crate::crypto::stream::{EncryptStream, StdError};
-use crate::sse::{SseHeaders, SseMode, SseRequest, has_reserved_keys};
+use crate::sse::{SseMode, SseRequest, has_reserved_keys};
 
-/// Parse the SSE headers of a write and clear them from the input: the
-/// upstream must never see them (RustFS would encrypt a second time).
-pub(super) fn take_sse(input: &mut PutObjectInput) -> S3Result<SseRequest> {
-    let h = SseHeaders {
-        sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
-        kms_key_id: input.ssekms_key_id.as_deref(),
-        context: input.ssekms_encryption_context.as_deref(),
-        customer_algorithm: input.sse_customer_algorithm.as_deref(),
-        customer_key: input.sse_customer_key.as_deref(),
-        customer_key_md5: input.sse_customer_key_md5.as_deref(),
-    };
-    let sse = SseRequest::parse(&h).map_err(sse_error)?;
-    input.server_side_encryption = None;
-    input.ssekms_key_id = None;
-    input.ssekms_encryption_context = None;
-    input.sse_customer_algorithm = None;
-    input.sse_customer_key = None;
-    input.sse_customer_key_md5 = None;
-    input.bucket_key_enabled = None;
-    Ok(sse)
+/// Parse the SSE headers of a write (PutObject, CreateMultipartUpload,
+/// CopyObject) and clear them from the input: the upstream must never see
+/// them (RustFS would encrypt a second time).
+macro_rules! take_sse {
+    ($input:expr) => {{
+        let i = &mut $input;
+        let h = $crate::sse::SseHeaders {
+            sse: i.server_side_encryption.as_ref().map(|s| s.as_str()),
+            kms_key_id: i.ssekms_key_id.as_deref(),
+            context: i.ssekms_encryption_context.as_deref(),
+            customer_algorithm: i.sse_customer_algorithm.as_deref(),
+            customer_key: i.sse_customer_key.as_deref(),
+            customer_key_md5: i.sse_customer_key_md5.as_deref(),
+        };
+        let sse = $crate::sse::SseRequest::parse(&h).map_err($crate::s3::errors::sse_error);
+        i.server_side_encryption = None;
+        i.ssekms_key_id = None;
+        i.ssekms_encryption_context = None;
+        i.sse_customer_algorithm = None;
+        i.sse_customer_key = None;
+        i.sse_customer_key_md5 = None;
+        i.bucket_key_enabled = None;
+        sse
+    }};
+}
+pub(super) use take_sse;
+
+/// Metrics label of a write's mode.
+pub(super) fn mode_label(sse: &SseRequest) -> &'static str {
+    match sse {
+        SseRequest::None => "none",
+        SseRequest::S3 => "SSE-S3",
+        SseRequest::Kms { .. } => "SSE-KMS",
+        SseRequest::Customer(_) => "SSE-C",
+    }
 }
 
-fn reserved_metadata_error() -> S3Error {
+pub(super) fn reserved_metadata_error() -> S3Error {
     s3_error!(InvalidArgument, "User metadata keys starting with x-amz-meta-kgw- are reserved by the gateway.")
 }
 
 /// The upstream's error, unless the body stream recorded the real cause.
-fn upload_error(e: S3Error, outcome: &SharedOutcome) -> S3Error {
+pub(super) fn upload_error(e: S3Error, outcome: &SharedOutcome) -> S3Error {
     match outcome.lock().expect("outcome lock").error.take() {
         Some(cause) => cause,
         None => {
@@ -58,14 +73,6 @@ fn upload_error(e: S3Error, outcome: &SharedOutcome) -> S3Error {
             e
         }
     }
-}
-
-fn apply_echo(out: &mut PutObjectOutput, echo: Echo) {
-    out.server_side_encryption = echo.sse;
-    out.ssekms_key_id = echo.kms_key_id;
-    out.ssekms_encryption_context = echo.context_b64;
-    out.sse_customer_algorithm = echo.customer_algorithm;
-    out.sse_customer_key_md5 = echo.customer_key_md5;
 }
 
 /// Read a whole body that is known to be small (at most one segment).
@@ -84,12 +91,30 @@ impl Gateway {
             return Err(reserved_metadata_error());
         }
         strip_aws_chunked(&mut req.input.content_encoding);
-        let sse = take_sse(&mut req.input)?;
+        let sse = take_sse!(req.input)?;
+        self.require_tls_for_sse_c(&req.extensions, matches!(sse, SseRequest::Customer(_)))?;
+        let sse = self.defaults.resolve(&req.input.bucket, sse)?;
         let trailer_names = req.headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        self.put_with(req, sse, trailer_names).await
+    }
+
+    /// PutObject with the SSE decision made (also the write half of CopyObject).
+    pub(crate) async fn put_with(
+        &self,
+        req: S3Request<PutObjectInput>,
+        sse: SseRequest,
+        trailer_names: Option<String>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         match self.seal_new_object(sse, &bucket, &key).await? {
-            None => self.put_plain(req, trailer_names).await,
-            Some(sealed) => self.put_encrypted(req, sealed, trailer_names).await,
+            None => {
+                self.metrics.requests.with_label_values(&["put", "none"]).inc();
+                self.put_plain(req, trailer_names).await
+            }
+            Some(sealed) => {
+                self.metrics.requests.with_label_values(&["put", sealed.record.mode.as_str()]).inc();
+                self.put_encrypted(req, sealed, trailer_names).await
+            }
         }
     }
 
@@ -99,19 +124,17 @@ impl Gateway {
         trailer_names: Option<String>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let trailers = req.trailing_headers.clone();
-        let (observer, outcome) = ChecksumObserver::take_from(&mut req.input, trailer_names.as_deref(), trailers, false)?;
+        let (observer, outcome) =
+            ChecksumObserver::new(take_client_checksums!(req.input), trailer_names.as_deref(), trailers, false)?;
+        // The trailers were ours to verify; the upstream must not see them.
+        req.trailing_headers = None;
         let len = req.input.content_length.map(|l| l as u64);
         if let Some(body) = req.input.body.take() {
             let body = record_body_errors(body, outcome.clone());
             req.input.body = Some(StreamingBlob::new(VerifiedBody::new(body, Box::new(observer), len)));
         }
         let mut resp = self.upstream.put_object(req).await.map_err(|e| upload_error(e, &outcome))?;
-        let o = outcome.lock().expect("outcome lock");
-        resp.output.checksum_crc32 = o.checksums.checksum_crc32.clone();
-        resp.output.checksum_crc32c = o.checksums.checksum_crc32c.clone();
-        resp.output.checksum_sha1 = o.checksums.checksum_sha1.clone();
-        resp.output.checksum_sha256 = o.checksums.checksum_sha256.clone();
-        resp.output.checksum_crc64nvme = o.checksums.checksum_crc64nvme.clone();
+        set_checksums!(resp.output, outcome.lock().expect("outcome lock").checksums.clone());
         Ok(resp)
     }
 
@@ -155,8 +178,14 @@ impl Gateway {
         }
         let etag_pending = record.mode == SseMode::S3 && etag_md5.is_none();
 
-        let (observer, outcome) =
-            ChecksumObserver::take_from(&mut req.input, trailer_names.as_deref(), req.trailing_headers.clone(), etag_pending)?;
+        let (observer, outcome) = ChecksumObserver::new(
+            take_client_checksums!(req.input),
+            trailer_names.as_deref(),
+            req.trailing_headers.clone(),
+            etag_pending,
+        )?;
+        // The trailers were ours to verify; the upstream must not see them.
+        req.trailing_headers = None;
         let mut meta = req.input.metadata.take().unwrap_or_default();
         record.write_to(&mut meta).map_err(record_error)?;
         req.input.metadata = Some(meta.clone());
@@ -171,6 +200,7 @@ impl Gateway {
         let ctx = sub_request(&req, ());
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let up = self.upstream.put_object(req).await.map_err(|e| upload_error(e, &outcome))?;
+        self.metrics.bytes_encrypted.inc_by(plain_len);
         let (md5, checksums) = {
             let o = outcome.lock().expect("outcome lock");
             (o.md5, o.checksums.clone())
@@ -197,12 +227,8 @@ impl Gateway {
                 tracing::warn!(error = %e, %bucket, %key, "could not attach the SSE-S3 ETag");
             }
         }
-        out.checksum_crc32 = checksums.checksum_crc32;
-        out.checksum_crc32c = checksums.checksum_crc32c;
-        out.checksum_sha1 = checksums.checksum_sha1;
-        out.checksum_sha256 = checksums.checksum_sha256;
-        out.checksum_crc64nvme = checksums.checksum_crc64nvme;
-        apply_echo(&mut out, echo);
+        set_checksums!(out, checksums);
+        apply_echo!(all out, echo);
         Ok(S3Response::new(out))
     }
 }

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use super::SseMode;
 use crate::crypto::FormatParams;
 use crate::crypto::format::VERSION;
+use crate::crypto::layout::Layout;
 use crate::kms::{EncryptionContext, KeyId};
 
 /// Reserved metadata prefix (after `x-amz-meta-`).
@@ -29,6 +30,8 @@ const K_KMS_CTX: &str = "kgw-kms-ctx";
 const K_C_SALT: &str = "kgw-c-salt";
 const K_C_CHECK: &str = "kgw-c-check";
 const K_ETAG: &str = "kgw-etag";
+const K_MULTIPART: &str = "kgw-mp";
+const K_PARTS: &str = "kgw-parts";
 
 /// Largest metadata record (keys + values) the gateway writes.
 pub const MAX_RECORD_BYTES: usize = 1536;
@@ -60,6 +63,9 @@ pub struct ObjectCrypto {
     pub customer: Option<CustomerSeal>,
     /// SSE-S3: the plaintext MD5, sealed under the object's metadata key.
     pub sealed_etag: Option<Vec<u8>>,
+    /// Multipart objects: `Some` from CreateMultipartUpload on; the part
+    /// table (number, plaintext size) is filled in at completion.
+    pub multipart: Option<Vec<(u32, u64)>>,
 }
 
 /// Why a stored record could not be read. Always a server-side fault.
@@ -107,6 +113,12 @@ impl ObjectCrypto {
         if let Some(e) = &self.sealed_etag {
             put(K_ETAG, B64.encode(e));
         }
+        if let Some(parts) = &self.multipart {
+            put(K_MULTIPART, "1".to_owned());
+            if !parts.is_empty() {
+                put(K_PARTS, encode_parts(parts));
+            }
+        }
         let size: usize = meta.iter().filter(|(k, _)| k.starts_with(RESERVED_PREFIX)).map(|(k, v)| k.len() + v.len()).sum();
         if size > MAX_RECORD_BYTES {
             return Err(RecordError("record exceeds the metadata budget (encryption context too large?)"));
@@ -147,8 +159,67 @@ impl ObjectCrypto {
             _ => None,
         };
         let sealed_etag = if get(K_ETAG).is_some() { Some(b64(K_ETAG)?) } else { None };
-        Ok(Some(Self { mode, params, plain_size, sealed_oek: b64(K_OEK)?, kms, customer, sealed_etag }))
+        let multipart = match (get(K_MULTIPART), get(K_PARTS)) {
+            (None, _) => None,
+            (Some(_), None) => Some(Vec::new()),
+            (Some(_), Some(p)) => Some(decode_parts(p).ok_or(RecordError("bad part table"))?),
+        };
+        Ok(Some(Self { mode, params, plain_size, sealed_oek: b64(K_OEK)?, kms, customer, sealed_etag, multipart }))
     }
+
+    /// The object's parts; a single PUT is part 0.
+    pub fn layout(&self) -> Result<Layout, RecordError> {
+        match &self.multipart {
+            None => Ok(Layout::single(self.params, self.plain_size)),
+            Some(parts) if parts.is_empty() => Err(RecordError("multipart object without a part table")),
+            Some(parts) => {
+                let l = Layout::new(self.params, parts.clone());
+                if l.plain_len() != self.plain_size {
+                    return Err(RecordError("part table does not add up to the object size"));
+                }
+                Ok(l)
+            }
+        }
+    }
+}
+
+/// `1-127x8388608,128x1234`: runs of consecutive part numbers of one size.
+pub fn encode_parts(parts: &[(u32, u64)]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < parts.len() {
+        let (start, size) = parts[i];
+        let mut j = i;
+        while j + 1 < parts.len() && parts[j + 1].1 == size && parts[j + 1].0 == parts[j].0 + 1 {
+            j += 1;
+        }
+        let end = parts[j].0;
+        out.push(if end == start { format!("{start}x{size}") } else { format!("{start}-{end}x{size}") });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// Inverse of [`encode_parts`]; `None` on malformed input or part numbers
+/// that do not strictly increase.
+pub fn decode_parts(s: &str) -> Option<Vec<(u32, u64)>> {
+    let mut out: Vec<(u32, u64)> = Vec::new();
+    for run in s.split(',') {
+        let (nums, size) = run.split_once('x')?;
+        let size: u64 = size.parse().ok()?;
+        let (a, b) = match nums.split_once('-') {
+            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
+            None => {
+                let n = nums.parse::<u32>().ok()?;
+                (n, n)
+            }
+        };
+        if a > b || b > 10_000 || out.last().is_some_and(|(last, _)| *last >= a) {
+            return None;
+        }
+        out.extend((a..=b).map(|n| (n, size)));
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -168,6 +239,7 @@ mod tests {
             }),
             customer: (mode == SseMode::Customer).then(|| CustomerSeal { salt: vec![3; 32], check: vec![4; 32] }),
             sealed_etag: (mode == SseMode::S3).then(|| vec![5; 45]),
+            multipart: None,
         }
     }
 
@@ -188,6 +260,20 @@ mod tests {
         }
         assert!(ObjectCrypto::read_from(Some(&Meta::from([("a".into(), "b".into())]))).unwrap().is_none());
         assert!(ObjectCrypto::read_from(Some(&Meta::from([(K_FORMAT.into(), "9".into())]))).is_err());
+    }
+
+    #[test]
+    fn part_tables_are_compact_and_roundtrip() {
+        let mut parts: Vec<(u32, u64)> = (1..=9999).map(|n| (n, 8 << 20)).collect();
+        parts.push((10000, 12345));
+        let enc = encode_parts(&parts);
+        assert_eq!(enc, "1-9999x8388608,10000x12345");
+        assert_eq!(decode_parts(&enc).unwrap(), parts);
+        let sparse = vec![(1, 5), (3, 5), (4, 5), (7, 0)];
+        assert_eq!(decode_parts(&encode_parts(&sparse)).unwrap(), sparse);
+        for bad in ["", "x5", "3-1x5", "2x5,1x5", "1x-1", "1-20000x5"] {
+            assert!(decode_parts(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

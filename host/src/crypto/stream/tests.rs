@@ -1,4 +1,5 @@
 use super::*;
+use crate::crypto::format::SegmentRange;
 use crate::crypto::keys::ObjectKey;
 use futures::{StreamExt, executor::block_on, stream};
 use proptest::prelude::*;
@@ -175,4 +176,41 @@ proptest! {
         let got = decrypt(&ct, &k, 5, p, n as u64, start..end, imp).unwrap();
         prop_assert_eq!(&got[..], &d[start as usize..end as usize]);
     }
+}
+
+#[test]
+fn ranges_span_parts_and_parts_cannot_be_swapped() {
+    let p = FormatParams::new(4096).unwrap();
+    let oek = ObjectKey::from_bytes([9; 32]);
+    let (d1, d2) = (data(5000), data(9000).into_iter().rev().collect::<Vec<u8>>());
+    let (k1, k2) = (oek.part_key(1, 4096), oek.part_key(2, 4096));
+    let (c1, c2) = (encrypt(&d1, &k1, 1, p, 999), encrypt(&d2, &k2, 2, p, 999));
+    let run = |ct: Vec<u8>, plans: Vec<(PartKey, DecryptPlan)>| -> Result<Vec<u8>, String> {
+        let s = DecryptStream::multipart(chunks(&ct, 1234), p, plans);
+        let parts: Vec<Result<Bytes, StdError>> = block_on(s.collect());
+        parts
+            .into_iter()
+            .map(|r| r.map(|b| b.to_vec()).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.concat())
+    };
+    // Plaintext 4990..5020 spans the end of part 1 and the start of part 2.
+    let m1 = p.map_range(5000, 4990..5000).unwrap();
+    let m2 = p.map_range(9000, 0..20).unwrap();
+    let plan = |part, len, m: &SegmentRange| DecryptPlan {
+        part,
+        part_plain_len: len,
+        first_segment: m.first_segment,
+        last_segment: m.last_segment,
+        skip: m.skip,
+        take: m.take,
+    };
+    let mut ct = c1[m1.ciphertext.start as usize..].to_vec();
+    ct.extend_from_slice(&c2[..m2.ciphertext.end as usize]);
+    let got = run(ct.clone(), vec![(k1.clone(), plan(1, 5000, &m1)), (k2.clone(), plan(2, 9000, &m2))]).unwrap();
+    let mut want = d1[4990..].to_vec();
+    want.extend_from_slice(&d2[..20]);
+    assert_eq!(got, want);
+    // The same bytes with the part order claimed the other way round fail.
+    assert!(run(ct, vec![(k2, plan(2, 5000, &m1)), (k1, plan(1, 9000, &m2))]).is_err());
 }

@@ -1,0 +1,374 @@
+//! Encrypted multipart uploads.
+//!
+//! CreateMultipartUpload decides the mode and key and seals one object key
+//! for the whole upload; the record goes upstream as the upload's metadata
+//! and into the gateway state (keyed by upload id) for the parts. Each part
+//! is its own format v1 stream under a part key derived from its number.
+//! CompleteMultipartUpload reads the parts' ciphertext sizes back from the
+//! upstream, derives their plaintext sizes in closed form, and attaches the
+//! part table to the object with a conditional metadata-only self-copy.
+
+use std::collections::HashMap;
+
+use s3s::dto::{
+    AbortMultipartUploadInput, AbortMultipartUploadOutput, CompleteMultipartUploadInput, CompleteMultipartUploadOutput,
+    CopyObjectInput, CopySource, CreateMultipartUploadInput, CreateMultipartUploadOutput, ETagCondition, ListPartsInput,
+    ListPartsOutput, MetadataDirective, StreamingBlob, UploadPartInput, UploadPartOutput,
+};
+use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
+use serde::{Deserialize, Serialize};
+
+use super::body::{VerifiedBody, record_body_errors, strip_aws_chunked};
+use super::checksum::{ChecksumObserver, take_client_checksums};
+use super::errors::{crypto_error, record_error, sse_error, state_error};
+use super::keys::take_customer;
+use super::keys::{apply_echo, set_checksums};
+use super::put::{reserved_metadata_error, take_sse, upload_error};
+use super::{Gateway, sub_request};
+use crate::crypto::stream::EncryptStream;
+use crate::sse::{CustomerKey, ObjectCrypto, SseError, SseMode, has_reserved_keys};
+
+const UPLOADS: &str = "uploads";
+
+/// What the gateway remembers about an encrypted upload in progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct UploadDoc {
+    pub(super) bucket: String,
+    pub(super) key: String,
+    /// Metadata sent upstream at creation: the client's plus the record.
+    pub(super) metadata: HashMap<String, String>,
+    pub(super) headers: ObjectHeaders,
+}
+
+/// Object headers a metadata-only self-copy must carry over.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct ObjectHeaders {
+    pub(super) content_type: Option<String>,
+    pub(super) content_encoding: Option<String>,
+    pub(super) content_disposition: Option<String>,
+    pub(super) content_language: Option<String>,
+    pub(super) cache_control: Option<String>,
+    pub(super) website_redirect_location: Option<String>,
+}
+
+/// A metadata-only self-copy that rewrites the object's metadata, only if
+/// the object still has `etag` (a concurrent writer is never overwritten).
+pub(super) fn self_copy(
+    bucket: &str,
+    key: &str,
+    metadata: HashMap<String, String>,
+    h: &ObjectHeaders,
+    etag: s3s::dto::ETag,
+) -> CopyObjectInput {
+    let mut c = CopyObjectInput::builder()
+        .bucket(bucket.to_owned())
+        .key(key.to_owned())
+        .copy_source(CopySource::Bucket { bucket: bucket.into(), key: key.into(), version_id: None })
+        .build()
+        .expect("bucket, key and source are set");
+    c.metadata_directive = Some(MetadataDirective::from_static(MetadataDirective::REPLACE));
+    c.metadata = Some(metadata);
+    c.content_type = h.content_type.clone();
+    c.content_encoding = h.content_encoding.clone();
+    c.content_disposition = h.content_disposition.clone();
+    c.content_language = h.content_language.clone();
+    c.cache_control = h.cache_control.clone();
+    c.website_redirect_location = h.website_redirect_location.clone();
+    c.copy_source_if_match = Some(ETagCondition::ETag(etag));
+    c
+}
+
+fn part_number(n: i32) -> S3Result<u32> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"))
+}
+
+impl Gateway {
+    pub(super) fn upload_doc(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<Option<(UploadDoc, ObjectCrypto)>> {
+        let Some(doc) = self.state.get::<UploadDoc>(UPLOADS, upload_id).map_err(state_error)? else { return Ok(None) };
+        if doc.bucket != bucket || doc.key != key {
+            return Err(s3_error!(NoSuchUpload));
+        }
+        let rec = ObjectCrypto::read_from(Some(&doc.metadata))
+            .map_err(record_error)?
+            .ok_or_else(|| s3_error!(InternalError, "upload record missing"))?;
+        Ok(Some((doc, rec)))
+    }
+
+    /// SSE-C rules of parts: same key on every part of an SSE-C upload, none
+    /// on other uploads.
+    fn check_part_customer(&self, rec: &ObjectCrypto, customer: Option<&CustomerKey>) -> S3Result<()> {
+        match (rec.mode, customer) {
+            (SseMode::Customer, None) => Err(sse_error(SseError::InvalidRequest(
+                "The multipart upload initiate requested encryption. Subsequent part requests must include the appropriate encryption parameters.",
+            ))),
+            (SseMode::Customer, Some(_)) => self.check_read_headers(Some(rec), customer).map_err(|e| {
+                if e.code() == &s3s::S3ErrorCode::AccessDenied || e.status_code() == Some(self.wrong_key_status) {
+                    sse_error(SseError::InvalidRequest(
+                        "The provided encryption parameters did not match the ones used originally.",
+                    ))
+                } else {
+                    e
+                }
+            }),
+            (_, Some(_)) => Err(sse_error(SseError::InvalidRequest(
+                "The multipart upload initiate did not request encryption with customer-provided keys.",
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) async fn create_multipart(
+        &self,
+        mut req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        if has_reserved_keys(req.input.metadata.as_ref()) {
+            return Err(reserved_metadata_error());
+        }
+        strip_aws_chunked(&mut req.input.content_encoding);
+        let sse = take_sse!(req.input)?;
+        self.require_tls_for_sse_c(&req.extensions, matches!(sse, crate::sse::SseRequest::Customer(_)))?;
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let sse = self.defaults.resolve(&bucket, sse)?;
+        let Some(sealed) = self.seal_new_object(sse, &bucket, &key).await? else {
+            return self.upstream.create_multipart_upload(req).await;
+        };
+        let mut record = sealed.record;
+        record.multipart = Some(Vec::new());
+        let mut metadata = req.input.metadata.take().unwrap_or_default();
+        record.write_to(&mut metadata).map_err(record_error)?;
+        req.input.metadata = Some(metadata.clone());
+        // Part checksums are verified by the gateway over the plaintext.
+        req.input.checksum_algorithm = None;
+        req.input.checksum_type = None;
+        let i = &req.input;
+        let headers = ObjectHeaders {
+            content_type: i.content_type.clone(),
+            content_encoding: i.content_encoding.clone(),
+            content_disposition: i.content_disposition.clone(),
+            content_language: i.content_language.clone(),
+            cache_control: i.cache_control.clone(),
+            website_redirect_location: i.website_redirect_location.clone(),
+        };
+        let mut resp = self.upstream.create_multipart_upload(req).await?;
+        let upload_id =
+            resp.output.upload_id.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no upload id"))?;
+        self.state.put(UPLOADS, &upload_id, &UploadDoc { bucket, key, metadata, headers }).map_err(state_error)?;
+        self.metrics.requests.with_label_values(&["create_multipart_upload", record.mode.as_str()]).inc();
+        apply_echo!(all resp.output, sealed.echo);
+        resp.output.checksum_algorithm = None;
+        Ok(resp)
+    }
+
+    pub(crate) async fn upload_part(&self, mut req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        let i = &mut req.input;
+        let customer = take_customer!(i)?;
+        let trailer_names = req.headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        self.require_tls_for_sse_c(&req.extensions, customer.is_some())?;
+        self.upload_part_with(req, customer, trailer_names).await
+    }
+
+    /// UploadPart with the SSE-C key taken out (also the write half of UploadPartCopy).
+    pub(crate) async fn upload_part_with(
+        &self,
+        mut req: S3Request<UploadPartInput>,
+        customer: Option<CustomerKey>,
+        trailer_names: Option<String>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let part = part_number(req.input.part_number)?;
+        let Some((_, rec)) = self.upload_doc(&req.input.upload_id, &req.input.bucket, &req.input.key)? else {
+            if customer.is_some() {
+                return Err(sse_error(SseError::InvalidRequest("The encryption parameters are not applicable to this object.")));
+            }
+            // A plaintext upload: verify the client's checksums all the same.
+            let (observer, outcome) = ChecksumObserver::new(
+                take_client_checksums!(req.input),
+                trailer_names.as_deref(),
+                req.trailing_headers.clone(),
+                false,
+            )?;
+            // The trailers were ours to verify; the upstream must not see them.
+            req.trailing_headers = None;
+            let len = req.input.content_length.map(|l| l as u64);
+            if let Some(body) = req.input.body.take() {
+                let body = record_body_errors(body, outcome.clone());
+                req.input.body = Some(StreamingBlob::new(VerifiedBody::new(body, Box::new(observer), len)));
+            }
+            let mut resp = self.upstream.upload_part(req).await.map_err(|e| upload_error(e, &outcome))?;
+            set_checksums!(resp.output, outcome.lock().expect("outcome lock").checksums.clone());
+            return Ok(resp);
+        };
+        self.check_part_customer(&rec, customer.as_ref())?;
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let oek = self.open_object_key(&rec, customer.as_ref(), &bucket, &key).await?;
+        let plain_len = req.input.content_length.ok_or_else(|| s3_error!(MissingContentLength))?;
+        let plain_len = u64::try_from(plain_len).map_err(|_| s3_error!(InvalidArgument, "negative Content-Length"))?;
+        let body = req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
+        let (observer, outcome) = ChecksumObserver::new(
+            take_client_checksums!(req.input),
+            trailer_names.as_deref(),
+            req.trailing_headers.clone(),
+            false,
+        )?;
+        // The trailers were ours to verify; the upstream must not see them.
+        req.trailing_headers = None;
+        let part_key = oek.part_key(part, rec.params.segment_size());
+        let body = record_body_errors(body, outcome.clone());
+        let enc = EncryptStream::new(body, &part_key, part, rec.params, Some(plain_len), Box::new(observer));
+        req.input.content_length = Some(rec.params.ciphertext_len(plain_len) as i64);
+        req.input.body = Some(StreamingBlob::new(enc));
+        let up = self.upstream.upload_part(req).await.map_err(|e| upload_error(e, &outcome))?;
+        self.metrics.bytes_encrypted.inc_by(plain_len);
+        let c = outcome.lock().expect("outcome lock").checksums.clone();
+        let echo = Self::echo_of(&rec, customer.as_ref());
+        let mut out = UploadPartOutput { e_tag: up.output.e_tag, ..Default::default() };
+        set_checksums!(out, c);
+        apply_echo!(read out, echo);
+        Ok(S3Response::new(out))
+    }
+
+    /// Ciphertext sizes of an upload's parts, as the upstream has them.
+    async fn upstream_part_sizes<T>(
+        &self,
+        req: &S3Request<T>,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> S3Result<HashMap<i32, i64>> {
+        let mut sizes = HashMap::new();
+        let mut marker: Option<i32> = None;
+        loop {
+            let mut li = ListPartsInput::builder()
+                .bucket(bucket.to_owned())
+                .key(key.to_owned())
+                .upload_id(upload_id.to_owned())
+                .build()
+                .expect("set");
+            li.part_number_marker = marker;
+            let out = self.upstream.list_parts(sub_request(req, li)).await?.output;
+            for p in out.parts.unwrap_or_default() {
+                if let (Some(n), Some(s)) = (p.part_number, p.size) {
+                    sizes.insert(n, s);
+                }
+            }
+            match (out.is_truncated, out.next_part_number_marker) {
+                (Some(true), Some(m)) if marker != Some(m) => marker = Some(m),
+                _ => break,
+            }
+        }
+        Ok(sizes)
+    }
+
+    pub(crate) async fn complete_multipart(
+        &self,
+        mut req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let (bucket, key, upload_id) = (req.input.bucket.clone(), req.input.key.clone(), req.input.upload_id.clone());
+        let Some((doc, mut rec)) = self.upload_doc(&upload_id, &bucket, &key)? else {
+            return self.upstream.complete_multipart_upload(req).await;
+        };
+        let i = &mut req.input;
+        (i.sse_customer_algorithm, i.sse_customer_key, i.sse_customer_key_md5) = (None, None, None);
+        (i.checksum_crc32, i.checksum_crc32c, i.checksum_sha1, i.checksum_sha256, i.checksum_crc64nvme) =
+            (None, None, None, None, None);
+        i.checksum_type = None;
+        i.mpu_object_size = None;
+        let wanted: Vec<i32> = i
+            .multipart_upload
+            .as_ref()
+            .and_then(|m| m.parts.as_ref())
+            .map(|ps| ps.iter().filter_map(|p| p.part_number).collect())
+            .unwrap_or_default();
+        if let Some(parts) = i.multipart_upload.as_mut().and_then(|m| m.parts.as_mut()) {
+            for p in parts {
+                (p.checksum_crc32, p.checksum_crc32c, p.checksum_sha1, p.checksum_sha256, p.checksum_crc64nvme) =
+                    (None, None, None, None, None);
+            }
+        }
+        let sizes = self.upstream_part_sizes(&req, &bucket, &key, &upload_id).await?;
+        let mut table = Vec::with_capacity(wanted.len());
+        for n in &wanted {
+            let ct =
+                *sizes.get(n).ok_or_else(|| s3_error!(InvalidPart, "One or more of the specified parts could not be found."))?;
+            let plain = rec.params.plaintext_len(ct as u64).map_err(crypto_error)?;
+            table.push((part_number(*n)?, plain));
+        }
+        let ctx = sub_request(&req, ());
+        let resp = self.upstream.complete_multipart_upload(req).await?;
+        let etag = resp.output.e_tag.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no ETag"))?;
+        rec.plain_size = table.iter().map(|(_, s)| s).sum();
+        rec.multipart = Some(table);
+        let mut metadata = doc.metadata.clone();
+        rec.write_to(&mut metadata).map_err(record_error)?;
+        self.attach_record(&ctx, &bucket, &key, metadata, &doc.headers, etag).await?;
+        if let Err(e) = self.state.delete(UPLOADS, &upload_id) {
+            tracing::warn!(error = %e, %upload_id, "could not remove the finished upload's state");
+        }
+        let echo = Self::echo_of(&rec, None);
+        let mut out = resp.output;
+        out.server_side_encryption = echo.sse;
+        out.ssekms_key_id = echo.kms_key_id;
+        set_checksums!(out, Default::default());
+        out.checksum_type = None;
+        Ok(S3Response::new(out))
+    }
+
+    /// Write the final record onto a just-completed object (retried: the
+    /// object is unreadable without its part table).
+    async fn attach_record<T>(
+        &self,
+        ctx: &S3Request<T>,
+        bucket: &str,
+        key: &str,
+        metadata: HashMap<String, String>,
+        h: &ObjectHeaders,
+        etag: s3s::dto::ETag,
+    ) -> S3Result<()> {
+        let mut last: Option<S3Error> = None;
+        for attempt in 0..3u32 {
+            let copy = self_copy(bucket, key, metadata.clone(), h, etag.clone());
+            match self.upstream.copy_object(sub_request(ctx, copy)).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, bucket, key, "attaching the part table failed");
+                    last = Some(e);
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                }
+            }
+        }
+        tracing::error!(
+            bucket,
+            key,
+            "object completed upstream but its part table could not be attached; it is unreadable until repaired"
+        );
+        Err(last.unwrap_or_else(|| s3_error!(InternalError)))
+    }
+
+    pub(crate) async fn abort_multipart(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let id = req.input.upload_id.clone();
+        let resp = self.upstream.abort_multipart_upload(req).await?;
+        self.state.delete(UPLOADS, &id).map_err(state_error)?;
+        Ok(resp)
+    }
+
+    pub(crate) async fn list_parts_plain(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        let upload = self.upload_doc(&req.input.upload_id, &req.input.bucket, &req.input.key)?;
+        let mut resp = self.upstream.list_parts(req).await?;
+        if let Some((_, rec)) = upload {
+            for p in resp.output.parts.iter_mut().flatten() {
+                if let Some(s) = p.size {
+                    p.size = Some(rec.params.plaintext_len(s as u64).map_err(crypto_error)? as i64);
+                }
+                (p.checksum_crc32, p.checksum_crc32c, p.checksum_sha1, p.checksum_sha256, p.checksum_crc64nvme) =
+                    (None, None, None, None, None);
+            }
+            resp.output.checksum_algorithm = None;
+        }
+        Ok(resp)
+    }
+}

@@ -1,0 +1,92 @@
+//! The gateway's dynamic state: small JSON documents (bucket encryption
+//! defaults, in-progress encrypted multipart uploads) under
+//! `<data-dir>/state/<namespace>/<hex(key)>.json`, written atomically.
+//!
+//! Documents hold no secret in clear (sealed keys only). Writes fsync, so
+//! they suit low-rate control operations, not the data path.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::fsutil::{create_private_dir, write_private_atomic};
+
+/// Errors of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state I/O error at {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt state document {path}")]
+    Corrupt {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A directory of JSON documents grouped by namespace.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        create_private_dir(dir).map_err(|source| StateError::Io { path: dir.display().to_string(), source })?;
+        Ok(Self { dir: dir.to_owned() })
+    }
+
+    fn path(&self, ns: &str, key: &str) -> PathBuf {
+        // Hex keeps any key (upload ids, bucket names) a plain file name.
+        self.dir.join(ns).join(format!("{}.json", hex::encode(key)))
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, ns: &str, key: &str) -> Result<Option<T>, StateError> {
+        let path = self.path(ns, key);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StateError::Corrupt { path: path.display().to_string(), source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Io { path: path.display().to_string(), source }),
+        }
+    }
+
+    pub fn put<T: Serialize>(&self, ns: &str, key: &str, doc: &T) -> Result<(), StateError> {
+        let path = self.path(ns, key);
+        let json = serde_json::to_vec_pretty(doc).expect("state documents serialise");
+        write_private_atomic(&path, &json).map_err(|source| StateError::Io { path: path.display().to_string(), source })
+    }
+
+    /// Remove a document; `Ok(false)` when there was none.
+    pub fn delete(&self, ns: &str, key: &str) -> Result<bool, StateError> {
+        let path = self.path(ns, key);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(StateError::Io { path: path.display().to_string(), source }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_roundtrip_and_keys_cannot_escape() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateStore::open(&d.path().join("state")).unwrap();
+        s.put("ns", "../../etc/passwd", &vec![1, 2, 3]).unwrap();
+        assert_eq!(s.get::<Vec<i32>>("ns", "../../etc/passwd").unwrap(), Some(vec![1, 2, 3]));
+        assert!(d.path().join("state/ns").read_dir().unwrap().count() == 1);
+        assert!(s.delete("ns", "../../etc/passwd").unwrap());
+        assert!(!s.delete("ns", "../../etc/passwd").unwrap());
+        assert_eq!(s.get::<Vec<i32>>("ns", "missing").unwrap(), None);
+    }
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Gateway throughput, CPU and memory: 256 MiB PUT and GET through the
+gateway vs straight to the same upstream, same client, same run.
+
+The upstream is a second kms-gateway process with its embedded store,
+used as a plain S3 store (requests without SSE headers pass through it
+unchanged). "direct" = client → upstream; "gateway" = client → gateway →
+upstream. Also counts the ciphertext fetched for 1-byte ranges of a 1 GiB
+object. Usage: python tests/bench/gateway_bench.py [--size-mib 256] [--reps 3]
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from conftest import ACCESS, SECRET, Gateway, s3_client  # noqa: E402
+
+MIB = 1 << 20
+
+
+def proc_cpu(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_hwm_mib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def client(endpoint, ak, sk):
+    return s3_client(endpoint, ak, sk, request_checksum_calculation="when_required", response_checksum_validation="when_required")
+
+
+def timed(fn, size):
+    t = time.perf_counter()
+    fn()
+    return size / (time.perf_counter() - t) / 1e6
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=256)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--range-object-mib", type=int, default=1024)
+    a = ap.parse_args()
+    size = a.size_mib * MIB
+
+    up = Gateway()
+    gw = Gateway(upstream=up, upstream_creds=(ACCESS, SECRET))
+    direct, via = client(up.endpoint, ACCESS, SECRET), client(gw.endpoint, ACCESS, SECRET)
+    direct.create_bucket(Bucket="bench")
+
+    src = Path(tempfile.mkdtemp()) / "src.bin"
+    with open(src, "wb") as f:
+        block = os.urandom(MIB)
+        for _ in range(a.size_mib):
+            f.write(block)
+
+    def put(c, key, **kw):
+        with open(src, "rb") as f:
+            c.put_object(Bucket="bench", Key=key, Body=f, ContentLength=size, **kw)
+
+    def get(c, key, **kw):
+        body = c.get_object(Bucket="bench", Key=key, **kw)["Body"]
+        n = 0
+        for chunk in body.iter_chunks(1 << 20):
+            n += len(chunk)
+        assert n == size
+
+    rows = []
+    modes = [("SSE-KMS", {"ServerSideEncryption": "aws:kms"}), ("SSE-S3", {"ServerSideEncryption": "AES256"})]
+    gw_pid = gw.proc.pid
+    for label, kw in modes:
+        res = {"put_direct": [], "put_gw": [], "get_direct": [], "get_gw": []}
+        cpu_put = cpu_get = 0.0
+        for r in range(a.reps):
+            res["put_direct"].append(timed(lambda: put(direct, f"d-{r}"), size))
+            c0 = proc_cpu(gw_pid)
+            res["put_gw"].append(timed(lambda: put(via, f"g-{label}-{r}", **kw), size))
+            cpu_put += proc_cpu(gw_pid) - c0
+            res["get_direct"].append(timed(lambda: get(direct, f"d-{r}"), size))
+            c0 = proc_cpu(gw_pid)
+            res["get_gw"].append(timed(lambda: get(via, f"g-{label}-{r}"), size))
+            cpu_get += proc_cpu(gw_pid) - c0
+        med = {k: sorted(v)[len(v) // 2] for k, v in res.items()}
+        gb = a.reps * size / 1e9
+        rows.append((label, "PUT", med["put_direct"], med["put_gw"], cpu_put / gb))
+        rows.append((label, "GET", med["get_direct"], med["get_gw"], cpu_get / gb))
+
+    print(f"\n{a.size_mib} MiB objects, median of {a.reps}, MB/s (10^6 B/s)\n")
+    print("| mode | op | direct MB/s | gateway MB/s | ratio | gateway CPU s/GB |")
+    print("|---|---|---|---|---|---|")
+    for label, op, d, g, cpu in rows:
+        print(f"| {label} | {op} | {d:.0f} | {g:.0f} | {g / d:.2f} | {cpu:.2f} |")
+    print(f"\ngateway peak RSS (VmHWM): {proc_hwm_mib(gw_pid):.1f} MiB")
+
+    # Range reads of a large object: ciphertext fetched per 1-byte read.
+    import urllib.request
+
+    def metric(name):
+        text = urllib.request.urlopen(f"{gw.endpoint}/metrics").read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
+
+    big = a.range_object_mib * MIB
+    with open(src, "rb") as f:
+        data = f.read()
+
+    class Rep:
+        def __init__(self):
+            self.left = big
+
+        def read(self, n=-1):
+            if self.left <= 0:
+                return b""
+            n = min(self.left, len(data) if n < 0 else min(n, len(data)))
+            self.left -= n
+            return data[:n]
+
+    via.put_object(Bucket="bench", Key="big", Body=Rep(), ContentLength=big, ServerSideEncryption="aws:kms")
+    worst = 0
+    for off in [0, 1, big // 2 + 12345, big - 1]:
+        b0 = metric("kgw_upstream_ciphertext_bytes_total")
+        assert len(via.get_object(Bucket="bench", Key="big", Range=f"bytes={off}-{off}")["Body"].read()) == 1
+        worst = max(worst, metric("kgw_upstream_ciphertext_bytes_total") - b0)
+    print(f"1-byte range of a {a.range_object_mib} MiB object: at most {worst:.0f} ciphertext bytes fetched (one segment = {MIB + 16})")
+    gw.stop()
+    up.stop()
+
+
+if __name__ == "__main__":
+    main()
