@@ -5,6 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# rclone (Debian package) drives the rclone end-to-end tests.
+if ! command -v rclone >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rclone >/dev/null
+  else
+    echo "rclone is required for the tests: install the rclone package" >&2
+    exit 1
+  fi
+fi
+
 VENV=tests/.venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"

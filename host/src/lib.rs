@@ -14,12 +14,14 @@
 //! - [`routes`]: custom routes (operations, bucket encryption) and transport info.
 //! - [`state`]: the gateway's dynamic state (bucket defaults, uploads).
 //! - [`upstream`]: the store behind the gateway (remote S3 or embedded).
+//! - [`embedded`]: the embedded filesystem store (s3s-fs) with S3 fixes.
 //! - [`fsutil`]: durable private file writes.
 //!
 //! The entry point is [`server::build`] followed by [`server::run`].
 
 pub mod config;
 pub mod crypto;
+pub mod embedded;
 pub mod fsutil;
 pub mod kms;
 pub mod metrics;

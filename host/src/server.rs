@@ -155,7 +155,8 @@ fn load_tls(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| bad("certificate/key", &e))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only, like S3 itself: S3 clients do not use h2.
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 

@@ -74,6 +74,29 @@ impl StateStore {
     }
 }
 
+impl StateStore {
+    /// Remove every document of `ns` whose key starts with `prefix`.
+    pub fn delete_prefix(&self, ns: &str, prefix: &str) -> Result<usize, StateError> {
+        let dir = self.dir.join(ns);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(source) => return Err(StateError::Io { path: dir.display().to_string(), source }),
+        };
+        // hex(prefix ‖ rest) = hex(prefix) ‖ hex(rest): a file-name prefix.
+        let want = hex::encode(prefix);
+        let mut n = 0;
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&want) {
+                std::fs::remove_file(e.path())
+                    .map_err(|source| StateError::Io { path: e.path().display().to_string(), source })?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +111,10 @@ mod tests {
         assert!(s.delete("ns", "../../etc/passwd").unwrap());
         assert!(!s.delete("ns", "../../etc/passwd").unwrap());
         assert_eq!(s.get::<Vec<i32>>("ns", "missing").unwrap(), None);
+        for k in ["up1/1", "up1/2", "up10/1"] {
+            s.put("p", k, &1).unwrap();
+        }
+        assert_eq!(s.delete_prefix("p", "up1/").unwrap(), 2);
+        assert_eq!(s.get::<i32>("p", "up10/1").unwrap(), Some(1));
     }
 }

@@ -54,5 +54,5 @@ pub fn embedded(dir: &Path) -> Result<Arc<dyn s3s::S3>, UpstreamError> {
         |source: Box<dyn std::error::Error + Send + Sync>| UpstreamError::Embedded { path: dir.display().to_string(), source };
     std::fs::create_dir_all(dir).map_err(|e| err(Box::new(e)))?;
     let fs = s3s_fs::FileSystem::new(dir).map_err(|e| err(format!("{e:?}").into()))?;
-    Ok(Arc::new(fs))
+    Ok(Arc::new(crate::embedded::EmbeddedStore::new(fs, dir.to_owned())))
 }

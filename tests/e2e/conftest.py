@@ -43,10 +43,11 @@ def wait_port(port, proc, timeout=30):
     raise RuntimeError(f"port {port} did not open")
 
 
-def s3_client(endpoint, ak=ACCESS, sk=SECRET, **cfg):
+def s3_client(endpoint, ak=ACCESS, sk=SECRET, verify=None, **cfg):
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
+        verify=verify,
         aws_access_key_id=ak,
         aws_secret_access_key=sk,
         region_name="us-east-1",
@@ -91,7 +92,8 @@ class Gateway:
         env = {**os.environ, "RUST_LOG": "info", **self.env}
         self.proc = subprocess.Popen(args, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=env)
         wait_port(self.port, self.proc)
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if "--tls-cert" in self.extra_args else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.port}"
 
     def stop(self):
         if self.proc.poll() is None:
@@ -181,3 +183,25 @@ def payload(n, seed=1):
         block = hashlib.sha256(block).digest()
         out += block * 64
     return bytes(out[:n])
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (cert.pem, key.pem)."""
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture(scope="session", params=["embedded", "moto"])
+def tls_gw(request, tls_files):
+    """A gateway serving HTTPS (SSE-C without --allow-insecure-sse-c)."""
+    cert, key = tls_files
+    upstream = request.getfixturevalue("moto") if request.param == "moto" else None
+    g = Gateway(upstream=upstream, extra_args=["--tls-cert", str(cert), "--tls-key", str(key)])
+    g.ca = cert
+    yield g
+    g.stop()

@@ -20,7 +20,7 @@ use super::keys::take_customer;
 use super::multipart::{ObjectHeaders, self_copy};
 use super::put::{reserved_metadata_error, take_sse};
 use super::{Gateway, sub_request};
-use crate::sse::{ObjectCrypto, SseMode, SseRequest, has_reserved_keys};
+use crate::sse::{ObjectCrypto, SseRequest, has_reserved_keys};
 
 fn source_of(input: &CopyObjectInput) -> S3Result<(String, String, Option<String>)> {
     match &input.copy_source {
@@ -153,8 +153,9 @@ impl Gateway {
         new.params = rec.params;
         new.plain_size = rec.plain_size;
         new.multipart = rec.multipart.clone();
-        // The plaintext MD5 is sealed under the object key, which is unchanged.
-        new.sealed_etag = if new.mode == SseMode::S3 { sealed_etag } else { None };
+        // The plaintext MD5 is sealed under the object key, which is
+        // unchanged: it stays valid through any number of re-keys.
+        new.sealed_etag = sealed_etag;
         let i = &req.input;
         let (mut metadata, headers) = if replace {
             let h = ObjectHeaders {

@@ -260,10 +260,15 @@ impl S3Route for BucketEncryptionRoute {
                     resp.headers.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/xml"));
                     Ok(resp)
                 }
-                None => Err(S3Error::with_message(
-                    S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError,
-                    "The server side encryption configuration was not found",
-                )),
+                None => {
+                    let mut e = S3Error::with_message(
+                        S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError,
+                        "The server side encryption configuration was not found",
+                    );
+                    // As AWS and MinIO answer it (the S3 layer's table says 400).
+                    e.set_status_code(StatusCode::NOT_FOUND);
+                    Err(e)
+                }
             },
         }
     }

@@ -6,21 +6,26 @@
 //! The list is the s3s 0.14 `S3` trait minus the intercepted operations
 //! (and `post_object`, whose default routes through our `put_object`).
 
-macro_rules! gateway_s3_impl {
-    (hand { $($hand:tt)* } forward { $($op:ident($in:ident) -> $out:ident;)* }) => {
+/// `impl S3 for $ty`: the `hand` methods, then each `forward` operation
+/// delegated to `self.$field`. Shared with the embedded store's wrapper.
+macro_rules! s3_forwarding_impl {
+    ($ty:ty, $field:ident, hand { $($hand:tt)* } forward { $($op:ident($in:ident) -> $out:ident;)* }) => {
         #[async_trait::async_trait]
-        impl s3s::S3 for $crate::s3::Gateway {
+        impl s3s::S3 for $ty {
             $($hand)*
             $(
                 async fn $op(&self, req: s3s::S3Request<s3s::dto::$in>) -> s3s::S3Result<s3s::S3Response<s3s::dto::$out>> {
-                    self.upstream.$op(req).await
+                    self.$field.$op(req).await
                 }
             )*
         }
     };
 }
+pub(crate) use s3_forwarding_impl;
 
-gateway_s3_impl! {
+s3_forwarding_impl! {
+    crate::s3::Gateway,
+    upstream,
     hand {
         async fn put_object(&self, req: s3s::S3Request<s3s::dto::PutObjectInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::PutObjectOutput>> {
             self.put(req).await

@@ -49,7 +49,7 @@ fn part_slice(layout: &Layout, n: i32) -> S3Result<(std::ops::Range<u64>, std::o
     };
     Ok((pr, cr, plan))
 }
-use crate::sse::{CustomerKey, ObjectCrypto, strip_reserved};
+use crate::sse::{CustomerKey, ObjectCrypto, SseMode, strip_reserved};
 
 macro_rules! take_preconditions {
     ($input:expr) => {
@@ -263,9 +263,9 @@ impl Gateway {
             return Ok(resp);
         };
         // Only SSE-S3 needs the object key here (its ETag is sealed).
-        let oek = match rec.sealed_etag {
-            Some(_) => Some(self.open_object_key(&rec, customer.as_ref(), &bucket, &key).await?),
-            None => None,
+        let oek = match (rec.mode, &rec.sealed_etag) {
+            (SseMode::S3, Some(_)) => Some(self.open_object_key(&rec, customer.as_ref(), &bucket, &key).await?),
+            _ => None,
         };
         let etag = Self::visible_etag(&rec, oek.as_ref(), resp.output.e_tag.clone())?;
         pre.check(etag.as_ref(), resp.output.last_modified.as_ref())?;

@@ -230,7 +230,7 @@ impl Gateway {
     /// The ETag a client sees: the plaintext MD5 for SSE-S3, else upstream's.
     pub(crate) fn visible_etag(rec: &ObjectCrypto, oek: Option<&ObjectKey>, upstream: Option<ETag>) -> S3Result<Option<ETag>> {
         match (&rec.sealed_etag, oek) {
-            (Some(sealed), Some(oek)) => {
+            (Some(sealed), Some(oek)) if rec.mode == SseMode::S3 => {
                 let md5 = oek.metadata_key().open_bytes(sealed, ETAG_AAD).map_err(crypto_error)?;
                 Ok(Some(ETag::Strong(hex::encode(&*md5))))
             }

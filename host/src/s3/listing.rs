@@ -19,7 +19,7 @@ use s3s::{S3Request, S3Response, S3Result};
 use super::errors::record_error;
 use super::keys::take_customer;
 use super::{Gateway, sub_request};
-use crate::sse::ObjectCrypto;
+use crate::sse::{ObjectCrypto, SseMode};
 
 /// Plaintext sizes of objects as listed: `None` = not encrypted.
 pub struct SizeCache(Cache<(String, String, String), Option<u64>>);
@@ -140,11 +140,12 @@ impl Gateway {
         let rec = ObjectCrypto::read_from(head.metadata.as_ref()).map_err(record_error)?;
         self.check_read_headers(rec.as_ref(), customer.as_ref())?;
         let Some(rec) = rec else { return self.upstream.get_object_attributes(req).await };
-        let oek = match rec.sealed_etag {
-            Some(_) => Some(self.open_object_key(&rec, customer.as_ref(), &bucket, &key).await?),
-            None => None,
+        let oek = match (rec.mode, &rec.sealed_etag) {
+            (SseMode::S3, Some(_)) => Some(self.open_object_key(&rec, customer.as_ref(), &bucket, &key).await?),
+            _ => None,
         };
-        let want = |name: &str| req.input.object_attributes.iter().any(|a| a.as_str() == name);
+        // Some clients send the list as one comma-separated value.
+        let want = |name: &str| req.input.object_attributes.iter().flat_map(|a| a.as_str().split(',')).any(|a| a.trim() == name);
         let mut out = GetObjectAttributesOutput {
             last_modified: head.last_modified.clone(),
             version_id: head.version_id.clone(),

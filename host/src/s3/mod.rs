@@ -17,7 +17,7 @@ mod conditional;
 mod copy;
 pub mod defaults;
 pub mod errors;
-mod forward;
+pub(crate) mod forward;
 mod get;
 mod keys;
 pub mod listing;
@@ -121,6 +121,15 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// The plaintext length of an upload: Content-Length, or for aws-chunked
+/// bodies sent without one, `x-amz-decoded-content-length`.
+fn declared_length(headers: &hyper::HeaderMap, content_length: Option<i64>) -> s3s::S3Result<u64> {
+    let decoded =
+        || headers.get("x-amz-decoded-content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
+    let len = content_length.or_else(decoded).ok_or_else(|| s3s::s3_error!(MissingContentLength))?;
+    u64::try_from(len).map_err(|_| s3s::s3_error!(InvalidArgument, "negative Content-Length"))
 }
 
 /// Reads must not carry managed-SSE headers (AWS answers 400).

@@ -24,11 +24,23 @@ use super::errors::{crypto_error, record_error, sse_error, state_error};
 use super::keys::take_customer;
 use super::keys::{apply_echo, set_checksums};
 use super::put::{reserved_metadata_error, take_sse, upload_error};
-use super::{Gateway, sub_request};
+use super::{Gateway, declared_length, sub_request};
 use crate::crypto::stream::EncryptStream;
 use crate::sse::{CustomerKey, ObjectCrypto, SseError, SseMode, has_reserved_keys};
 
 const UPLOADS: &str = "uploads";
+const PARTS: &str = "upload-parts";
+
+/// A part as the gateway wrote it: its upstream ETag and plaintext size.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartDoc {
+    etag: String,
+    plain: u64,
+}
+
+fn unquote(s: &str) -> &str {
+    s.trim_matches('"')
+}
 
 /// What the gateway remembers about an encrypted upload in progress.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -191,7 +203,8 @@ impl Gateway {
             )?;
             // The trailers were ours to verify; the upstream must not see them.
             req.trailing_headers = None;
-            let len = req.input.content_length.map(|l| l as u64);
+            let len = declared_length(&req.headers, req.input.content_length).ok();
+            req.input.content_length = len.map(|l| l as i64);
             if let Some(body) = req.input.body.take() {
                 let body = record_body_errors(body, outcome.clone());
                 req.input.body = Some(StreamingBlob::new(VerifiedBody::new(body, Box::new(observer), len)));
@@ -203,8 +216,7 @@ impl Gateway {
         self.check_part_customer(&rec, customer.as_ref())?;
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let oek = self.open_object_key(&rec, customer.as_ref(), &bucket, &key).await?;
-        let plain_len = req.input.content_length.ok_or_else(|| s3_error!(MissingContentLength))?;
-        let plain_len = u64::try_from(plain_len).map_err(|_| s3_error!(InvalidArgument, "negative Content-Length"))?;
+        let plain_len = declared_length(&req.headers, req.input.content_length)?;
         let body = req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
         let (observer, outcome) = ChecksumObserver::new(
             take_client_checksums!(req.input),
@@ -219,8 +231,15 @@ impl Gateway {
         let enc = EncryptStream::new(body, &part_key, part, rec.params, Some(plain_len), Box::new(observer));
         req.input.content_length = Some(rec.params.ciphertext_len(plain_len) as i64);
         req.input.body = Some(StreamingBlob::new(enc));
+        let (upload_id, n) = (req.input.upload_id.clone(), req.input.part_number);
         let up = self.upstream.upload_part(req).await.map_err(|e| upload_error(e, &outcome))?;
         self.metrics.bytes_encrypted.inc_by(plain_len);
+        // Remember the part's size: completion needs it, and not every store
+        // answers ListParts in a form clients parse.
+        if let Some(etag) = &up.output.e_tag {
+            let doc = PartDoc { etag: unquote(etag.value()).to_owned(), plain: plain_len };
+            self.state.put(PARTS, &format!("{upload_id}/{n}"), &doc).map_err(state_error)?;
+        }
         let c = outcome.lock().expect("outcome lock").checksums.clone();
         let echo = Self::echo_of(&rec, customer.as_ref());
         let mut out = UploadPartOutput { e_tag: up.output.e_tag, ..Default::default() };
@@ -275,11 +294,13 @@ impl Gateway {
             (None, None, None, None, None);
         i.checksum_type = None;
         i.mpu_object_size = None;
-        let wanted: Vec<i32> = i
+        let wanted: Vec<(i32, Option<String>)> = i
             .multipart_upload
             .as_ref()
             .and_then(|m| m.parts.as_ref())
-            .map(|ps| ps.iter().filter_map(|p| p.part_number).collect())
+            .map(|ps| {
+                ps.iter().filter_map(|p| p.part_number.map(|n| (n, p.e_tag.as_ref().map(|e| e.value().to_owned())))).collect()
+            })
             .unwrap_or_default();
         if let Some(parts) = i.multipart_upload.as_mut().and_then(|m| m.parts.as_mut()) {
             for p in parts {
@@ -287,25 +308,40 @@ impl Gateway {
                     (None, None, None, None, None);
             }
         }
-        let sizes = self.upstream_part_sizes(&req, &bucket, &key, &upload_id).await?;
+        let mut upstream_sizes: Option<HashMap<i32, i64>> = None;
         let mut table = Vec::with_capacity(wanted.len());
-        for n in &wanted {
-            let ct =
-                *sizes.get(n).ok_or_else(|| s3_error!(InvalidPart, "One or more of the specified parts could not be found."))?;
-            let plain = rec.params.plaintext_len(ct as u64).map_err(crypto_error)?;
+        for (n, etag) in &wanted {
+            let doc: Option<PartDoc> = self.state.get(PARTS, &format!("{upload_id}/{n}")).map_err(state_error)?;
+            let plain = match doc {
+                Some(d) if etag.as_deref().is_none_or(|e| unquote(e) == d.etag) => d.plain,
+                _ => {
+                    // A part this gateway did not record: ask the upstream.
+                    if upstream_sizes.is_none() {
+                        upstream_sizes = Some(self.upstream_part_sizes(&req, &bucket, &key, &upload_id).await?);
+                    }
+                    let ct = *upstream_sizes
+                        .as_ref()
+                        .and_then(|m| m.get(n))
+                        .ok_or_else(|| s3_error!(InvalidPart, "One or more of the specified parts could not be found."))?;
+                    rec.params.plaintext_len(ct as u64).map_err(crypto_error)?
+                }
+            };
             table.push((part_number(*n)?, plain));
         }
         let ctx = sub_request(&req, ());
-        let resp = self.upstream.complete_multipart_upload(req).await?;
+        let mut resp = self.upstream.complete_multipart_upload(req).await?;
+        // A store may finish the upload in a future (to keep the client
+        // connection alive); the record can only be attached once it is done.
+        if let Some(done) = resp.output.future.take() {
+            resp.output = done.await?;
+        }
         let etag = resp.output.e_tag.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no ETag"))?;
         rec.plain_size = table.iter().map(|(_, s)| s).sum();
         rec.multipart = Some(table);
         let mut metadata = doc.metadata.clone();
         rec.write_to(&mut metadata).map_err(record_error)?;
         self.attach_record(&ctx, &bucket, &key, metadata, &doc.headers, etag).await?;
-        if let Err(e) = self.state.delete(UPLOADS, &upload_id) {
-            tracing::warn!(error = %e, %upload_id, "could not remove the finished upload's state");
-        }
+        self.forget_upload(&upload_id);
         let echo = Self::echo_of(&rec, None);
         let mut out = resp.output;
         out.server_side_encryption = echo.sse;
@@ -352,13 +388,24 @@ impl Gateway {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let id = req.input.upload_id.clone();
         let resp = self.upstream.abort_multipart_upload(req).await?;
-        self.state.delete(UPLOADS, &id).map_err(state_error)?;
+        self.forget_upload(&id);
         Ok(resp)
+    }
+
+    /// Drop an upload's state once the upstream has finished with it.
+    fn forget_upload(&self, upload_id: &str) {
+        let r = self.state.delete(UPLOADS, upload_id).and_then(|_| self.state.delete_prefix(PARTS, &format!("{upload_id}/")));
+        if let Err(e) = r {
+            tracing::warn!(error = %e, %upload_id, "could not remove a finished upload's state");
+        }
     }
 
     pub(crate) async fn list_parts_plain(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
         let upload = self.upload_doc(&req.input.upload_id, &req.input.bucket, &req.input.key)?;
         let mut resp = self.upstream.list_parts(req).await?;
+        if let Some(parts) = resp.output.parts.as_mut() {
+            parts.sort_by_key(|p| p.part_number);
+        }
         if let Some((_, rec)) = upload {
             for p in resp.output.parts.iter_mut().flatten() {
                 if let Some(s) = p.size {

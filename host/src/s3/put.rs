@@ -14,7 +14,7 @@ use super::body::{VerifiedBody, client_body_error, record_body_errors, strip_aws
 use super::checksum::{ChecksumObserver, SharedOutcome, take_client_checksums};
 use super::errors::record_error;
 use super::keys::{SealedWrite, apply_echo, set_checksums};
-use super::{Gateway, sub_request};
+use super::{Gateway, declared_length, sub_request};
 use crate::crypto::stream::{EncryptStream, StdError};
 use crate::sse::{SseMode, SseRequest, has_reserved_keys};
 
@@ -128,7 +128,8 @@ impl Gateway {
             ChecksumObserver::new(take_client_checksums!(req.input), trailer_names.as_deref(), trailers, false)?;
         // The trailers were ours to verify; the upstream must not see them.
         req.trailing_headers = None;
-        let len = req.input.content_length.map(|l| l as u64);
+        let len = declared_length(&req.headers, req.input.content_length).ok();
+        req.input.content_length = len.map(|l| l as i64);
         if let Some(body) = req.input.body.take() {
             let body = record_body_errors(body, outcome.clone());
             req.input.body = Some(StreamingBlob::new(VerifiedBody::new(body, Box::new(observer), len)));
@@ -145,8 +146,7 @@ impl Gateway {
         trailer_names: Option<String>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let SealedWrite { oek, mut record, echo } = sealed;
-        let plain_len = req.input.content_length.ok_or_else(|| s3_error!(MissingContentLength))?;
-        let plain_len = u64::try_from(plain_len).map_err(|_| s3_error!(InvalidArgument, "negative Content-Length"))?;
+        let plain_len = declared_length(&req.headers, req.input.content_length)?;
         let mut body = req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
         record.plain_size = plain_len;
 
