@@ -93,3 +93,20 @@ def test_one_byte_range_fetches_one_segment(gw, bucket):
         assert got == data[offset : offset + 1]
         fetched = metric(gw, "kgw_upstream_ciphertext_bytes_total") - before
         assert 0 < fetched <= MIB + 16, (offset, fetched)
+
+
+def test_one_byte_range_of_a_multipart_object_fetches_one_segment(gw, bucket):
+    c = gw.client()
+    parts = [payload(5 * MIB + 7, seed=1), payload(5 * MIB, seed=2), payload(999, seed=3)]
+    data = b"".join(parts)
+    uid = c.create_multipart_upload(Bucket=bucket, Key="mp1", ServerSideEncryption="aws:kms")["UploadId"]
+    done = []
+    for n, p in enumerate(parts, start=1):
+        done.append({"PartNumber": n, "ETag": c.upload_part(Bucket=bucket, Key="mp1", UploadId=uid, PartNumber=n, Body=p)["ETag"]})
+    c.complete_multipart_upload(Bucket=bucket, Key="mp1", UploadId=uid, MultipartUpload={"Parts": done})
+    for offset in [0, 5 * MIB + 6, 5 * MIB + 7, 10 * MIB + 7, len(data) - 1, 7 * MIB]:
+        before = metric(gw, "kgw_upstream_ciphertext_bytes_total")
+        got = c.get_object(Bucket=bucket, Key="mp1", Range=f"bytes={offset}-{offset}")["Body"].read()
+        assert got == data[offset : offset + 1]
+        fetched = metric(gw, "kgw_upstream_ciphertext_bytes_total") - before
+        assert 0 < fetched <= MIB + 16, (offset, fetched)

@@ -1,6 +1,7 @@
 """The TLS listener, the rule that SSE-C needs HTTPS, the configurable
 wrong-key status, and POST object (browser form upload) with SSE fields."""
 
+import urllib.error
 import urllib.request
 import uuid
 
@@ -72,3 +73,21 @@ def test_post_object_with_sse(gw, bucket):
     assert h["ServerSideEncryption"] == "aws:kms" and h["ContentLength"] == len(data)
     assert c.get_object(Bucket=bucket, Key="posted")["Body"].read() == data
     assert data[:32] not in gw.raw_get(bucket, "posted")
+
+
+def test_presigned_put_and_get_with_sse_c(gw, bucket):
+    c = gw.client(signature_version="s3v4")
+    keyp = ssec(KEY)
+    headers = {"x-amz-server-side-encryption-customer-algorithm": "AES256",
+               "x-amz-server-side-encryption-customer-key": keyp["SSECustomerKey"],
+               "x-amz-server-side-encryption-customer-key-MD5": keyp["SSECustomerKeyMD5"]}
+    data = payload(200000, seed=8)
+    url = c.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "pre-c", **keyp}, ExpiresIn=60)
+    req = urllib.request.Request(url, data=data, method="PUT", headers={**headers, "Content-Type": "application/octet-stream"})
+    assert urllib.request.urlopen(req).status == 200
+    assert data[:32] not in gw.raw_get(bucket, "pre-c")
+    url = c.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "pre-c", **keyp}, ExpiresIn=60)
+    assert urllib.request.urlopen(urllib.request.Request(url, headers=headers)).read() == data
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url)
+    assert e.value.code in (400, 403), "the presigned GET still needs the key headers"
