@@ -50,9 +50,14 @@ pub fn remote(u: &RemoteUpstream) -> Result<Arc<dyn s3s::S3>, UpstreamError> {
 
 /// The embedded filesystem store rooted at `dir` (created if missing).
 pub fn embedded(dir: &Path) -> Result<Arc<dyn s3s::S3>, UpstreamError> {
+    Ok(Arc::new(embedded_store(dir)?))
+}
+
+/// [`embedded`], as its concrete type.
+pub fn embedded_store(dir: &Path) -> Result<crate::embedded::EmbeddedStore, UpstreamError> {
     let err =
         |source: Box<dyn std::error::Error + Send + Sync>| UpstreamError::Embedded { path: dir.display().to_string(), source };
     std::fs::create_dir_all(dir).map_err(|e| err(Box::new(e)))?;
     let fs = s3s_fs::FileSystem::new(dir).map_err(|e| err(format!("{e:?}").into()))?;
-    Ok(Arc::new(crate::embedded::EmbeddedStore::new(fs, dir.to_owned())))
+    Ok(crate::embedded::EmbeddedStore::new(fs, dir.to_owned()))
 }

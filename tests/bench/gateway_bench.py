@@ -2,11 +2,11 @@
 """Gateway throughput, CPU and memory: 256 MiB PUT and GET through the
 gateway vs straight to the same upstream, same client, same run.
 
-The upstream is a second kms-gateway process with its embedded store,
-used as a plain S3 store (requests without SSE headers pass through it
-unchanged). "direct" = client → upstream; "gateway" = client → gateway →
-upstream. Also counts the ciphertext fetched for 1-byte ranges of a 1 GiB
-object. Usage: python tests/bench/gateway_bench.py [--size-mib 256] [--reps 3]
+The upstream is the embedded store served over HTTP on its own
+(host/examples/plain_store.rs). "direct" = client → upstream; "gateway" =
+client → gateway → upstream. Also counts the ciphertext fetched for 1-byte ranges of a 1 GiB
+object. Build first: cargo build --release --bin kms-gateway --example plain_store
+Usage: KMS_GATEWAY_BIN=target/release/kms-gateway python tests/bench/gateway_bench.py [--size-mib 256] [--reps 3]
 """
 
 import argparse
@@ -20,6 +20,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from conftest import ACCESS, SECRET, Gateway, s3_client  # noqa: E402
 
 MIB = 1 << 20
+
+
+class PlainStore:
+    """The embedded store served over HTTP without the gateway (host/examples/plain_store.rs)."""
+
+    def __init__(self):
+        import subprocess
+
+        from conftest import free_port, wait_port
+
+        exe = Path(os.environ.get("KMS_GATEWAY_BIN", "")).with_name("examples") / "plain_store"
+        self.port = free_port()
+        self.proc = subprocess.Popen([str(exe), tempfile.mkdtemp(), f"127.0.0.1:{self.port}", ACCESS, SECRET], stdout=subprocess.DEVNULL)
+        wait_port(self.port, self.proc)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def proc_cpu(pid):
@@ -49,11 +68,10 @@ def main():
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--range-object-mib", type=int, default=1024)
-    ap.add_argument("--multipart-mib", type=int, default=1024)
     a = ap.parse_args()
     size = a.size_mib * MIB
 
-    up = Gateway()
+    up = PlainStore()
     gw = Gateway(upstream=up, upstream_creds=(ACCESS, SECRET))
     direct, via = client(up.endpoint, ACCESS, SECRET), client(gw.endpoint, ACCESS, SECRET)
     direct.create_bucket(Bucket="bench")
@@ -110,21 +128,14 @@ def main():
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
 
     big = a.range_object_mib * MIB
-    with open(src, "rb") as f:
-        data = f.read()
+    big_path = Path(tempfile.mkdtemp()) / "big.bin"
+    with open(big_path, "wb") as f, open(src, "rb") as s_:
+        block = s_.read()
+        for _ in range(big // len(block)):
+            f.write(block)
 
-    class Rep:
-        def __init__(self):
-            self.left = big
-
-        def read(self, n=-1):
-            if self.left <= 0:
-                return b""
-            n = min(self.left, len(data) if n < 0 else min(n, len(data)))
-            self.left -= n
-            return data[:n]
-
-    via.put_object(Bucket="bench", Key="big", Body=Rep(), ContentLength=big, ServerSideEncryption="aws:kms")
+    with open(big_path, "rb") as f:
+        via.put_object(Bucket="bench", Key="big", Body=f, ContentLength=big, ServerSideEncryption="aws:kms")
     worst = 0
     for off in [0, 1, big // 2 + 12345, big - 1]:
         b0 = metric("kgw_upstream_ciphertext_bytes_total")
@@ -150,10 +161,7 @@ def main():
     from boto3.s3.transfer import TransferConfig
 
     tc = TransferConfig(multipart_threshold=8 * MIB, multipart_chunksize=8 * MIB, max_concurrency=8)
-    mp = Path(tempfile.mkdtemp()) / "mp.bin"
-    with open(mp, "wb") as f:
-        for _ in range(a.multipart_mib // a.size_mib):
-            f.write(open(src, "rb").read())
+    mp = big_path
     mp_size = mp.stat().st_size
     out = mp.with_suffix(".out")
     rows = []
