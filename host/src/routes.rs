@@ -46,3 +46,53 @@ impl S3Route for RouteChain {
 pub struct Transport {
     pub tls: bool,
 }
+
+/// Virtual-host-style addressing for `--domain`: `bucket.DOMAIN[:port]`
+/// names a bucket; any other host (an IP, `DOMAIN` itself, another name)
+/// is path style. Unlike the S3 layer's own `SingleDomain`, ports are
+/// ignored and unknown hosts are not taken for bucket names.
+pub struct GatewayHost {
+    domain: String,
+}
+
+impl GatewayHost {
+    pub fn new(domain: &str) -> Self {
+        Self { domain: domain.trim_end_matches('.').to_ascii_lowercase() }
+    }
+}
+
+impl s3s::host::S3Host for GatewayHost {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<s3s::host::VirtualHost<'a>> {
+        // Drop the port: `[v6]:port` or `name:port` (names have no colons).
+        let name = match host.find(']') {
+            Some(end) if host.starts_with('[') => &host[..=end],
+            _ => host.split(':').next().unwrap_or(host),
+        };
+        let bucket = name
+            .len()
+            .checked_sub(self.domain.len() + 1)
+            .filter(|&cut| name[cut..].eq_ignore_ascii_case(&format!(".{}", self.domain)) && cut > 0)
+            .map(|cut| &name[..cut]);
+        Ok(match bucket {
+            Some(b) => s3s::host::VirtualHost::new(self.domain.as_str()).with_bucket(b.to_ascii_lowercase()),
+            None => s3s::host::VirtualHost::new(name),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use s3s::host::S3Host;
+
+    #[test]
+    fn hosts_map_to_buckets_only_under_the_domain() {
+        let h = GatewayHost::new("s3.example.test");
+        let b = |host: &str| h.parse_host_header(host).unwrap().bucket().map(str::to_owned);
+        assert_eq!(b("photos.s3.example.test:9000").as_deref(), Some("photos"));
+        assert_eq!(b("Photos.S3.Example.Test").as_deref(), Some("photos"));
+        assert_eq!(b("s3.example.test:9000"), None);
+        assert_eq!(b("127.0.0.1:9000"), None);
+        assert_eq!(b("other.host"), None);
+    }
+}

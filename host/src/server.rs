@@ -10,7 +10,6 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use s3s::auth::SimpleAuth;
-use s3s::host::SingleDomain;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -22,7 +21,7 @@ use crate::kms::local::LocalBackend;
 use crate::kms::master::{MasterKeySource, load_master_key};
 use crate::kms::{KeyId, Kms, KmsError};
 use crate::metrics::{Metrics, OpsRoute};
-use crate::routes::{RouteChain, Transport};
+use crate::routes::{GatewayHost, RouteChain, Transport};
 use crate::s3::defaults::{BucketEncryptionRoute, EncryptionDefaults, GatewayDefault};
 use crate::s3::{Gateway, GatewayOptions, GatewayParts};
 use crate::state::{StateError, StateStore};
@@ -130,8 +129,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         Box::new(BucketEncryptionRoute { defaults, upstream, domain: args.domain.clone() }),
     ]));
     if let Some(domain) = &args.domain {
-        let host = SingleDomain::new(domain).map_err(|e| ConfigError::Invalid(format!("--domain: {e}")))?;
-        b.set_host(host);
+        b.set_host(GatewayHost::new(domain));
     }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
