@@ -184,7 +184,18 @@ pub async fn run(
         let svc = service.clone();
         let handler = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(transport);
-            hyper::service::Service::call(&svc, req)
+            let has_body = hyper::body::Body::size_hint(req.body()).upper() != Some(0);
+            let fut = hyper::service::Service::call(&svc, req);
+            async move {
+                let mut resp = fut.await?;
+                // An error may be answered before the request body was read;
+                // close the connection so unread body bytes can never be
+                // taken for the client's next request.
+                if has_body && resp.status().as_u16() >= 400 {
+                    resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+                }
+                Ok::<_, s3s::HttpError>(resp)
+            }
         });
         match &tls {
             None => {
