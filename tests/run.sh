@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: unit and property tests (cargo), then end-to-end
+# The whole test suite: formatting and lints, unit and property tests
+# (cargo), then end-to-end
 # tests that start the real gateway binary against real upstreams and drive
 # it with real clients (boto3, the aws CLI). Installs what it needs.
 set -euo pipefail
@@ -20,6 +21,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
 
 # `cargo test` also builds the gateway binary (with the same dependency
 # features, so nothing is compiled twice).
