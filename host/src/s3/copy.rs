@@ -17,7 +17,7 @@ use super::conditional::Preconditions;
 use super::errors::{not_implemented, record_error};
 use super::keys::apply_echo;
 use super::keys::take_customer;
-use super::multipart::{ObjectHeaders, self_copy};
+use super::multipart::{object_headers, self_copy};
 use super::put::{reserved_metadata_error, take_sse};
 use super::{Gateway, sub_request};
 use crate::sse::{ObjectCrypto, SseRequest, has_reserved_keys};
@@ -158,27 +158,11 @@ impl Gateway {
         new.sealed_etag = sealed_etag;
         let i = &req.input;
         let (mut metadata, headers) = if replace {
-            let h = ObjectHeaders {
-                content_type: i.content_type.clone(),
-                content_encoding: i.content_encoding.clone(),
-                content_disposition: i.content_disposition.clone(),
-                content_language: i.content_language.clone(),
-                cache_control: i.cache_control.clone(),
-                website_redirect_location: i.website_redirect_location.clone(),
-            };
-            (i.metadata.clone().unwrap_or_default(), h)
+            (i.metadata.clone().unwrap_or_default(), object_headers!(i))
         } else {
             let mut m = head.metadata.clone();
             crate::sse::strip_reserved(&mut m);
-            let h = ObjectHeaders {
-                content_type: head.content_type.clone(),
-                content_encoding: head.content_encoding.clone(),
-                content_disposition: head.content_disposition.clone(),
-                content_language: head.content_language.clone(),
-                cache_control: head.cache_control.clone(),
-                website_redirect_location: head.website_redirect_location.clone(),
-            };
-            (m.unwrap_or_default(), h)
+            (m.unwrap_or_default(), object_headers!(head))
         };
         new.write_to(&mut metadata).map_err(record_error)?;
         let etag = head.e_tag.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no ETag"))?;

@@ -18,12 +18,12 @@ use s3s::dto::{
 use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 use serde::{Deserialize, Serialize};
 
-use super::body::{VerifiedBody, record_body_errors, strip_aws_chunked};
+use super::body::{record_body_errors, strip_aws_chunked};
 use super::checksum::{ChecksumObserver, take_client_checksums};
 use super::errors::{crypto_error, record_error, sse_error, state_error};
 use super::keys::take_customer;
 use super::keys::{apply_echo, set_checksums};
-use super::put::{reserved_metadata_error, take_sse, upload_error};
+use super::put::{reserved_metadata_error, take_sse, upload_error, verify_plain_upload};
 use super::{Gateway, declared_length, sub_request};
 use crate::crypto::stream::EncryptStream;
 use crate::sse::{CustomerKey, ObjectCrypto, SseError, SseMode, has_reserved_keys};
@@ -62,6 +62,21 @@ pub(super) struct ObjectHeaders {
     pub(super) cache_control: Option<String>,
     pub(super) website_redirect_location: Option<String>,
 }
+
+/// [`ObjectHeaders`] of any input or output that carries the six headers.
+macro_rules! object_headers {
+    ($x:expr) => {
+        $crate::s3::multipart::ObjectHeaders {
+            content_type: $x.content_type.clone(),
+            content_encoding: $x.content_encoding.clone(),
+            content_disposition: $x.content_disposition.clone(),
+            content_language: $x.content_language.clone(),
+            cache_control: $x.cache_control.clone(),
+            website_redirect_location: $x.website_redirect_location.clone(),
+        }
+    };
+}
+pub(super) use object_headers;
 
 /// A metadata-only self-copy that rewrites the object's metadata, only if
 /// the object still has `etag` (a concurrent writer is never overwritten).
@@ -155,15 +170,7 @@ impl Gateway {
         // Part checksums are verified by the gateway over the plaintext.
         req.input.checksum_algorithm = None;
         req.input.checksum_type = None;
-        let i = &req.input;
-        let headers = ObjectHeaders {
-            content_type: i.content_type.clone(),
-            content_encoding: i.content_encoding.clone(),
-            content_disposition: i.content_disposition.clone(),
-            content_language: i.content_language.clone(),
-            cache_control: i.cache_control.clone(),
-            website_redirect_location: i.website_redirect_location.clone(),
-        };
+        let headers = object_headers!(req.input);
         let mut resp = self.upstream.create_multipart_upload(req).await?;
         let upload_id =
             resp.output.upload_id.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no upload id"))?;
@@ -195,20 +202,7 @@ impl Gateway {
                 return Err(sse_error(SseError::InvalidRequest("The encryption parameters are not applicable to this object.")));
             }
             // A plaintext upload: verify the client's checksums all the same.
-            let (observer, outcome) = ChecksumObserver::new(
-                take_client_checksums!(req.input),
-                trailer_names.as_deref(),
-                req.trailing_headers.clone(),
-                false,
-            )?;
-            // The trailers were ours to verify; the upstream must not see them.
-            req.trailing_headers = None;
-            let len = declared_length(&req.headers, req.input.content_length).ok();
-            req.input.content_length = len.map(|l| l as i64);
-            if let Some(body) = req.input.body.take() {
-                let body = record_body_errors(body, outcome.clone());
-                req.input.body = Some(StreamingBlob::new(VerifiedBody::new(body, Box::new(observer), len)));
-            }
+            let outcome = verify_plain_upload!(req, trailer_names);
             let mut resp = self.upstream.upload_part(req).await.map_err(|e| upload_error(e, &outcome))?;
             set_checksums!(resp.output, outcome.lock().expect("outcome lock").checksums.clone());
             return Ok(resp);
@@ -340,7 +334,9 @@ impl Gateway {
         rec.multipart = Some(table);
         let mut metadata = doc.metadata.clone();
         rec.write_to(&mut metadata).map_err(record_error)?;
-        self.attach_record(&ctx, &bucket, &key, metadata, &doc.headers, etag).await?;
+        // The listing size cache learns the object under its final ETag.
+        let stored = self.attach_record(&ctx, &bucket, &key, metadata, &doc.headers, etag.clone()).await?;
+        self.sizes.remember(&bucket, &key, stored.as_ref().or(Some(&etag)), Some(rec.plain_size));
         self.forget_upload(&upload_id);
         let echo = Self::echo_of(&rec, None);
         let mut out = resp.output;
@@ -361,12 +357,12 @@ impl Gateway {
         metadata: HashMap<String, String>,
         h: &ObjectHeaders,
         etag: s3s::dto::ETag,
-    ) -> S3Result<()> {
+    ) -> S3Result<Option<s3s::dto::ETag>> {
         let mut last: Option<S3Error> = None;
         for attempt in 0..3u32 {
             let copy = self_copy(bucket, key, metadata.clone(), h, etag.clone());
             match self.upstream.copy_object(sub_request(ctx, copy)).await {
-                Ok(_) => return Ok(()),
+                Ok(r) => return Ok(r.output.copy_object_result.and_then(|c| c.e_tag)),
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, bucket, key, "attaching the part table failed");
                     last = Some(e);

@@ -5,15 +5,14 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use futures::{StreamExt, stream};
-use s3s::dto::{
-    CopyObjectInput, CopySource, ETag, ETagCondition, MetadataDirective, PutObjectInput, PutObjectOutput, StreamingBlob,
-};
+use s3s::dto::{ETag, PutObjectInput, PutObjectOutput, StreamingBlob};
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::body::{VerifiedBody, client_body_error, record_body_errors, strip_aws_chunked};
+use super::body::{client_body_error, record_body_errors, strip_aws_chunked};
 use super::checksum::{ChecksumObserver, SharedOutcome, take_client_checksums};
 use super::errors::record_error;
 use super::keys::{SealedWrite, apply_echo, set_checksums};
+use super::multipart::{object_headers, self_copy};
 use super::{Gateway, declared_length, sub_request};
 use crate::crypto::stream::{EncryptStream, StdError};
 use crate::sse::{SseMode, SseRequest, has_reserved_keys};
@@ -44,6 +43,31 @@ macro_rules! take_sse {
     }};
 }
 pub(super) use take_sse;
+
+/// Plaintext upload (PutObject, UploadPart): take the client's checksums
+/// out of the input and wrap the body so they are verified before its last
+/// chunk goes upstream. Evaluates to the shared outcome.
+macro_rules! verify_plain_upload {
+    ($req:expr, $trailer_names:expr) => {{
+        let (observer, outcome) = $crate::s3::checksum::ChecksumObserver::new(
+            $crate::s3::checksum::take_client_checksums!($req.input),
+            $trailer_names.as_deref(),
+            $req.trailing_headers.clone(),
+            false,
+        )?;
+        // The trailers were ours to verify; the upstream must not see them.
+        $req.trailing_headers = None;
+        let len = $crate::s3::declared_length(&$req.headers, $req.input.content_length).ok();
+        $req.input.content_length = len.map(|l| l as i64);
+        if let Some(body) = $req.input.body.take() {
+            let body = $crate::s3::body::record_body_errors(body, outcome.clone());
+            $req.input.body =
+                Some(s3s::dto::StreamingBlob::new($crate::s3::body::VerifiedBody::new(body, Box::new(observer), len)));
+        }
+        outcome
+    }};
+}
+pub(super) use verify_plain_upload;
 
 /// Metrics label of a write's mode.
 pub(super) fn mode_label(sse: &SseRequest) -> &'static str {
@@ -123,19 +147,11 @@ impl Gateway {
         mut req: S3Request<PutObjectInput>,
         trailer_names: Option<String>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        let trailers = req.trailing_headers.clone();
-        let (observer, outcome) =
-            ChecksumObserver::new(take_client_checksums!(req.input), trailer_names.as_deref(), trailers, false)?;
-        // The trailers were ours to verify; the upstream must not see them.
-        req.trailing_headers = None;
-        let len = declared_length(&req.headers, req.input.content_length).ok();
-        req.input.content_length = len.map(|l| l as i64);
-        if let Some(body) = req.input.body.take() {
-            let body = record_body_errors(body, outcome.clone());
-            req.input.body = Some(StreamingBlob::new(VerifiedBody::new(body, Box::new(observer), len)));
-        }
+        let outcome = verify_plain_upload!(req, trailer_names);
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let mut resp = self.upstream.put_object(req).await.map_err(|e| upload_error(e, &outcome))?;
         set_checksums!(resp.output, outcome.lock().expect("outcome lock").checksums.clone());
+        self.sizes.remember(&bucket, &key, resp.output.e_tag.as_ref(), None);
         Ok(resp)
     }
 
@@ -195,7 +211,8 @@ impl Gateway {
         let enc = EncryptStream::new(body, &part_key, 0, self.params, Some(plain_len), Box::new(observer));
         req.input.content_length = Some(self.params.ciphertext_len(plain_len) as i64);
         req.input.body = Some(StreamingBlob::new(enc));
-        let fixup = etag_pending.then(|| fixup_template(&req.input));
+        let fixup =
+            etag_pending.then(|| (object_headers!(req.input), req.input.expires.clone(), req.input.storage_class.clone()));
 
         let ctx = sub_request(&req, ());
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
@@ -215,41 +232,23 @@ impl Gateway {
             (SseMode::S3, Some(md5)) => Some(ETag::Strong(hex::encode(md5))),
             _ => up.output.e_tag.clone(),
         };
-        if let (Some(mut copy), Some(md5), Some(up_etag)) = (fixup, md5, up.output.e_tag.clone()) {
+        let mut stored_etag = up.output.e_tag.clone();
+        if let (Some((headers, expires, storage_class)), Some(md5), Some(up_etag)) = (fixup, md5, up.output.e_tag.clone()) {
             record.sealed_etag = Some(Self::seal_etag(&oek, &md5)?);
             let mut meta = meta;
             record.write_to(&mut meta).map_err(record_error)?;
-            copy.metadata = Some(meta);
             // Only if the object is still the one just written.
-            copy.copy_source_if_match = Some(ETagCondition::ETag(up_etag));
-            if let Err(e) = self.upstream.copy_object(sub_request(&ctx, copy)).await {
+            let mut copy = self_copy(&bucket, &key, meta, &headers, up_etag);
+            (copy.expires, copy.storage_class) = (expires, storage_class);
+            match self.upstream.copy_object(sub_request(&ctx, copy)).await {
+                Ok(r) => stored_etag = r.output.copy_object_result.and_then(|c| c.e_tag).or(stored_etag),
                 // The data is stored and readable; only the ETag differs.
-                tracing::warn!(error = %e, %bucket, %key, "could not attach the SSE-S3 ETag");
+                Err(e) => tracing::warn!(error = %e, %bucket, %key, "could not attach the SSE-S3 ETag"),
             }
         }
+        self.sizes.remember(&bucket, &key, stored_etag.as_ref(), Some(plain_len));
         set_checksums!(out, checksums);
         apply_echo!(all out, echo);
         Ok(S3Response::new(out))
     }
-}
-
-/// A metadata-only self-copy that rewrites the record, carrying over the
-/// object's headers (REPLACE would otherwise drop them).
-fn fixup_template(input: &PutObjectInput) -> CopyObjectInput {
-    let mut c = CopyObjectInput::builder()
-        .bucket(input.bucket.clone())
-        .key(input.key.clone())
-        .copy_source(CopySource::Bucket { bucket: input.bucket.clone().into(), key: input.key.clone().into(), version_id: None })
-        .build()
-        .expect("bucket, key and source are set");
-    c.metadata_directive = Some(MetadataDirective::from_static(MetadataDirective::REPLACE));
-    c.content_type = input.content_type.clone();
-    c.content_encoding = input.content_encoding.clone();
-    c.content_disposition = input.content_disposition.clone();
-    c.content_language = input.content_language.clone();
-    c.cache_control = input.cache_control.clone();
-    c.expires = input.expires.clone();
-    c.website_redirect_location = input.website_redirect_location.clone();
-    c.storage_class = input.storage_class.clone();
-    c
 }
