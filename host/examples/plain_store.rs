@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
     b.set_auth(SimpleAuth::from_single(ak.clone(), sk.clone()));
     let listener = tokio::net::TcpListener::bind(addr.as_str()).await?;
     println!("plain store on http://{}", listener.local_addr()?);
-    kms_gateway::server::run(listener, b.build(), None, async {
+    kms_gateway::server::run(listener, b.build(), None, None, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;

@@ -74,6 +74,68 @@ pub struct ServeArgs {
     /// Accept SSE-C over plain HTTP (AWS refuses it; for local testing only)
     #[arg(long, env = "KMS_GATEWAY_ALLOW_INSECURE_SSE_C", num_args = 0..=1, default_missing_value = "true")]
     pub allow_insecure_sse_c: Option<bool>,
+    /// Start with the KMS `NotConfigured` (when no state is stored), to be
+    /// configured over the admin API, instead of the embedded local backend
+    #[arg(long, env = "KMS_GATEWAY_KMS_NOT_CONFIGURED", num_args = 0..=1, default_missing_value = "true")]
+    pub kms_not_configured: Option<bool>,
+    /// Configure and start this KMS backend at boot (local or vault),
+    /// replacing a configuration stored through the admin API
+    #[arg(long, env = "KMS_GATEWAY_KMS_BACKEND")]
+    pub kms_backend: Option<String>,
+    /// Key directory of the local backend [default: DATA_DIR/kms/keys]
+    #[arg(long, env = "KMS_GATEWAY_KMS_KEY_DIR")]
+    pub kms_key_dir: Option<PathBuf>,
+    /// Vault / OpenBao address, e.g. https://vault:8200
+    #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_ADDRESS")]
+    pub kms_vault_address: Option<String>,
+    /// Vault token (token auth)
+    #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_TOKEN", hide_env_values = true)]
+    pub kms_vault_token: Option<String>,
+    /// AppRole role id (AppRole auth)
+    #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_ROLE_ID")]
+    pub kms_vault_role_id: Option<String>,
+    /// AppRole secret id
+    #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_SECRET_ID", hide_env_values = true)]
+    pub kms_vault_secret_id: Option<String>,
+    /// File holding the AppRole secret id (read at every login)
+    #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_SECRET_ID_FILE")]
+    pub kms_vault_secret_id_file: Option<PathBuf>,
+    /// Vault namespace (Vault Enterprise / OpenBao namespaces)
+    #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_NAMESPACE")]
+    pub kms_vault_namespace: Option<String>,
+    /// Transit mount [default: transit]
+    #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_MOUNT")]
+    pub kms_vault_mount: Option<String>,
+    /// KV v2 mount for key metadata [default: secret]
+    #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_KV_MOUNT")]
+    pub kms_vault_kv_mount: Option<String>,
+    /// Path prefix of key metadata in KV [default: rustfs/kms/keys]
+    #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_KEY_PREFIX")]
+    pub kms_vault_key_prefix: Option<String>,
+    /// CA certificate (PEM) that signs Vault's TLS certificate
+    #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_CA_CERT")]
+    pub kms_vault_ca_cert: Option<PathBuf>,
+    /// Skip Vault TLS verification (development only)
+    #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_SKIP_TLS_VERIFY", num_args = 0..=1, default_missing_value = "true")]
+    pub kms_vault_skip_tls_verify: Option<bool>,
+    /// Data-key cache TTL in seconds [default: 300]
+    #[arg(long, env = "KMS_GATEWAY_KMS_CACHE_TTL_SECONDS")]
+    pub kms_cache_ttl_seconds: Option<u64>,
+    /// Serve cached data keys this long past their TTL while the KMS is down [default: 0]
+    #[arg(long, env = "KMS_GATEWAY_KMS_CACHE_OFFLINE_GRACE_SECONDS")]
+    pub kms_cache_offline_grace_seconds: Option<u64>,
+    /// Share one data key per bucket and key within the cache TTL [default: true]
+    #[arg(long, env = "KMS_GATEWAY_KMS_BUCKET_KEYS")]
+    pub kms_bucket_keys: Option<bool>,
+    /// Allow deleting keys without the 7-30 day waiting period (admin API)
+    #[arg(long, env = "KMS_GATEWAY_KMS_ALLOW_IMMEDIATE_DELETION", num_args = 0..=1, default_missing_value = "true")]
+    pub kms_allow_immediate_deletion: Option<bool>,
+    /// Seconds between KMS health probes; 0 disables them [default: 30]
+    #[arg(long, env = "KMS_GATEWAY_KMS_PROBE_INTERVAL_SECONDS")]
+    pub kms_probe_interval_seconds: Option<u64>,
+    /// Audit log file (JSON lines), or "off" [default: DATA_DIR/audit.log]
+    #[arg(long, env = "KMS_GATEWAY_AUDIT_LOG")]
+    pub audit_log: Option<String>,
     /// Log format: text or json [default: text]
     #[arg(long, env = "KMS_GATEWAY_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -137,6 +199,30 @@ impl ServeArgs {
             kms_default_key_id,
             segment_size,
             sse_c_wrong_key_status,
+            default_encryption,
+            tls_cert,
+            tls_key,
+            allow_insecure_sse_c,
+            kms_not_configured,
+            kms_backend,
+            kms_key_dir,
+            kms_vault_address,
+            kms_vault_token,
+            kms_vault_role_id,
+            kms_vault_secret_id,
+            kms_vault_secret_id_file,
+            kms_vault_namespace,
+            kms_vault_mount,
+            kms_vault_kv_mount,
+            kms_vault_key_prefix,
+            kms_vault_ca_cert,
+            kms_vault_skip_tls_verify,
+            kms_cache_ttl_seconds,
+            kms_cache_offline_grace_seconds,
+            kms_bucket_keys,
+            kms_allow_immediate_deletion,
+            kms_probe_interval_seconds,
+            audit_log,
             log_format
         );
         Ok(self)
@@ -148,6 +234,53 @@ impl ServeArgs {
 
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./data"))
+    }
+
+    /// The KMS configuration the flags describe, in the admin API's JSON
+    /// form (so flags and `configure` share one validator). `None` when no
+    /// `--kms-backend` is given.
+    pub fn kms_config_json(&self) -> Result<Option<serde_json::Value>, ConfigError> {
+        use serde_json::json;
+        let Some(backend) = &self.kms_backend else { return Ok(None) };
+        let mut v = json!({ "backend_type": backend });
+        let set = |v: &mut serde_json::Value, k: &str, x: serde_json::Value| {
+            if !x.is_null() {
+                v[k] = x;
+            }
+        };
+        set(&mut v, "default_key_id", json!(self.kms_default_key_id));
+        set(&mut v, "cache_ttl_seconds", json!(self.kms_cache_ttl_seconds));
+        set(&mut v, "cache_offline_grace_seconds", json!(self.kms_cache_offline_grace_seconds));
+        set(&mut v, "bucket_keys", json!(self.kms_bucket_keys));
+        if backend.eq_ignore_ascii_case("local") {
+            set(&mut v, "key_dir", json!(self.kms_key_dir));
+            return Ok(Some(v));
+        }
+        set(&mut v, "address", json!(self.kms_vault_address));
+        let auth = match (&self.kms_vault_token, &self.kms_vault_role_id) {
+            (Some(t), None) => json!({ "token": t }),
+            (None, Some(role)) => {
+                let mut a = json!({ "role_id": role });
+                set(&mut a, "secret_id", json!(self.kms_vault_secret_id));
+                set(&mut a, "secret_id_file", json!(self.kms_vault_secret_id_file));
+                json!({ "approle": a })
+            }
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "--kms-backend vault needs exactly one of --kms-vault-token and --kms-vault-role-id".into(),
+                ));
+            }
+        };
+        v["auth_method"] = auth;
+        set(&mut v, "namespace", json!(self.kms_vault_namespace));
+        set(&mut v, "mount_path", json!(self.kms_vault_mount));
+        set(&mut v, "kv_mount", json!(self.kms_vault_kv_mount));
+        set(&mut v, "key_path_prefix", json!(self.kms_vault_key_prefix));
+        v["tls"] = json!({
+            "ca_cert_path": self.kms_vault_ca_cert,
+            "skip_verify": self.kms_vault_skip_tls_verify.unwrap_or(false),
+        });
+        Ok(Some(v))
     }
 }
 

@@ -9,8 +9,10 @@
 //! - [`s3`]: the `s3s::S3` implementation that intercepts object operations.
 //! - [`sse`]: SSE header parsing and the per-object crypto record.
 //! - [`crypto`]: envelope keys and the streaming format v1.
-//! - [`kms`]: key backends (`local`) behind small traits.
-//! - [`metrics`]: Prometheus counters and the `/metrics`, `/health/live` routes.
+//! - [`kms`]: key backends (`local`, `vault`), caches, the KMS lifecycle.
+//! - [`admin`]: the SigV4-signed admin REST API (`/rustfs/admin/v3/kms/…`).
+//! - [`audit`]: the JSON-lines audit trail.
+//! - [`metrics`]: Prometheus counters; [`ops`]: `/metrics`, `/health/*`.
 //! - [`routes`]: custom routes (operations, bucket encryption) and transport info.
 //! - [`state`]: the gateway's dynamic state (bucket defaults, uploads).
 //! - [`upstream`]: the store behind the gateway (remote S3 or embedded).
@@ -19,12 +21,15 @@
 //!
 //! The entry point is [`server::build`] followed by [`server::run`].
 
+pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod crypto;
 pub mod embedded;
 pub mod fsutil;
 pub mod kms;
 pub mod metrics;
+pub mod ops;
 pub mod routes;
 pub mod s3;
 pub mod server;

@@ -1,5 +1,7 @@
 //! The `kms-gateway` binary: parse the command line, set up logging, run.
 
+mod cli;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kms_gateway::config::ServeArgs;
@@ -16,7 +18,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Call the admin API of a running gateway (signed with SigV4)
+    Admin(Box<cli::admin::AdminArgs>),
 }
 
 fn init_tracing(format: Option<&str>) {
@@ -37,8 +41,14 @@ fn init_tracing(format: Option<&str>) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Command::Serve(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Serve(args) => *args,
+        Command::Admin(a) => return cli::admin::run(*a).await,
+    };
     let args = args.merge_file()?;
+    // The process-wide TLS provider for every rustls user (Vault client,
+    // HTTPS listener): aws-lc-rs, already the AEAD of the data path.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     init_tracing(args.log_format.as_deref());
     let built = server::build(&args).await.context("cannot start the gateway")?;
     let listener =
@@ -59,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
     };
-    server::run(listener, built.service, built.tls, shutdown).await?;
+    server::run(listener, built.service, built.tls, Some(built.metrics), shutdown).await?;
     tracing::info!("kms-gateway stopped");
     Ok(())
 }

@@ -1,14 +1,7 @@
-//! Prometheus metrics and the unauthenticated operations routes
-//! (`GET /metrics`, `GET /health/live`). One registry per gateway, passed
-//! around as an `Arc` (no global registry).
+//! Prometheus metrics. One registry per gateway, passed around as an
+//! `Arc` (no global registry); served by [`crate::ops`].
 
-use std::sync::Arc;
-
-use hyper::http::Extensions;
-use hyper::{HeaderMap, Method, StatusCode, Uri};
-use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
-use s3s::route::S3Route;
-use s3s::{Body, S3Request, S3Response, S3Result};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// The gateway's counters.
 pub struct Metrics {
@@ -21,8 +14,19 @@ pub struct Metrics {
     pub bytes_decrypted: IntCounter,
     /// Ciphertext bytes requested from the upstream for decryption.
     pub upstream_ciphertext_bytes: IntCounter,
-    /// KMS calls by operation and outcome.
+    /// Calls that reached a KMS backend, by backend, operation and outcome.
     pub kms_calls: IntCounterVec,
+    /// Their latency.
+    pub kms_call_seconds: HistogramVec,
+    /// Data-key cache lookups by cache (`data_key`, `bucket_key`) and
+    /// result (`hit`, `miss`, `stale` = served past TTL while the KMS is down).
+    pub kms_cache: IntCounterVec,
+    /// 1 while the KMS backend's circuit breaker is open.
+    pub kms_circuit_open: IntGauge,
+    /// Errors the gateway answered, by S3 error code.
+    pub s3_errors: IntCounterVec,
+    /// Admin API calls by action and HTTP status.
+    pub admin_requests: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -31,29 +35,52 @@ impl Default for Metrics {
     }
 }
 
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric")
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("kgw".into()), None).expect("static prefix is valid");
-        let requests =
-            IntCounterVec::new(Opts::new("object_requests_total", "Object requests by operation and SSE mode"), &["op", "mode"])
-                .expect("static metric");
-        let bytes_encrypted =
-            IntCounter::new("bytes_encrypted_total", "Plaintext bytes encrypted on upload").expect("static metric");
-        let bytes_decrypted =
-            IntCounter::new("bytes_decrypted_total", "Plaintext bytes decrypted and returned").expect("static metric");
-        let upstream_ciphertext_bytes =
-            IntCounter::new("upstream_ciphertext_bytes_total", "Ciphertext bytes fetched from the upstream for decryption")
-                .expect("static metric");
-        let kms_calls =
-            IntCounterVec::new(Opts::new("kms_calls_total", "KMS calls by operation and outcome"), &["op", "outcome"])
-                .expect("static metric");
-        for c in [&requests, &kms_calls] {
-            registry.register(Box::new(c.clone())).expect("unique metric");
+        let m = Self {
+            requests: counter_vec("object_requests_total", "Object requests by operation and SSE mode", &["op", "mode"]),
+            bytes_encrypted: IntCounter::new("bytes_encrypted_total", "Plaintext bytes encrypted on upload")
+                .expect("static metric"),
+            bytes_decrypted: IntCounter::new("bytes_decrypted_total", "Plaintext bytes decrypted and returned")
+                .expect("static metric"),
+            upstream_ciphertext_bytes: IntCounter::new(
+                "upstream_ciphertext_bytes_total",
+                "Ciphertext bytes fetched from the upstream for decryption",
+            )
+            .expect("static metric"),
+            kms_calls: counter_vec(
+                "kms_calls_total",
+                "Calls to the KMS backend by backend, operation and outcome",
+                &["backend", "op", "outcome"],
+            ),
+            kms_call_seconds: HistogramVec::new(
+                HistogramOpts::new("kms_call_seconds", "Latency of KMS backend calls").buckets(vec![
+                    0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+                &["backend", "op"],
+            )
+            .expect("static metric"),
+            kms_cache: counter_vec("kms_cache_lookups_total", "Data-key cache lookups by cache and result", &["cache", "result"]),
+            kms_circuit_open: IntGauge::new("kms_circuit_open", "1 while the KMS circuit breaker is open")
+                .expect("static metric"),
+            s3_errors: counter_vec("s3_errors_total", "S3 errors answered by the gateway, by code", &["code"]),
+            admin_requests: counter_vec("admin_requests_total", "Admin API requests by action and status", &["action", "status"]),
+            registry,
+        };
+        for c in [&m.requests, &m.kms_calls, &m.kms_cache, &m.s3_errors, &m.admin_requests] {
+            m.registry.register(Box::new(c.clone())).expect("unique metric");
         }
-        for c in [&bytes_encrypted, &bytes_decrypted, &upstream_ciphertext_bytes] {
-            registry.register(Box::new(c.clone())).expect("unique metric");
+        for c in [&m.bytes_encrypted, &m.bytes_decrypted, &m.upstream_ciphertext_bytes] {
+            m.registry.register(Box::new(c.clone())).expect("unique metric");
         }
-        Self { registry, requests, bytes_encrypted, bytes_decrypted, upstream_ciphertext_bytes, kms_calls }
+        m.registry.register(Box::new(m.kms_call_seconds.clone())).expect("unique metric");
+        m.registry.register(Box::new(m.kms_circuit_open.clone())).expect("unique metric");
+        m
     }
 
     /// Prometheus text exposition.
@@ -61,32 +88,5 @@ impl Metrics {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding of gathered metrics");
         String::from_utf8(buf).expect("prometheus text is UTF-8")
-    }
-}
-
-/// `GET /metrics` and `GET /health/live`, served without S3 credentials.
-pub struct OpsRoute {
-    pub metrics: Arc<Metrics>,
-}
-
-#[async_trait::async_trait]
-impl S3Route for OpsRoute {
-    fn is_match(&self, method: &Method, uri: &Uri, _: &HeaderMap, _: &mut Extensions) -> bool {
-        method == Method::GET && matches!(uri.path(), "/metrics" | "/health/live")
-    }
-
-    async fn check_access(&self, _: &mut S3Request<Body>) -> S3Result<()> {
-        Ok(())
-    }
-
-    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
-        let (body, ctype) = match req.uri.path() {
-            "/metrics" => (self.metrics.render(), "text/plain; version=0.0.4"),
-            _ => ("ok\n".to_owned(), "text/plain"),
-        };
-        let mut resp = S3Response::new(Body::from(body));
-        resp.status = Some(StatusCode::OK);
-        resp.headers.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ctype));
-        Ok(resp)
     }
 }

@@ -41,6 +41,26 @@ impl S3Route for RouteChain {
     }
 }
 
+/// The id of one request: sent back as `x-amz-request-id`, recorded in
+/// the tracing span and the audit trail.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    pub fn new() -> Self {
+        let mut b = [0u8; 8];
+        // A failed random source only makes ids less unique.
+        let _ = crate::crypto::random_bytes(&mut b);
+        Self(hex::encode_upper(b))
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// How a request reached the gateway; inserted into every request.
 #[derive(Debug, Clone, Copy)]
 pub struct Transport {

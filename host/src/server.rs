@@ -14,14 +14,20 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::AdminRoute;
+use crate::admin::kms::KmsAdmin;
+use crate::audit::AuditLog;
 use crate::config::{ConfigError, Credentials, ServeArgs, resolve_credentials};
 use crate::crypto::FormatParams;
 use crate::fsutil::create_private_dir;
-use crate::kms::local::LocalBackend;
+use crate::kms::config::{KmsConfig, SecretSource};
+use crate::kms::manager::{KmsManager, LifecycleError, ManagerContext, Startup};
 use crate::kms::master::{MasterKeySource, load_master_key};
-use crate::kms::{KeyId, Kms, KmsError};
-use crate::metrics::{Metrics, OpsRoute};
-use crate::routes::{GatewayHost, RouteChain, Transport};
+use crate::kms::service::Observer;
+use crate::kms::{KeyId, KmsError};
+use crate::metrics::Metrics;
+use crate::ops::OpsRoute;
+use crate::routes::{GatewayHost, RequestId, RouteChain, Transport};
 use crate::s3::defaults::{BucketEncryptionRoute, EncryptionDefaults, GatewayDefault};
 use crate::s3::{Gateway, GatewayOptions, GatewayParts};
 use crate::state::{StateError, StateStore};
@@ -34,6 +40,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Kms(#[from] KmsError),
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
@@ -58,6 +66,7 @@ pub struct Built {
     pub upstream_desc: String,
     /// Serve HTTPS with this acceptor when set.
     pub tls: Option<TlsAcceptor>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Build the S3 service from resolved arguments.
@@ -74,9 +83,14 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         (None, None) => MasterKeySource::Generated(&generated_path),
     };
     let master = load_master_key(source)?;
-    let backend = Arc::new(LocalBackend::open(&data_dir.join("kms/keys"), master)?);
-    let default_key = KeyId::new(args.kms_default_key_id.clone().unwrap_or_else(|| "gateway-default".into()))?;
-    let kms = Kms::local(backend, default_key).await?;
+    let audit = Arc::new(match args.audit_log.as_deref() {
+        Some("off") => AuditLog::disabled(),
+        other => {
+            let path = other.map(PathBuf::from).unwrap_or_else(|| data_dir.join("audit.log"));
+            AuditLog::open(&path).map_err(|source| StartError::DataDir { path: path.display().to_string(), source })?
+        }
+    });
+    let metrics = Arc::new(Metrics::new());
 
     let (upstream, upstream_desc) = match &args.upstream {
         Some(url) => {
@@ -117,15 +131,44 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         .map_err(|e| ConfigError::Invalid(format!("--default-encryption: {e}")))?;
     let state = StateStore::open(&data_dir.join("state"))?;
     let defaults = Arc::new(EncryptionDefaults::new(state.clone(), gateway_default));
-    let metrics = Arc::new(Metrics::new());
+    let kms = boot_kms(
+        args,
+        &data_dir,
+        master,
+        state.clone(),
+        &defaults,
+        Arc::new(Observer { metrics: metrics.clone(), audit: audit.clone() }),
+    )
+    .await?;
     let opts = GatewayOptions { params, wrong_key_status, allow_insecure_sse_c: args.allow_insecure_sse_c.unwrap_or(false) };
-    let parts = GatewayParts { upstream: upstream.clone(), kms, metrics: metrics.clone(), state, defaults: defaults.clone() };
+    let parts = GatewayParts {
+        upstream: upstream.clone(),
+        kms: kms.clone(),
+        metrics: metrics.clone(),
+        state,
+        defaults: defaults.clone(),
+    };
     let gateway = Gateway::new(parts, opts);
 
     let mut b = S3ServiceBuilder::new(gateway);
-    b.set_auth(SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
+    let mut auth = SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone());
+    auth.register(credentials.admin_access_key.clone(), credentials.admin_secret_key.clone().into());
+    b.set_auth(auth);
+    b.set_access(DataPlaneAccess { admin_access_key: credentials.admin_access_key.clone() });
+    let admin = AdminRoute {
+        admin_access_key: credentials.admin_access_key.clone(),
+        kms: KmsAdmin {
+            manager: kms.clone(),
+            metrics: metrics.clone(),
+            allow_immediate_deletion: args.kms_allow_immediate_deletion.unwrap_or(false),
+        },
+        metrics: metrics.clone(),
+        audit,
+    };
+    let metrics_out = metrics.clone();
     b.set_route(RouteChain(vec![
-        Box::new(OpsRoute { metrics }),
+        Box::new(OpsRoute { metrics, kms, upstream: upstream.clone() }),
+        Box::new(admin),
         Box::new(BucketEncryptionRoute { defaults, upstream, domain: args.domain.clone() }),
     ]));
     if let Some(domain) = &args.domain {
@@ -135,7 +178,69 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
         _ => None,
     };
-    Ok(Built { service: b.build(), credentials, generated_credentials, data_dir, upstream_desc, tls })
+    Ok(Built { service: b.build(), credentials, generated_credentials, data_dir, upstream_desc, tls, metrics: metrics_out })
+}
+
+/// Start the KMS: flags (`--kms-backend …`) win; otherwise the stored
+/// state; otherwise the embedded local backend, or `NotConfigured` with
+/// `--kms-not-configured`.
+async fn boot_kms(
+    args: &ServeArgs,
+    data_dir: &Path,
+    master: crate::crypto::SealingKey,
+    store: StateStore,
+    defaults: &Arc<EncryptionDefaults>,
+    observer: Arc<Observer>,
+) -> Result<Arc<KmsManager>, StartError> {
+    let fallback_key = KeyId::new(args.kms_default_key_id.clone().unwrap_or_else(|| "gateway-default".into()))?;
+    let startup = match args.kms_config_json()? {
+        Some(v) => Startup::Explicit(
+            KmsConfig::parse(v.to_string().as_bytes(), SecretSource::Request, &fallback_key)
+                .map_err(|e| ConfigError::Invalid(format!("KMS flags: {e}")))?,
+        ),
+        None if args.kms_not_configured.unwrap_or(false) => Startup::NotConfigured,
+        None => Startup::Default(KmsConfig::local_default(fallback_key.clone())),
+    };
+    let d = defaults.clone();
+    let ctx = ManagerContext {
+        data_dir: data_dir.to_owned(),
+        master,
+        store,
+        observer,
+        references: Arc::new(move |k| d.buckets_using(k)),
+        probe_interval: std::time::Duration::from_secs(args.kms_probe_interval_seconds.unwrap_or(30)),
+        fallback_key,
+    };
+    Ok(KmsManager::boot(ctx, startup).await?)
+}
+
+/// Admin credentials are for the admin API only.
+struct DataPlaneAccess {
+    admin_access_key: String,
+}
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for DataPlaneAccess {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        match cx.credentials() {
+            None => Err(s3s::s3_error!(AccessDenied, "Signature is required")),
+            Some(c) if c.access_key == self.admin_access_key => {
+                Err(s3s::s3_error!(AccessDenied, "Admin credentials cannot be used for S3 requests."))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// The `<Code>` of an S3 XML error body (or the `code` of a JSON one).
+fn error_code(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let code = match text.find("<Code>") {
+        Some(i) => text[i + 6..].split('<').next()?.to_owned(),
+        None => serde_json::from_str::<serde_json::Value>(text).ok()?.get("code")?.as_str()?.to_owned(),
+    };
+    // Label values must stay a small set: only S3-style code words.
+    (code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')).then_some(code)
 }
 
 /// A TLS acceptor from PEM files.
@@ -159,11 +264,13 @@ fn load_tls(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {
 }
 
 /// Serve `service` on `listener` (HTTPS when `tls` is set) until `shutdown`
-/// resolves, then drain connections for up to 10 s.
+/// resolves, then drain connections for up to 10 s. Errors answered are
+/// counted by S3 code in `metrics` when given.
 pub async fn run(
     listener: TcpListener,
     service: S3Service,
     tls: Option<TlsAcceptor>,
+    metrics: Option<Arc<Metrics>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let http = ConnBuilder::new(TokioExecutor::new());
@@ -182,12 +289,24 @@ pub async fn run(
         };
         let transport = Transport { tls: tls.is_some() };
         let svc = service.clone();
+        let metrics = metrics.clone();
         let handler = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let id = RequestId::new();
+            let span = tracing::info_span!("request", request_id = %id.0, method = %req.method(), path = %req.uri().path());
+            let header = hyper::header::HeaderValue::from_str(&id.0).expect("hex request id");
             req.extensions_mut().insert(transport);
+            req.extensions_mut().insert(id);
             let has_body = hyper::body::Body::size_hint(req.body()).upper() != Some(0);
-            let fut = hyper::service::Service::call(&svc, req);
+            let fut = tracing::Instrument::instrument(hyper::service::Service::call(&svc, req), span);
+            let metrics = metrics.clone();
             async move {
                 let mut resp = fut.await?;
+                resp.headers_mut().insert("x-amz-request-id", header);
+                if let (Some(m), true) = (&metrics, resp.status().as_u16() >= 400) {
+                    let code =
+                        resp.body().bytes().and_then(|b| error_code(&b)).unwrap_or_else(|| resp.status().as_str().to_owned());
+                    m.s3_errors.with_label_values(&[&code]).inc();
+                }
                 // An error may be answered before the request body was read;
                 // close the connection so unread body bytes can never be
                 // taken for the client's next request.

@@ -75,6 +75,29 @@ impl StateStore {
 }
 
 impl StateStore {
+    /// Every document of `ns`, with its key. Unreadable documents are errors.
+    pub fn list<T: DeserializeOwned>(&self, ns: &str) -> Result<Vec<(String, T)>, StateError> {
+        let dir = self.dir.join(ns);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StateError::Io { path: dir.display().to_string(), source }),
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".json").and_then(|h| hex::decode(h).ok()).and_then(|k| String::from_utf8(k).ok())
+            else {
+                continue;
+            };
+            if let Some(doc) = self.get(ns, &key)? {
+                out.push((key, doc));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// Remove every document of `ns` whose key starts with `prefix`.
     pub fn delete_prefix(&self, ns: &str, prefix: &str) -> Result<usize, StateError> {
         let dir = self.dir.join(ns);
@@ -114,6 +137,7 @@ mod tests {
         for k in ["up1/1", "up1/2", "up10/1"] {
             s.put("p", k, &1).unwrap();
         }
+        assert_eq!(s.list::<i32>("p").unwrap().iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["up1/1", "up1/2", "up10/1"]);
         assert_eq!(s.delete_prefix("p", "up1/").unwrap(), 2);
         assert_eq!(s.get::<i32>("p", "up10/1").unwrap(), Some(1));
     }

@@ -20,6 +20,7 @@ from botocore.config import Config
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("KMS_GATEWAY_BIN", ROOT / "target" / "debug" / "kms-gateway"))
 ACCESS, SECRET = "gwtestaccess", "gwtestsecret0123456789"
+ADMIN_ACCESS, ADMIN_SECRET = "gwadminaccess", "gwadminsecret0123456789"
 UP_ACCESS, UP_SECRET = "upstreamak", "upstreamsk"
 MIB = 1 << 20
 
@@ -41,6 +42,25 @@ def wait_port(port, proc, timeout=30):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"port {port} did not open")
+
+
+def terminate(proc, timeout=15):
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout)
+
+
+def eventually(fn, timeout, what):
+    """Call `fn` until it stops raising a ClientError; fail after `timeout` s."""
+    from botocore.exceptions import ClientError
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return fn()
+        except ClientError:
+            assert time.time() < deadline, what
+            time.sleep(0.5)
 
 
 def s3_client(endpoint, ak=ACCESS, sk=SECRET, verify=None, **cfg):
@@ -72,7 +92,9 @@ class Moto:
 class Gateway:
     """One kms-gateway process with its own data dir."""
 
-    def __init__(self, upstream=None, extra_args=("--allow-insecure-sse-c",), env=None, data_dir=None, upstream_creds=(UP_ACCESS, UP_SECRET)):
+    def __init__(self, upstream=None, extra_args=("--allow-insecure-sse-c",), env=None, data_dir=None, upstream_creds=(UP_ACCESS, UP_SECRET),
+                 admin_flags=True):
+        self.admin_flags = admin_flags
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kgw-"))
         self.upstream = upstream
         self.upstream_creds = upstream_creds
@@ -84,6 +106,8 @@ class Gateway:
         self.port = free_port()
         args = [str(BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
                 "--access-key", ACCESS, "--secret-key", SECRET, *self.extra_args]
+        if self.admin_flags:
+            args += ["--admin-access-key", ADMIN_ACCESS, "--admin-secret-key", ADMIN_SECRET]
         if self.upstream is not None:
             ak, sk = self.upstream_creds
             args += ["--upstream", self.upstream.endpoint, "--upstream-access-key", ak, "--upstream-secret-key", sk]
@@ -96,13 +120,20 @@ class Gateway:
         self.endpoint = f"{scheme}://127.0.0.1:{self.port}"
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(15)
+        terminate(self.proc)
 
     def restart(self):
         self.stop()
         self.start()
+
+    def kill(self):
+        """SIGKILL: no shutdown path runs."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def admin(self, method, path, body=None, ak=ADMIN_ACCESS, sk=ADMIN_SECRET, sign=True):
+        """A SigV4-signed admin API call; returns (status, parsed JSON or text)."""
+        return admin_call(self.endpoint, method, path, body, ak, sk, sign)
 
     def log(self):
         return self.log_path.read_text()
@@ -205,3 +236,129 @@ def tls_gw(request, tls_files):
     g.ca = cert
     yield g
     g.stop()
+
+
+def admin_call(endpoint, method, path, body=None, ak=ADMIN_ACCESS, sk=ADMIN_SECRET, sign=True):
+    import requests
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = endpoint + (path if path.startswith("/") else "/rustfs/admin/v3/kms/" + path)
+    data = b"" if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
+    if isinstance(data, str):
+        data = data.encode()
+    headers = {"content-type": "application/json"} if data else {}
+    if sign:
+        req = AWSRequest(method=method, url=url, data=data, headers=headers)
+        req.headers["x-amz-content-sha256"] = hashlib.sha256(data).hexdigest()
+        SigV4Auth(Credentials(ak, sk), "s3", "us-east-1").add_auth(req)
+        headers = dict(req.headers.items())
+    r = requests.request(method, url, data=data, headers=headers, timeout=60)
+    try:
+        return r.status_code, r.json()
+    except ValueError:
+        return r.status_code, r.text
+
+
+BAO = shutil.which("bao") or str(Path(sys.executable).parent / "bao")
+
+
+class Bao:
+    """A real OpenBao server with raft storage (survives restarts; can be
+    sealed, stopped and started again), initialised with one unseal key."""
+
+    def __init__(self):
+        import requests
+
+        self.dir = Path(tempfile.mkdtemp(prefix="bao-"))
+        self.port = free_port()
+        self.addr = f"http://127.0.0.1:{self.port}"
+        (self.dir / "data").mkdir()
+        cluster = free_port()
+        (self.dir / "config.hcl").write_text(
+            f'storage "raft" {{\n path = "{self.dir}/data"\n node_id = "kgw-test"\n}}\n'
+            f'listener "tcp" {{\n address = "127.0.0.1:{self.port}"\n cluster_address = "127.0.0.1:{cluster}"\n tls_disable = true\n}}\n'
+            f'api_addr = "{self.addr}"\ncluster_addr = "http://127.0.0.1:{cluster}"\n'
+        )
+        self.start()
+        r = requests.put(f"{self.addr}/v1/sys/init", json={"secret_shares": 1, "secret_threshold": 1}, timeout=30).json()
+        self.unseal_key, self.root_token = r["keys_base64"][0], r["root_token"]
+        self.unseal()
+        self.api("POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}})
+        self.api("POST", "sys/mounts/transit", {"type": "transit"})
+
+    def start(self):
+        self.log = open(self.dir / "bao.log", "a")
+        self.proc = subprocess.Popen([BAO, "server", f"-config={self.dir}/config.hcl"], stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc)
+
+    def stop(self):
+        terminate(self.proc)
+
+    def restart(self):
+        self.stop()
+        self.start()
+        self.unseal()
+
+    def unseal(self):
+        import requests
+
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            r = requests.put(f"{self.addr}/v1/sys/unseal", json={"key": self.unseal_key}, timeout=10).json()
+            if not r.get("sealed", True):
+                # Wait until the server serves requests (standby → active).
+                if requests.get(f"{self.addr}/v1/sys/health", timeout=10).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("OpenBao did not unseal")
+
+    def seal(self):
+        self.api("PUT", "sys/seal")
+
+    def api(self, method, path, body=None, token=None):
+        import requests
+
+        r = requests.request(method, f"{self.addr}/v1/{path}", json=body,
+                             headers={"X-Vault-Token": token or self.root_token}, timeout=30)
+        if r.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {r.status_code} {r.text}")
+        return r.json() if r.text else None
+
+    def approle(self, name="kgw"):
+        """Enable AppRole with a policy for the gateway; return (role_id, secret_id)."""
+        try:
+            self.api("POST", "sys/auth/approle", {"type": "approle"})
+        except RuntimeError as e:
+            if "already in use" not in str(e):
+                raise
+        policy = """
+path "transit/*" { capabilities = ["create", "read", "update", "delete", "list"] }
+path "secret/data/*" { capabilities = ["create", "read", "update", "delete", "list"] }
+path "secret/metadata/*" { capabilities = ["read", "delete", "list"] }
+"""
+        self.api("PUT", f"sys/policies/acl/{name}", {"policy": policy})
+        self.api("POST", f"auth/approle/role/{name}", {"token_policies": [name], "token_ttl": "1h"})
+        role_id = self.api("GET", f"auth/approle/role/{name}/role-id")["data"]["role_id"]
+        secret_id = self.api("POST", f"auth/approle/role/{name}/secret-id")["data"]["secret_id"]
+        return role_id, secret_id
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def bao():
+    b = Bao()
+    yield b
+    b.close()
+
+
+def vault_config(bao, **extra):
+    """The admin API body that configures the vault backend on `bao`."""
+    cfg = {"backend_type": "vault", "address": bao.addr, "auth_method": {"token": bao.root_token},
+           "mount_path": "transit", "kv_mount": "secret", "key_path_prefix": "kgw-test/keys"}
+    cfg.update(extra)
+    return cfg

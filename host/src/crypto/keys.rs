@@ -106,6 +106,12 @@ impl Binding<'_> {
 }
 
 impl SealingKey {
+    /// A subkey for one purpose (e.g. sealing secrets in the gateway state),
+    /// so the master key itself never seals two kinds of data.
+    pub fn derive(&self, purpose: &[u8]) -> SealingKey {
+        SealingKey(hkdf(b"kms-gateway/v1/subkey", &self.0, purpose))
+    }
+
     /// Seal `oek` for `binding`: `0x01 ‖ nonce ‖ GCM(oek) ‖ tag`.
     pub fn seal(&self, oek: &ObjectKey, binding: &Binding<'_>) -> Result<Vec<u8>, CryptoError> {
         self.seal_bytes(&oek.0, &binding.aad())

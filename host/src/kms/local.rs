@@ -5,7 +5,7 @@
 //!
 //! ```json
 //! {"format_version":1,"key_id":"gateway-default","description":"…","state":"Enabled",
-//!  "created_at":"…","rotated_at":null,"tags":{},"current_version":1,
+//!  "created_at":"…","rotated_at":null,"tags":{},"deletion_date":null,"current_version":1,
 //!  "versions":[{"version":1,"created_at":"…","material":"<base64 sealed key>"}]}
 //! ```
 //!
@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::types::canonical_context;
-use super::{CreateKeyRequest, DataKey, EncryptionContext, KeyAdmin, KeyBackend, KeyId, KeyInfo, KeyState, KmsError};
+use super::types::{KeyRecord, canonical_context, require_enabled};
+use super::{CreateKeyRequest, DataKey, EncryptionContext, KeyAdmin, KeyBackend, KeyId, KeyInfo, KeyUpdate, KmsError};
 use crate::crypto::{SealingKey, random_bytes};
 use crate::fsutil::{create_private_dir, write_private_atomic};
 
@@ -35,15 +35,8 @@ const WRAP_MAGIC: &[u8; 4] = b"KGL1";
 struct KeyFile {
     format_version: u32,
     key_id: KeyId,
-    #[serde(default)]
-    description: String,
-    state: KeyState,
-    #[serde(with = "time::serde::rfc3339")]
-    created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option", default)]
-    rotated_at: Option<OffsetDateTime>,
-    #[serde(default)]
-    tags: BTreeMap<String, String>,
+    #[serde(flatten)]
+    record: KeyRecord,
     current_version: u32,
     versions: Vec<KeyVersion>,
 }
@@ -173,25 +166,12 @@ impl LocalBackend {
     }
 
     fn usable(k: &LoadedKey) -> Result<(), KmsError> {
-        match k.file.state {
-            KeyState::Enabled => Ok(()),
-            KeyState::Disabled => Err(KmsError::Disabled(k.file.key_id.clone())),
-            KeyState::PendingDeletion => Err(KmsError::PendingDeletion(k.file.key_id.clone())),
-        }
+        require_enabled(&k.file.key_id, k.file.record.meta.state)
     }
 }
 
 fn info_of(f: &KeyFile) -> KeyInfo {
-    KeyInfo {
-        key_id: f.key_id.clone(),
-        description: f.description.clone(),
-        state: f.state,
-        current_version: f.current_version,
-        created_at: f.created_at,
-        rotated_at: f.rotated_at,
-        tags: f.tags.clone(),
-        backend: "local".into(),
-    }
+    f.record.info(&f.key_id, f.current_version, "local")
 }
 
 #[async_trait]
@@ -240,6 +220,10 @@ impl KeyBackend for LocalBackend {
         Ok(info_of(&self.get(key_id)?.file))
     }
 
+    fn recognizes(&self, wrapped: &[u8]) -> bool {
+        wrapped.starts_with(WRAP_MAGIC)
+    }
+
     async fn health(&self) -> Result<(), KmsError> {
         std::fs::read_dir(&self.dir).map(|_| ()).map_err(|source| KmsError::Io { path: self.dir.display().to_string(), source })
     }
@@ -265,11 +249,7 @@ impl KeyAdmin for LocalBackend {
         let file = KeyFile {
             format_version: FILE_FORMAT,
             key_id,
-            description: req.description,
-            state: KeyState::Enabled,
-            created_at: now,
-            rotated_at: None,
-            tags: req.tags,
+            record: KeyRecord { created_at: now, ..KeyRecord::new(req.description, req.tags) },
             current_version: 1,
             versions: vec![v],
         };
@@ -282,15 +262,21 @@ impl KeyAdmin for LocalBackend {
         Ok(out)
     }
 
-    async fn set_enabled(&self, key_id: &KeyId, enabled: bool) -> Result<KeyInfo, KmsError> {
+    async fn update_key(&self, key_id: &KeyId, update: KeyUpdate) -> Result<KeyInfo, KmsError> {
         let _guard = self.write_lock.lock().await;
         let k = self.get(key_id)?;
         let mut file = k.file.clone();
-        if file.state == KeyState::PendingDeletion {
-            return Err(KmsError::PendingDeletion(key_id.clone()));
-        }
-        file.state = if enabled { KeyState::Enabled } else { KeyState::Disabled };
+        file.record.meta.apply(key_id, update)?;
         self.persist(file, k.materials.clone()).await
+    }
+
+    async fn delete_key(&self, key_id: &KeyId) -> Result<(), KmsError> {
+        let _guard = self.write_lock.lock().await;
+        self.get(key_id)?;
+        let path = self.path_of(key_id);
+        std::fs::remove_file(&path).map_err(|source| KmsError::Io { path: path.display().to_string(), source })?;
+        self.keys.write().expect("key map lock").remove(key_id);
+        Ok(())
     }
 
     async fn rotate_key(&self, key_id: &KeyId) -> Result<KeyInfo, KmsError> {
@@ -303,7 +289,7 @@ impl KeyAdmin for LocalBackend {
         let (v, material) = self.new_version(key_id, version, now)?;
         file.versions.push(v);
         file.current_version = version;
-        file.rotated_at = Some(now);
+        file.record.rotated_at = Some(now);
         let mut materials = k.materials.clone();
         materials.insert(version, material);
         self.persist(file, materials).await

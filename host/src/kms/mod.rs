@@ -4,19 +4,29 @@
 //! [`KeyAdmin`] is the optional management surface. A backend implements
 //! both when it can. [`Kms`] is the handle the rest of the gateway holds.
 //!
-//! - [`types`]: key ids, encryption contexts, key metadata.
+//! - [`types`]: key ids, encryption contexts, key metadata and its rules.
 //! - [`local`]: JSON key files on disk, sealed under a master key.
+//! - [`vault`]: HashiCorp Vault / OpenBao (Transit + KV v2).
+//! - [`config`]: what `configure` accepts; stored form with sealed secrets.
+//! - [`resilience`]: timeouts, retries, circuit breaker for remote backends.
+//! - [`cache`]: data-key caches (unwrapped keys, bucket keys).
+//! - [`service`]: one running version: backend + caches + metrics/audit.
+//! - [`manager`]: the lifecycle (`NotConfigured → Configured → Running`).
 
+pub mod cache;
+pub mod config;
 pub mod local;
+pub mod manager;
 pub mod master;
+pub mod resilience;
+pub mod service;
 pub mod types;
-
-use std::sync::Arc;
+pub mod vault;
 
 use async_trait::async_trait;
 
 use crate::crypto::SealingKey;
-pub use types::{CreateKeyRequest, DataKey, EncryptionContext, KeyId, KeyInfo, KeyState};
+pub use types::{CreateKeyRequest, DataKey, EncryptionContext, KeyId, KeyInfo, KeyMeta, KeyState, KeyUpdate};
 
 /// Errors of the KMS layer. Never carries key material.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +63,24 @@ pub enum KmsError {
     },
     #[error("master key: {0}")]
     MasterKey(String),
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("not supported by this backend: {0}")]
+    Unsupported(String),
+    #[error("KMS refused the request: {0}")]
+    Denied(String),
+    #[error("KMS rejected the request: {0}")]
+    Rejected(String),
+    #[error("KMS is not running")]
+    NotRunning,
+}
+
+impl KmsError {
+    /// Errors that say the backend could not be reached or did not answer:
+    /// worth a retry, counted by the circuit breaker, answered with 503.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::NotRunning | Self::Io { .. })
+    }
 }
 
 /// What the data path needs from a key backend.
@@ -68,6 +96,21 @@ pub trait KeyBackend: Send + Sync {
     -> Result<SealingKey, KmsError>;
     async fn describe_key(&self, key_id: &KeyId) -> Result<KeyInfo, KmsError>;
     async fn health(&self) -> Result<(), KmsError>;
+    /// Whether `wrapped` has this backend's wrap format (so a retired
+    /// backend can be asked to unwrap an older object's key).
+    fn recognizes(&self, wrapped: &[u8]) -> bool;
+    /// Forget cached key metadata (after changes made outside the gateway).
+    fn clear_cache(&self) {}
+    /// Re-wrap a data key under the key's newest version without exposing
+    /// it; `None` when the backend cannot do this server-side.
+    async fn rewrap_data_key(
+        &self,
+        _key_id: &KeyId,
+        _wrapped: &[u8],
+        _context: &EncryptionContext,
+    ) -> Option<Result<(Vec<u8>, u32), KmsError>> {
+        None
+    }
 }
 
 /// Optional key management operations.
@@ -75,35 +118,11 @@ pub trait KeyBackend: Send + Sync {
 pub trait KeyAdmin: Send + Sync {
     async fn create_key(&self, req: CreateKeyRequest) -> Result<KeyInfo, KmsError>;
     async fn list_keys(&self) -> Result<Vec<KeyInfo>, KmsError>;
-    async fn set_enabled(&self, key_id: &KeyId, enabled: bool) -> Result<KeyInfo, KmsError>;
+    /// Change metadata or state; rules in [`KeyMeta::apply`].
+    async fn update_key(&self, key_id: &KeyId, update: KeyUpdate) -> Result<KeyInfo, KmsError>;
     /// Add a new key version; older versions keep decrypting.
     async fn rotate_key(&self, key_id: &KeyId) -> Result<KeyInfo, KmsError>;
-}
-
-/// The KMS as the gateway sees it: a backend, its admin surface, and the
-/// default key for SSE-S3 and for SSE-KMS without a key id.
-#[derive(Clone)]
-pub struct Kms {
-    pub backend: Arc<dyn KeyBackend>,
-    pub admin: Option<Arc<dyn KeyAdmin>>,
-    pub default_key_id: KeyId,
-}
-
-impl Kms {
-    /// A KMS on the local backend, creating the default key when missing.
-    pub async fn local(backend: Arc<local::LocalBackend>, default_key_id: KeyId) -> Result<Self, KmsError> {
-        match backend.describe_key(&default_key_id).await {
-            Ok(_) => {}
-            Err(KmsError::NotFound(_)) => {
-                let req = CreateKeyRequest {
-                    key_id: Some(default_key_id.clone()),
-                    description: "default key of this gateway (SSE-S3 and SSE-KMS without a key id)".into(),
-                    tags: Default::default(),
-                };
-                backend.create_key(req).await?;
-            }
-            Err(e) => return Err(e),
-        }
-        Ok(Self { backend: backend.clone(), admin: Some(backend), default_key_id })
-    }
+    /// Destroy a key and all its versions. Objects under it become
+    /// unreadable: callers check references and confirmation first.
+    async fn delete_key(&self, key_id: &KeyId) -> Result<(), KmsError>;
 }

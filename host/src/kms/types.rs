@@ -74,6 +74,7 @@ pub fn canonical_context(ctx: &EncryptionContext) -> Vec<u8> {
 }
 
 /// A data key as issued by a backend.
+#[derive(Clone)]
 pub struct DataKey {
     pub plaintext: SealingKey,
     /// Opaque wrapped form, stored with the object.
@@ -103,6 +104,120 @@ pub struct KeyInfo {
     pub rotated_at: Option<OffsetDateTime>,
     pub tags: BTreeMap<String, String>,
     pub backend: String,
+    /// When a key pending deletion will be deleted.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub deletion_date: Option<OffsetDateTime>,
+}
+
+/// A change to a key's metadata or state (not its material).
+#[derive(Debug, Clone)]
+pub enum KeyUpdate {
+    Enable,
+    Disable,
+    Description(String),
+    Tag(BTreeMap<String, String>),
+    Untag(Vec<String>),
+    ScheduleDeletion(OffsetDateTime),
+    CancelDeletion,
+}
+
+/// The mutable part of a key's metadata, shared by every backend so state
+/// transitions follow one set of rules.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyMeta {
+    #[serde(default)]
+    pub description: String,
+    pub state: KeyState,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub deletion_date: Option<OffsetDateTime>,
+}
+
+impl KeyMeta {
+    /// Apply `update` under AWS KMS's state rules: a key pending deletion
+    /// only accepts cancellation; cancelling leaves it disabled.
+    pub fn apply(&mut self, id: &KeyId, update: KeyUpdate) -> Result<(), KmsError> {
+        let pending = self.state == KeyState::PendingDeletion;
+        let refuse = |what: &str| Err(KmsError::InvalidState(format!("key '{id}' is pending deletion; {what} is not allowed")));
+        match update {
+            KeyUpdate::CancelDeletion if pending => {
+                self.state = KeyState::Disabled;
+                self.deletion_date = None;
+            }
+            KeyUpdate::CancelDeletion => {
+                return Err(KmsError::InvalidState(format!("key '{id}' is not pending deletion")));
+            }
+            _ if pending => return refuse("this change"),
+            KeyUpdate::Enable => self.state = KeyState::Enabled,
+            KeyUpdate::Disable => self.state = KeyState::Disabled,
+            KeyUpdate::Description(d) => self.description = d,
+            KeyUpdate::Tag(t) => {
+                if t.contains_key("name") && self.tags.get("name") != t.get("name") {
+                    return Err(KmsError::InvalidState("the 'name' tag is immutable".into()));
+                }
+                self.tags.extend(t);
+            }
+            KeyUpdate::Untag(keys) => {
+                if keys.iter().any(|k| k == "name") {
+                    return Err(KmsError::InvalidState("the 'name' tag is immutable".into()));
+                }
+                for k in keys {
+                    self.tags.remove(&k);
+                }
+            }
+            KeyUpdate::ScheduleDeletion(when) => {
+                self.state = KeyState::PendingDeletion;
+                self.deletion_date = Some(when);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What every backend stores about a key besides its material.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyRecord {
+    #[serde(flatten)]
+    pub meta: KeyMeta,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub rotated_at: Option<OffsetDateTime>,
+}
+
+impl KeyRecord {
+    /// A new enabled key.
+    pub fn new(description: String, tags: BTreeMap<String, String>) -> Self {
+        Self {
+            meta: KeyMeta { description, state: KeyState::Enabled, tags, deletion_date: None },
+            created_at: OffsetDateTime::now_utc(),
+            rotated_at: None,
+        }
+    }
+
+    pub fn info(&self, key_id: &KeyId, current_version: u32, backend: &str) -> KeyInfo {
+        KeyInfo {
+            key_id: key_id.clone(),
+            description: self.meta.description.clone(),
+            state: self.meta.state,
+            current_version,
+            created_at: self.created_at,
+            rotated_at: self.rotated_at,
+            tags: self.meta.tags.clone(),
+            backend: backend.to_owned(),
+            deletion_date: self.meta.deletion_date,
+        }
+    }
+}
+
+/// Refuse data-key work on a key that is not enabled.
+pub fn require_enabled(id: &KeyId, state: KeyState) -> Result<(), KmsError> {
+    match state {
+        KeyState::Enabled => Ok(()),
+        KeyState::Disabled => Err(KmsError::Disabled(id.clone())),
+        KeyState::PendingDeletion => Err(KmsError::PendingDeletion(id.clone())),
+    }
 }
 
 /// A request to create a master key.

@@ -19,7 +19,7 @@ use super::keys::apply_echo;
 use super::keys::take_customer;
 use super::multipart::{object_headers, self_copy};
 use super::put::{reserved_metadata_error, take_sse};
-use super::{Gateway, sub_request};
+use super::{Gateway, principal, sub_request};
 use crate::sse::{ObjectCrypto, SseRequest, has_reserved_keys};
 
 fn source_of(input: &CopyObjectInput) -> S3Result<(String, String, Option<String>)> {
@@ -56,7 +56,9 @@ impl Gateway {
         let src_rec = ObjectCrypto::read_from(head.metadata.as_ref()).map_err(record_error)?;
         self.check_read_headers(src_rec.as_ref(), src_customer.as_ref())?;
         let src_oek = match &src_rec {
-            Some(r) => Some(self.open_object_key(r, src_customer.as_ref(), &src_bucket, &src_key).await?),
+            Some(r) => {
+                Some(self.open_object_key(r, src_customer.as_ref(), &src_bucket, &src_key, principal(&req).as_deref()).await?)
+            }
             None => None,
         };
         let src_etag = match &src_rec {
@@ -148,7 +150,10 @@ impl Gateway {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let sealed_etag = rec.sealed_etag.clone();
-        let sealed = self.seal_object_key(oek.clone(), dst_sse, &bucket, &key).await?.expect("an encrypting SSE request seals");
+        let sealed = self
+            .seal_object_key(oek.clone(), dst_sse, &bucket, &key, principal(&req).as_deref())
+            .await?
+            .expect("an encrypting SSE request seals");
         let mut new = sealed.record;
         new.params = rec.params;
         new.plain_size = rec.plain_size;

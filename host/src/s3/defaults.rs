@@ -63,6 +63,25 @@ pub struct EncryptionDefaults {
 }
 
 impl EncryptionDefaults {
+    /// Buckets whose default encryption names `key` (for deletion checks).
+    pub fn buckets_using(&self, key: &crate::kms::KeyId) -> Vec<String> {
+        let docs = match self.store.list::<BucketEncryption>(NS) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list bucket defaults; treating the key as referenced");
+                return vec!["(bucket defaults unreadable)".into()];
+            }
+        };
+        docs.into_iter()
+            .filter(|(_, d)| {
+                d.kms_key_id.as_deref().and_then(|k| crate::kms::KeyId::from_client(k).ok()).is_some_and(|k| &k == key)
+            })
+            .map(|(b, _)| format!("bucket '{b}' default encryption"))
+            .collect()
+    }
+}
+
+impl EncryptionDefaults {
     pub fn new(store: StateStore, gateway: GatewayDefault) -> Self {
         Self { store, cache: RwLock::default(), gateway }
     }

@@ -37,8 +37,14 @@ pub fn kms_error(e: KmsError) -> S3Error {
     match &e {
         KmsError::NotFound(_) | KmsError::InvalidKeyId(_) => custom("KMS.NotFoundException", StatusCode::BAD_REQUEST, msg),
         KmsError::Disabled(_) => custom("KMS.DisabledException", StatusCode::BAD_REQUEST, msg),
-        KmsError::PendingDeletion(_) => custom("KMS.KMSInvalidStateException", StatusCode::BAD_REQUEST, msg),
-        KmsError::Unavailable(_) | KmsError::Io { .. } => {
+        KmsError::PendingDeletion(_) | KmsError::InvalidState(_) => {
+            custom("KMS.KMSInvalidStateException", StatusCode::BAD_REQUEST, msg)
+        }
+        KmsError::NotRunning => S3Error::with_message(
+            S3ErrorCode::ServiceUnavailable,
+            "The KMS is not running; an administrator must configure and start it.",
+        ),
+        KmsError::Unavailable(_) | KmsError::Io { .. } | KmsError::Denied(_) => {
             tracing::warn!(error = %e, "KMS unavailable");
             S3Error::with_message(S3ErrorCode::ServiceUnavailable, "The KMS is unavailable; retry later.")
         }

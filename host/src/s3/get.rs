@@ -11,7 +11,7 @@ use super::body::{Prefixed, strip_aws_chunked};
 use super::conditional::Preconditions;
 use super::errors::{crypto_error, record_error};
 use super::keys::{apply_echo, set_checksums, take_customer};
-use super::{Gateway, reject_managed_sse_headers, sub_request};
+use super::{Gateway, principal, reject_managed_sse_headers, sub_request};
 use crate::crypto::layout::Layout;
 use crate::crypto::stream::{DecryptPlan, DecryptStream};
 
@@ -121,7 +121,7 @@ impl Gateway {
                 pre.check(resp.output.e_tag.as_ref(), resp.output.last_modified.as_ref())?;
                 return Ok(resp);
             };
-            return self.decrypt_response(resp, &rec, customer.as_ref(), &pre, &bucket, &key).await;
+            return self.decrypt_response(resp, &rec, customer.as_ref(), &pre, (&bucket, &key), principal(&req).as_deref()).await;
         }
 
         // Ranges and part reads need the record before the fetch.
@@ -145,7 +145,7 @@ impl Gateway {
             }
             return self.upstream.get_object(sub_request(&req, plain)).await;
         };
-        let oek = self.open_object_key(&rec, customer.as_ref(), &bucket, &key).await?;
+        let oek = self.open_object_key(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?;
         let etag = Self::visible_etag(&rec, Some(&oek), head.e_tag.clone())?;
         pre.check(etag.as_ref(), head.last_modified.as_ref())?;
         let layout = rec.layout().map_err(record_error)?;
@@ -175,10 +175,10 @@ impl Gateway {
         rec: &ObjectCrypto,
         customer: Option<&CustomerKey>,
         pre: &Preconditions,
-        bucket: &str,
-        key: &str,
+        (bucket, key): (&str, &str),
+        principal: Option<&str>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        let oek = self.open_object_key(rec, customer, bucket, key).await?;
+        let oek = self.open_object_key(rec, customer, bucket, key, principal).await?;
         let etag = Self::visible_etag(rec, Some(&oek), resp.output.e_tag.clone())?;
         pre.check(etag.as_ref(), resp.output.last_modified.as_ref())?;
         self.finish_decrypt(resp, rec, customer, oek, etag, None).await
@@ -264,7 +264,9 @@ impl Gateway {
         };
         // Only SSE-S3 needs the object key here (its ETag is sealed).
         let oek = match (rec.mode, &rec.sealed_etag) {
-            (SseMode::S3, Some(_)) => Some(self.open_object_key(&rec, customer.as_ref(), &bucket, &key).await?),
+            (SseMode::S3, Some(_)) => {
+                Some(self.open_object_key(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?)
+            }
             _ => None,
         };
         let etag = Self::visible_etag(&rec, oek.as_ref(), resp.output.e_tag.clone())?;

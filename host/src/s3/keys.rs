@@ -11,6 +11,7 @@ use super::Gateway;
 use super::errors::{crypto_error, kms_error, record_error, sse_error, wrong_customer_key};
 use crate::crypto::keys::{Binding, SSEC_SALT_LEN, ct_eq, derive_customer_keys};
 use crate::crypto::{ObjectKey, random_bytes};
+use crate::kms::service::KeyUse;
 use crate::kms::types::canonical_context;
 use crate::kms::{EncryptionContext, KeyId};
 use crate::sse::record::{CustomerSeal, KmsSeal, RecordError};
@@ -63,6 +64,7 @@ macro_rules! apply_echo {
         $out.ssekms_key_id = e.kms_key_id;
         $out.sse_customer_algorithm = e.customer_algorithm;
         $out.sse_customer_key_md5 = e.customer_key_md5;
+        $out.bucket_key_enabled = e.bucket_key;
     }};
 }
 pub(super) use apply_echo;
@@ -91,6 +93,8 @@ pub(crate) struct Echo {
     pub context_b64: Option<String>,
     pub customer_algorithm: Option<String>,
     pub customer_key_md5: Option<String>,
+    /// `x-amz-server-side-encryption-bucket-key-enabled`.
+    pub bucket_key: Option<bool>,
 }
 
 /// A new object's key, sealed, with its record (size and ETag still unset).
@@ -108,11 +112,28 @@ pub(super) fn kms_context(user: &EncryptionContext, bucket: &str, key: &str) -> 
     ctx
 }
 
+/// The context of a bucket key: it names the bucket, as S3 Bucket Keys do.
+fn bucket_key_context(user: &EncryptionContext, bucket: &str) -> EncryptionContext {
+    let mut ctx = user.clone();
+    ctx.insert("aws:s3:arn".into(), format!("arn:aws:s3:::{bucket}"));
+    ctx
+}
+
+fn context_of(seal: &KmsSeal, bucket: &str, key: &str) -> EncryptionContext {
+    if seal.bucket_key { bucket_key_context(&seal.context, bucket) } else { kms_context(&seal.context, bucket, key) }
+}
+
 impl Gateway {
     /// Decide keys for a new object; `None` for a plaintext write.
-    pub(crate) async fn seal_new_object(&self, sse: SseRequest, bucket: &str, key: &str) -> S3Result<Option<SealedWrite>> {
+    pub(crate) async fn seal_new_object(
+        &self,
+        sse: SseRequest,
+        bucket: &str,
+        key: &str,
+        principal: Option<&str>,
+    ) -> S3Result<Option<SealedWrite>> {
         let oek = ObjectKey::generate().map_err(crypto_error)?;
-        self.seal_object_key(oek, sse, bucket, key).await
+        self.seal_object_key(oek, sse, bucket, key, principal).await
     }
 
     /// Seal `oek` as `sse` asks (a new object, or a re-key in place).
@@ -122,37 +143,29 @@ impl Gateway {
         sse: SseRequest,
         bucket: &str,
         key: &str,
+        principal: Option<&str>,
     ) -> S3Result<Option<SealedWrite>> {
+        if matches!(sse, SseRequest::None) {
+            return Ok(None);
+        }
+        if let SseRequest::Customer(ck) = &sse {
+            return self.seal_for_customer(oek, ck, bucket, key).map(Some);
+        }
+        let kms = self.kms.service().map_err(kms_error)?;
         let (mode, key_id, user_ctx) = match sse {
-            SseRequest::None => return Ok(None),
-            SseRequest::S3 => (SseMode::S3, self.kms.default_key_id.clone(), EncryptionContext::new()),
             SseRequest::Kms { key_id, context } => {
                 let id = match key_id {
                     Some(k) => KeyId::from_client(&k).map_err(kms_error)?,
-                    None => self.kms.default_key_id.clone(),
+                    None => kms.default_key_id().clone(),
                 };
                 (SseMode::Kms, id, context)
             }
-            SseRequest::Customer(ck) => {
-                let mut salt = vec![0u8; SSEC_SALT_LEN];
-                random_bytes(&mut salt).map_err(crypto_error)?;
-                let (kek, check) = derive_customer_keys(ck.key(), &salt);
-                let binding = Binding { mode: SseMode::Customer.as_str(), bucket, key };
-                let sealed_oek = kek.seal(&oek, &binding).map_err(crypto_error)?;
-                let record =
-                    self.new_record(SseMode::Customer, sealed_oek, None, Some(CustomerSeal { salt, check: check.to_vec() }));
-                let echo = Echo {
-                    customer_algorithm: Some("AES256".into()),
-                    customer_key_md5: Some(ck.md5_b64().to_owned()),
-                    ..Default::default()
-                };
-                return Ok(Some(SealedWrite { oek, record, echo }));
-            }
+            _ => (SseMode::S3, kms.default_key_id().clone(), EncryptionContext::new()),
         };
-        let ctx = kms_context(&user_ctx, bucket, key);
-        let dk = self.kms.backend.generate_data_key(&key_id, &ctx).await;
-        self.metrics.kms_calls.with_label_values(&["generate_data_key", if dk.is_ok() { "ok" } else { "error" }]).inc();
-        let dk = dk.map_err(kms_error)?;
+        let shared = kms.bucket_keys();
+        let ctx = if shared { bucket_key_context(&user_ctx, bucket) } else { kms_context(&user_ctx, bucket, key) };
+        let who = KeyUse { principal, bucket: Some(bucket), object: Some(key), request_id: None };
+        let dk = kms.generate_data_key(&key_id, &ctx, shared, &who).await.map_err(kms_error)?;
         let binding = Binding { mode: mode.as_str(), bucket, key };
         let sealed_oek = dk.plaintext.seal(&oek, &binding).map_err(crypto_error)?;
         tracing::debug!(key_id = %key_id, key_version = dk.key_version, mode = mode.as_str(), "sealed new object key");
@@ -160,10 +173,26 @@ impl Gateway {
             sse: Some(ServerSideEncryption::from(if mode == SseMode::S3 { "AES256" } else { "aws:kms" }.to_owned())),
             kms_key_id: (mode == SseMode::Kms).then(|| key_id.to_string()),
             context_b64: (mode == SseMode::Kms).then(|| B64.encode(canonical_context(&ctx))),
+            bucket_key: shared.then_some(true),
             ..Default::default()
         };
-        let kms = KmsSeal { key_id, wrapped_dek: dk.wrapped, context: user_ctx };
-        Ok(Some(SealedWrite { oek, record: self.new_record(mode, sealed_oek, Some(kms), None), echo }))
+        let seal = KmsSeal { key_id, wrapped_dek: dk.wrapped, context: user_ctx, bucket_key: shared };
+        Ok(Some(SealedWrite { oek, record: self.new_record(mode, sealed_oek, Some(seal), None), echo }))
+    }
+
+    fn seal_for_customer(&self, oek: ObjectKey, ck: &CustomerKey, bucket: &str, key: &str) -> S3Result<SealedWrite> {
+        let mut salt = vec![0u8; SSEC_SALT_LEN];
+        random_bytes(&mut salt).map_err(crypto_error)?;
+        let (kek, check) = derive_customer_keys(ck.key(), &salt);
+        let binding = Binding { mode: SseMode::Customer.as_str(), bucket, key };
+        let sealed_oek = kek.seal(&oek, &binding).map_err(crypto_error)?;
+        let record = self.new_record(SseMode::Customer, sealed_oek, None, Some(CustomerSeal { salt, check: check.to_vec() }));
+        let echo = Echo {
+            customer_algorithm: Some("AES256".into()),
+            customer_key_md5: Some(ck.md5_b64().to_owned()),
+            ..Default::default()
+        };
+        Ok(SealedWrite { oek, record, echo })
     }
 
     fn new_record(
@@ -203,6 +232,7 @@ impl Gateway {
         customer: Option<&CustomerKey>,
         bucket: &str,
         key: &str,
+        principal: Option<&str>,
     ) -> S3Result<ObjectKey> {
         let binding = Binding { mode: rec.mode.as_str(), bucket, key };
         let kek = match (rec.mode, &rec.kms, customer) {
@@ -211,10 +241,10 @@ impl Gateway {
                 derive_customer_keys(ck.key(), &seal.salt).0
             }
             (SseMode::S3 | SseMode::Kms, Some(k), _) => {
-                let ctx = kms_context(&k.context, bucket, key);
-                let dk = self.kms.backend.decrypt_data_key(&k.key_id, &k.wrapped_dek, &ctx).await;
-                self.metrics.kms_calls.with_label_values(&["decrypt_data_key", if dk.is_ok() { "ok" } else { "error" }]).inc();
-                dk.map_err(kms_error)?
+                let ctx = context_of(k, bucket, key);
+                let kms = self.kms.service().map_err(kms_error)?;
+                let who = KeyUse { principal, bucket: Some(bucket), object: Some(key), request_id: None };
+                kms.decrypt_data_key(&k.key_id, &k.wrapped_dek, &ctx, &who).await.map_err(kms_error)?
             }
             _ => return Err(record_error(RecordError("record does not match its mode"))),
         };
@@ -241,10 +271,15 @@ impl Gateway {
     /// Response SSE headers for a stored object.
     pub(crate) fn echo_of(rec: &ObjectCrypto, customer: Option<&CustomerKey>) -> Echo {
         match rec.mode {
-            SseMode::S3 => Echo { sse: Some(ServerSideEncryption::from("AES256".to_owned())), ..Default::default() },
+            SseMode::S3 => Echo {
+                sse: Some(ServerSideEncryption::from("AES256".to_owned())),
+                bucket_key: rec.kms.as_ref().is_some_and(|k| k.bucket_key).then_some(true),
+                ..Default::default()
+            },
             SseMode::Kms => Echo {
                 sse: Some(ServerSideEncryption::from("aws:kms".to_owned())),
                 kms_key_id: rec.kms.as_ref().map(|k| k.key_id.to_string()),
+                bucket_key: rec.kms.as_ref().is_some_and(|k| k.bucket_key).then_some(true),
                 ..Default::default()
             },
             SseMode::Customer => Echo {

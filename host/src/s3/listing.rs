@@ -18,7 +18,7 @@ use s3s::{S3Request, S3Response, S3Result};
 
 use super::errors::record_error;
 use super::keys::take_customer;
-use super::{Gateway, sub_request};
+use super::{Gateway, principal, sub_request};
 use crate::sse::{ObjectCrypto, SseMode};
 
 /// Plaintext sizes of objects as listed: `None` = not encrypted.
@@ -141,7 +141,9 @@ impl Gateway {
         self.check_read_headers(rec.as_ref(), customer.as_ref())?;
         let Some(rec) = rec else { return self.upstream.get_object_attributes(req).await };
         let oek = match (rec.mode, &rec.sealed_etag) {
-            (SseMode::S3, Some(_)) => Some(self.open_object_key(&rec, customer.as_ref(), &bucket, &key).await?),
+            (SseMode::S3, Some(_)) => {
+                Some(self.open_object_key(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?)
+            }
             _ => None,
         };
         // Some clients send the list as one comma-separated value.

@@ -32,7 +32,7 @@ use hyper::http::Extensions;
 use s3s::S3Request;
 
 use crate::crypto::FormatParams;
-use crate::kms::Kms;
+use crate::kms::manager::KmsManager;
 use crate::metrics::Metrics;
 use crate::state::StateStore;
 use defaults::EncryptionDefaults;
@@ -57,7 +57,7 @@ impl Default for GatewayOptions {
 /// The encrypting S3 service.
 pub struct Gateway {
     upstream: Arc<dyn s3s::S3>,
-    kms: Kms,
+    kms: Arc<KmsManager>,
     params: FormatParams,
     wrong_key_status: StatusCode,
     allow_insecure_sse_c: bool,
@@ -70,7 +70,7 @@ pub struct Gateway {
 /// What a gateway is built from besides its options.
 pub struct GatewayParts {
     pub upstream: Arc<dyn s3s::S3>,
-    pub kms: Kms,
+    pub kms: Arc<KmsManager>,
     pub metrics: Arc<Metrics>,
     pub state: StateStore,
     pub defaults: Arc<EncryptionDefaults>,
@@ -91,6 +91,16 @@ impl Gateway {
             sizes: SizeCache::new(100_000),
         }
     }
+}
+
+/// A request to the upstream on behalf of a custom route's request.
+pub fn sub_request_of<T, U>(req: &S3Request<T>, input: U) -> S3Request<U> {
+    sub_request(req, input)
+}
+
+/// The access key a request was signed with, for the audit trail.
+pub(crate) fn principal<T>(req: &S3Request<T>) -> Option<String> {
+    req.credentials.as_ref().map(|c| c.access_key.clone())
 }
 
 /// A request to the upstream derived from a client request: same identity

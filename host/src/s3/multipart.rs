@@ -24,7 +24,7 @@ use super::errors::{crypto_error, record_error, sse_error, state_error};
 use super::keys::take_customer;
 use super::keys::{apply_echo, set_checksums};
 use super::put::{reserved_metadata_error, take_sse, upload_error, verify_plain_upload};
-use super::{Gateway, declared_length, sub_request};
+use super::{Gateway, declared_length, principal, sub_request};
 use crate::crypto::stream::EncryptStream;
 use crate::sse::{CustomerKey, ObjectCrypto, SseError, SseMode, has_reserved_keys};
 
@@ -159,7 +159,7 @@ impl Gateway {
         self.require_tls_for_sse_c(&req.extensions, matches!(sse, crate::sse::SseRequest::Customer(_)))?;
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let sse = self.defaults.resolve(&bucket, sse)?;
-        let Some(sealed) = self.seal_new_object(sse, &bucket, &key).await? else {
+        let Some(sealed) = self.seal_new_object(sse, &bucket, &key, principal(&req).as_deref()).await? else {
             return self.upstream.create_multipart_upload(req).await;
         };
         let mut record = sealed.record;
@@ -209,7 +209,7 @@ impl Gateway {
         };
         self.check_part_customer(&rec, customer.as_ref())?;
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        let oek = self.open_object_key(&rec, customer.as_ref(), &bucket, &key).await?;
+        let oek = self.open_object_key(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?;
         let plain_len = declared_length(&req.headers, req.input.content_length)?;
         let body = req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
         let (observer, outcome) = ChecksumObserver::new(

@@ -13,7 +13,7 @@ use super::checksum::{ChecksumObserver, SharedOutcome, take_client_checksums};
 use super::errors::record_error;
 use super::keys::{SealedWrite, apply_echo, set_checksums};
 use super::multipart::{object_headers, self_copy};
-use super::{Gateway, declared_length, sub_request};
+use super::{Gateway, declared_length, principal, sub_request};
 use crate::crypto::stream::{EncryptStream, StdError};
 use crate::sse::{SseMode, SseRequest, has_reserved_keys};
 
@@ -130,7 +130,7 @@ impl Gateway {
         trailer_names: Option<String>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        match self.seal_new_object(sse, &bucket, &key).await? {
+        match self.seal_new_object(sse, &bucket, &key, principal(&req).as_deref()).await? {
             None => {
                 self.metrics.requests.with_label_values(&["put", "none"]).inc();
                 self.put_plain(req, trailer_names).await

@@ -27,6 +27,7 @@ const K_OEK: &str = "kgw-oek";
 const K_KMS_KEY: &str = "kgw-kms-key";
 const K_KMS_DEK: &str = "kgw-kms-dek";
 const K_KMS_CTX: &str = "kgw-kms-ctx";
+const K_KMS_BUCKET_KEY: &str = "kgw-kms-bk";
 const K_C_SALT: &str = "kgw-c-salt";
 const K_C_CHECK: &str = "kgw-c-check";
 const K_ETAG: &str = "kgw-etag";
@@ -43,6 +44,9 @@ pub struct KmsSeal {
     pub wrapped_dek: Vec<u8>,
     /// The client's context (without the `aws:s3:arn` pair the gateway adds).
     pub context: EncryptionContext,
+    /// The data key is a bucket key: its KMS context names the bucket, not
+    /// the object, and it is shared by objects written within its TTL.
+    pub bucket_key: bool,
 }
 
 /// SSE-C part of a record: a random salt and the derived key-check value.
@@ -105,6 +109,9 @@ impl ObjectCrypto {
             if !k.context.is_empty() {
                 put(K_KMS_CTX, B64.encode(crate::kms::types::canonical_context(&k.context)));
             }
+            if k.bucket_key {
+                put(K_KMS_BUCKET_KEY, "1".to_owned());
+            }
         }
         if let Some(c) = &self.customer {
             put(K_C_SALT, B64.encode(&c.salt));
@@ -151,6 +158,7 @@ impl ObjectCrypto {
                     Some(_) => serde_json::from_slice(&b64(K_KMS_CTX)?).map_err(|_| RecordError("bad context"))?,
                     None => EncryptionContext::new(),
                 },
+                bucket_key: get(K_KMS_BUCKET_KEY) == Some("1"),
             }),
             SseMode::Customer => None,
         };
@@ -236,6 +244,7 @@ mod tests {
                 key_id: KeyId::new("k").unwrap(),
                 wrapped_dek: vec![2; 69],
                 context: EncryptionContext::from([("team".into(), "a".into())]),
+                bucket_key: mode == SseMode::S3,
             }),
             customer: (mode == SseMode::Customer).then(|| CustomerSeal { salt: vec![3; 32], check: vec![4; 32] }),
             sealed_etag: (mode == SseMode::S3).then(|| vec![5; 45]),

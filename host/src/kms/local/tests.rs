@@ -56,10 +56,10 @@ async fn disabled_keys_refuse_use_until_enabled() {
     let b = open(d.path(), 1);
     create(&b, "k").await;
     let dk = b.generate_data_key(&id("k"), &ctx("x")).await.unwrap();
-    b.set_enabled(&id("k"), false).await.unwrap();
+    b.update_key(&id("k"), KeyUpdate::Disable).await.unwrap();
     assert!(matches!(b.generate_data_key(&id("k"), &ctx("x")).await, Err(KmsError::Disabled(_))));
     assert!(matches!(b.decrypt_data_key(&id("k"), &dk.wrapped, &ctx("x")).await, Err(KmsError::Disabled(_))));
-    b.set_enabled(&id("k"), true).await.unwrap();
+    b.update_key(&id("k"), KeyUpdate::Enable).await.unwrap();
     assert!(b.decrypt_data_key(&id("k"), &dk.wrapped, &ctx("x")).await.is_ok());
 }
 

@@ -1,0 +1,341 @@
+//! The KMS endpoints: lifecycle, status, keys, data keys.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+use time::{Duration as TimeDuration, OffsetDateTime};
+
+use super::dto::{CreateKey, GenerateDataKey, KeyOp, StartRequest, key_info, key_metadata, parse, parse_status_filter};
+use super::error::ApiError;
+use super::{AdminCall, Reply};
+use crate::kms::config::{KmsConfig, SecretSink, SecretSource};
+use crate::kms::manager::{KmsManager, KmsStatus};
+use crate::kms::service::{KeyUse, KmsService};
+use crate::kms::{CreateKeyRequest, KeyId, KeyInfo, KeyUpdate, KmsError};
+use crate::metrics::Metrics;
+
+pub struct KmsAdmin {
+    pub manager: Arc<KmsManager>,
+    pub metrics: Arc<Metrics>,
+    /// Operators must opt in to deleting keys without a waiting period.
+    pub allow_immediate_deletion: bool,
+}
+
+fn ok(message: &str, extra: Value) -> Reply {
+    let mut v = json!({ "success": true, "message": message });
+    if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+        m.extend(e);
+    }
+    (StatusCode::OK, v)
+}
+
+impl KmsAdmin {
+    /// The action name (for metrics and audit) of a path under `kms/`.
+    pub fn action_of(method: &Method, rest: &str) -> Option<&'static str> {
+        Some(match (method.as_str(), rest) {
+            ("POST", "configure") => "kms:configure",
+            ("POST", "reconfigure") => "kms:reconfigure",
+            ("POST", "start") => "kms:start",
+            ("POST", "stop") => "kms:stop",
+            ("GET" | "POST", "status" | "service-status") => "kms:status",
+            ("GET", "config") => "kms:config",
+            ("POST", "clear-cache") => "kms:clear-cache",
+            ("POST", "keys" | "create-key" | "key/create") => "kms:create-key",
+            ("GET", "keys" | "list-keys") => "kms:list-keys",
+            ("DELETE" | "POST", "keys/delete") => "kms:delete-key",
+            ("POST", "keys/cancel-deletion") => "kms:cancel-key-deletion",
+            ("POST", "keys/enable") => "kms:enable-key",
+            ("POST", "keys/disable") => "kms:disable-key",
+            ("POST", "keys/rotate") => "kms:rotate-key",
+            ("POST", "keys/update-description") => "kms:update-key-description",
+            ("POST", "keys/tag") => "kms:tag-key",
+            ("POST", "keys/untag") => "kms:untag-key",
+            ("POST", "generate-data-key") => "kms:generate-data-key",
+            ("GET", "describe-key" | "key/status") => "kms:describe-key",
+            ("GET", r) if r.starts_with("keys/") && r.len() > 5 && !r[5..].contains('/') => "kms:describe-key",
+            _ => return None,
+        })
+    }
+
+    pub async fn handle(&self, action: &str, call: &AdminCall) -> Result<Reply, ApiError> {
+        match action {
+            "kms:configure" => self.configure(call, false).await,
+            "kms:reconfigure" => self.configure(call, true).await,
+            "kms:start" => {
+                let r: StartRequest = parse(&call.body)?;
+                self.manager.start(r.force).await?;
+                Ok(ok("KMS service started successfully", json!({ "status": self.manager.status() })))
+            }
+            "kms:stop" => {
+                self.manager.stop().await?;
+                Ok(ok("KMS service stopped successfully", json!({ "status": self.manager.status() })))
+            }
+            "kms:status" => Ok((StatusCode::OK, self.status().await)),
+            "kms:config" => {
+                let cfg = self.manager.config().map(|c| c.to_json(SecretSink::Redact));
+                Ok((StatusCode::OK, json!({ "status": self.manager.status(), "config": cfg })))
+            }
+            "kms:clear-cache" => {
+                self.manager.service()?.clear_cache();
+                Ok((StatusCode::OK, json!({ "success": true, "status": "success", "message": "cache cleared successfully" })))
+            }
+            "kms:create-key" => self.create_key(call).await,
+            "kms:list-keys" => self.list_keys(call).await,
+            "kms:describe-key" => {
+                let id = match call.rest.strip_prefix("keys/") {
+                    Some(id) => KeyId::new(id)?,
+                    None => key_id_of(call, None)?,
+                };
+                let info = self.manager.service()?.backend().describe_key(&id).await?;
+                Ok(ok("key described successfully", json!({ "key_id": id, "key_metadata": key_metadata(&info) })))
+            }
+            "kms:delete-key" => self.delete_key(call).await,
+            "kms:generate-data-key" => self.generate_data_key(call).await,
+            _ => self.key_update(action, call).await,
+        }
+    }
+
+    async fn configure(&self, call: &AdminCall, re: bool) -> Result<Reply, ApiError> {
+        if call.body.is_empty() {
+            return Err(ApiError::bad_request("Request body is required"));
+        }
+        let fallback =
+            self.manager.config().map(|c| c.default_key_id).unwrap_or_else(|| KeyId::new("gateway-default").expect("valid id"));
+        let cfg = KmsConfig::parse(&call.body, SecretSource::Request, &fallback)?;
+        if re {
+            self.manager.reconfigure(cfg).await?;
+            Ok(ok("KMS reconfigured and restarted successfully", json!({ "status": self.manager.status() })))
+        } else {
+            self.manager.configure(cfg).await?;
+            Ok(ok("KMS configured successfully", json!({ "status": self.manager.status() })))
+        }
+    }
+
+    /// Works in every state; `healthy` comes from a real backend call.
+    async fn status(&self) -> Value {
+        let status = self.manager.status();
+        let cfg = self.manager.config();
+        let service = self.manager.service().ok();
+        let (healthy, health_error) = match &service {
+            Some(s) => match s.health().await {
+                Ok(()) => (true, None),
+                Err(e) => (false, Some(e.to_string())),
+            },
+            None => (false, None),
+        };
+        let hits = |r: &str| self.metrics.kms_cache.with_label_values(&["data_key", r]).get();
+        let cache_stats = service.as_ref().map(|s| {
+            let (entries, bucket_keys) = s.caches().entry_counts();
+            json!({
+                "hit_count": hits("hit"),
+                "miss_count": hits("miss"),
+                "stale_served_count": hits("stale"),
+                "entry_count": entries,
+                "bucket_key_count": bucket_keys,
+            })
+        });
+        json!({
+            "status": status,
+            "running": matches!(status, KmsStatus::Running) || service.is_some(),
+            "backend_type": cfg.as_ref().map(KmsConfig::backend_type),
+            "backend_status": if service.is_none() { "stopped" } else if healthy { "healthy" } else { "unhealthy" },
+            "healthy": healthy,
+            "health_error": health_error,
+            "ready": self.manager.ready(),
+            "generation": service.as_ref().map(|s| s.generation),
+            "default_key_id": cfg.as_ref().map(|c| c.default_key_id.clone()),
+            "cache_enabled": cfg.as_ref().map(|c| c.cache.enabled),
+            "bucket_keys": cfg.as_ref().map(|c| c.cache.enabled && c.cache.bucket_keys),
+            "cache_offline_grace_seconds": cfg.as_ref().map(|c| c.cache.offline_grace.as_secs()),
+            "cache_stats": cache_stats,
+            "circuit_breaker": if self.metrics.kms_circuit_open.get() == 1 { "open" } else { "closed" },
+            "capabilities": cfg.as_ref().map(|_| json!({
+                "encrypt": true, "decrypt": true, "generate_data_key": true, "enable_disable": true,
+                "rotate": true, "schedule_deletion": true, "physical_delete": true,
+                "rewrap": cfg.as_ref().is_some_and(|c| c.backend_type() == "vault"),
+                "update_key_metadata": true, "versioning": true,
+            })),
+            "config_summary": cfg.map(|c| c.to_json(SecretSink::Redact)),
+        })
+    }
+
+    async fn create_key(&self, call: &AdminCall) -> Result<Reply, ApiError> {
+        let r: CreateKey = parse(&call.body)?;
+        if let Some(u) = &r.key_usage
+            && !u.eq_ignore_ascii_case("EncryptDecrypt")
+            && !u.eq_ignore_ascii_case("encrypt_decrypt")
+        {
+            return Err(ApiError::bad_request(format!("field `key_usage`: only EncryptDecrypt is supported, not '{u}'")));
+        }
+        if let Some(s) = &r.key_spec
+            && !matches!(s.to_ascii_uppercase().replace('_', "").as_str(), "AES256")
+        {
+            return Err(ApiError::bad_request(format!("field `key_spec`: only AES_256 is supported, not '{s}'")));
+        }
+        let tags = r.tags.unwrap_or_default();
+        // RustFS names keys by their `name` tag; an explicit key_id wins.
+        let key_id = match r.key_id.as_deref().or(tags.get("name").map(String::as_str)) {
+            Some(id) => Some(KeyId::new(id)?),
+            None => None,
+        };
+        let req = CreateKeyRequest { key_id, description: r.description.unwrap_or_default(), tags };
+        let info = self.manager.service()?.admin().create_key(req).await?;
+        Ok(ok("key created successfully", json!({ "key_id": info.key_id, "key_metadata": key_metadata(&info) })))
+    }
+
+    async fn list_keys(&self, call: &AdminCall) -> Result<Reply, ApiError> {
+        let limit = match call.query("limit") {
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| *l > 0)
+                .ok_or_else(|| ApiError::bad_request("query `limit` must be a positive integer"))?
+                .min(1000),
+            None => 100,
+        };
+        let status = call.query("status").map(parse_status_filter).transpose()?;
+        if let Some(u) = call.query("usage")
+            && !u.replace('_', "").eq_ignore_ascii_case("EncryptDecrypt")
+        {
+            if u.replace('_', "").eq_ignore_ascii_case("SignVerify") {
+                return Ok(ok("keys listed successfully", json!({ "keys": [], "truncated": false, "next_marker": null })));
+            }
+            return Err(ApiError::bad_request(format!("query `usage`: '{u}' is not EncryptDecrypt or SignVerify")));
+        }
+        let marker = call.query("marker").map(str::to_owned);
+        let all = self.manager.service()?.admin().list_keys().await?;
+        let filtered: Vec<&KeyInfo> = all
+            .iter()
+            .filter(|k| k.key_id.as_str() != crate::kms::vault::PROBE_KEY)
+            .filter(|k| status.is_none_or(|s| k.state == s))
+            .filter(|k| marker.as_deref().is_none_or(|m| k.key_id.as_str() > m))
+            .collect();
+        let truncated = filtered.len() > limit;
+        let page: Vec<Value> = filtered.iter().take(limit).map(|k| key_info(k)).collect();
+        let next = truncated.then(|| filtered[limit - 1].key_id.to_string());
+        Ok(ok("keys listed successfully", json!({ "keys": page, "truncated": truncated, "next_marker": next })))
+    }
+
+    async fn delete_key(&self, call: &AdminCall) -> Result<Reply, ApiError> {
+        let r: KeyOp = parse(&call.body)?;
+        let id = key_id_of(call, r.key_id.as_deref())?;
+        let days = match (r.pending_window_in_days, call.query("pending_window_in_days")) {
+            (Some(d), _) => d,
+            (None, Some(q)) => q.parse().map_err(|_| ApiError::bad_request("query `pending_window_in_days` must be a number"))?,
+            (None, None) => 30,
+        };
+        let service = self.manager.service()?;
+        if r.force_immediate == Some(true) {
+            if call.body.is_empty() {
+                return Err(ApiError::bad_request("immediate deletion must be requested in the JSON body"));
+            }
+            if !self.allow_immediate_deletion {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "ImmediateDeletionDisabled",
+                    "immediate key deletion is disabled on this gateway (--kms-allow-immediate-deletion)",
+                ));
+            }
+            if r.confirm_key_id.as_deref() != Some(id.as_str()) {
+                return Err(ApiError::bad_request("immediate deletion needs `confirm_key_id` equal to `key_id`"));
+            }
+            self.refuse_if_referenced(&service, &id)?;
+            service.backend().describe_key(&id).await?;
+            service.admin().delete_key(&id).await?;
+            service.clear_cache();
+            return Ok(ok("key deleted successfully", json!({ "key_id": id, "deletion_date": null, "deleted": true })));
+        }
+        if !(7..=30).contains(&days) {
+            return Err(ApiError::bad_request("`pending_window_in_days` must be between 7 and 30"));
+        }
+        let when = OffsetDateTime::now_utc() + TimeDuration::days(i64::from(days));
+        let info = service.admin().update_key(&id, KeyUpdate::ScheduleDeletion(when)).await?;
+        service.clear_cache();
+        Ok(ok(
+            "key scheduled for deletion",
+            json!({ "key_id": id, "deletion_date": key_metadata(&info)["deletion_date"], "key_metadata": key_metadata(&info) }),
+        ))
+    }
+
+    fn refuse_if_referenced(&self, service: &KmsService, id: &KeyId) -> Result<(), ApiError> {
+        let mut refs = self.manager.references(id);
+        if service.default_key_id() == id {
+            refs.insert(0, "the KMS default key".into());
+        }
+        if refs.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "KeyStillReferenced",
+            format!("key '{id}' is still referenced by: {}", refs.join(", ")),
+        ))
+    }
+
+    async fn key_update(&self, action: &str, call: &AdminCall) -> Result<Reply, ApiError> {
+        let r: KeyOp = parse(&call.body)?;
+        let id = key_id_of(call, r.key_id.as_deref())?;
+        let service = self.manager.service()?;
+        let admin = service.admin();
+        let (info, message) = match action {
+            "kms:rotate-key" => (admin.rotate_key(&id).await?, "key rotated successfully"),
+            "kms:enable-key" => (admin.update_key(&id, KeyUpdate::Enable).await?, "key enabled successfully"),
+            "kms:disable-key" => (admin.update_key(&id, KeyUpdate::Disable).await?, "key disabled successfully"),
+            "kms:cancel-key-deletion" => (admin.update_key(&id, KeyUpdate::CancelDeletion).await?, "key deletion cancelled"),
+            "kms:update-key-description" => {
+                let d = r.description.ok_or_else(|| ApiError::bad_request("field `description` is required"))?;
+                (admin.update_key(&id, KeyUpdate::Description(d)).await?, "key description updated")
+            }
+            "kms:tag-key" => {
+                let t = r.tags.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::bad_request("field `tags` is required"))?;
+                (admin.update_key(&id, KeyUpdate::Tag(t)).await?, "key tagged successfully")
+            }
+            "kms:untag-key" => {
+                let k = r.tag_keys.ok_or_else(|| ApiError::bad_request("field `tag_keys` is required"))?;
+                (admin.update_key(&id, KeyUpdate::Untag(k)).await?, "key untagged successfully")
+            }
+            _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "UnknownEndpoint", "no such admin endpoint")),
+        };
+        // State changes take effect at once, not after the cache TTL.
+        service.clear_cache();
+        Ok(ok(message, json!({ "key_id": id, "key_metadata": key_metadata(&info) })))
+    }
+
+    async fn generate_data_key(&self, call: &AdminCall) -> Result<Reply, ApiError> {
+        let r: GenerateDataKey = parse(&call.body)?;
+        let id = key_id_of(call, r.key_id.as_deref())?;
+        if let Some(spec) = &r.key_spec
+            && !matches!(spec.to_ascii_uppercase().replace('_', "").as_str(), "AES256")
+        {
+            return Err(ApiError::bad_request(format!("field `key_spec`: only Aes256 / AES_256 is supported, not '{spec}'")));
+        }
+        let ctx = r.encryption_context.unwrap_or_default();
+        let service = self.manager.service()?;
+        let who = KeyUse { principal: Some(&call.principal), ..Default::default() };
+        let dk = service.generate_data_key(&id, &ctx, false, &who).await?;
+        Ok((
+            StatusCode::OK,
+            json!({
+                "success": true,
+                "key_id": id,
+                "key_version": dk.key_version,
+                "plaintext_key": B64.encode(dk.plaintext.as_bytes()),
+                "ciphertext_blob": B64.encode(&dk.wrapped),
+            }),
+        ))
+    }
+}
+
+/// The target key: the body's `key_id`, else `?keyId` / `?key-id` / `?key`.
+fn key_id_of(call: &AdminCall, body: Option<&str>) -> Result<KeyId, ApiError> {
+    let raw = body
+        .or_else(|| call.query("keyId"))
+        .or_else(|| call.query("key-id"))
+        .or_else(|| call.query("key_id"))
+        .or_else(|| call.query("key"))
+        .ok_or_else(|| ApiError::bad_request("field `key_id` is required"))?;
+    KeyId::new(raw).map_err(|e: KmsError| e.into())
+}

@@ -1,0 +1,152 @@
+//! The admin REST API under `/rustfs/admin/v3/` (also `/minio/admin/v3/`),
+//! signed with AWS SigV4 like any S3 request (`awscurl --service s3`).
+//!
+//! The S3 layer verifies the signature; this route then requires the
+//! *admin* access key (data-plane keys and unsigned requests get 403) and
+//! a signed payload hash, answers JSON, and writes one audit event and one
+//! metric per call.
+//!
+//! - [`kms`]: the KMS endpoints.
+//! - [`dto`]: request/response shapes; [`error`]: JSON errors.
+
+pub mod dto;
+pub mod error;
+pub mod kms;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::http::Extensions;
+use hyper::{HeaderMap, Method, StatusCode, Uri};
+use s3s::route::S3Route;
+use s3s::{Body, S3Request, S3Response, S3Result};
+use serde_json::Value;
+
+use crate::audit::{AuditEvent, AuditLog};
+use crate::metrics::Metrics;
+use error::ApiError;
+
+/// Largest admin request body.
+const MAX_BODY: usize = 1 << 20;
+const PREFIXES: [&str; 2] = ["/rustfs/admin/v3/", "/minio/admin/v3/"];
+
+/// A status and a JSON body.
+pub type Reply = (StatusCode, Value);
+
+/// One admin request, read and authenticated.
+pub struct AdminCall {
+    pub method: Method,
+    /// The path after `…/admin/v3/kms/`.
+    pub rest: String,
+    pub query: HashMap<String, String>,
+    pub body: Bytes,
+    pub principal: String,
+}
+
+impl AdminCall {
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str)
+    }
+}
+
+pub struct AdminRoute {
+    pub admin_access_key: String,
+    pub kms: kms::KmsAdmin,
+    pub metrics: Arc<Metrics>,
+    pub audit: Arc<AuditLog>,
+}
+
+fn strip_prefix(path: &str) -> Option<&str> {
+    PREFIXES.iter().find_map(|p| path.strip_prefix(p))
+}
+
+fn json_response(status: StatusCode, v: &Value) -> S3Response<Body> {
+    let mut resp = S3Response::new(Body::from(v.to_string()));
+    resp.status = Some(status);
+    resp.headers.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    resp
+}
+
+impl AdminRoute {
+    fn authorize(&self, req: &S3Request<Body>) -> Result<String, ApiError> {
+        let Some(cred) = &req.credentials else {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "AccessDenied", "admin requests must be signed (AWS SigV4)"));
+        };
+        if cred.access_key != self.admin_access_key {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "AccessDenied", "these credentials may not use the admin API"));
+        }
+        // The body must be covered by the signature (its SHA-256 is then
+        // verified while it is read).
+        let hash = req.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::bad_request("admin requests must sign their payload (x-amz-content-sha256)"));
+        }
+        Ok(cred.access_key.clone())
+    }
+
+    async fn dispatch(&self, req: S3Request<Body>, action: &str) -> Result<Reply, ApiError> {
+        let principal = self.authorize(&req)?;
+        let rest = strip_prefix(req.uri.path()).and_then(|r| r.strip_prefix("kms/")).unwrap_or_default().to_owned();
+        let query = req.uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+        let mut body = req.input;
+        let body = body.store_all_limited(MAX_BODY).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "EntityTooLarge",
+                "admin request bodies are limited to 1 MiB (or the body did not match its signed hash)",
+            )
+        })?;
+        let call = AdminCall { method: req.method, rest, query, body, principal };
+        self.kms.handle(action, &call).await
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Route for AdminRoute {
+    fn is_match(&self, _: &Method, uri: &Uri, _: &HeaderMap, _: &mut Extensions) -> bool {
+        strip_prefix(uri.path()).is_some()
+    }
+
+    /// Authorization happens in `call`, so refusals are JSON like every
+    /// other admin error.
+    async fn check_access(&self, _: &mut S3Request<Body>) -> S3Result<()> {
+        Ok(())
+    }
+
+    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        let principal = req.credentials.as_ref().map(|c| c.access_key.clone());
+        let request_id = req.extensions.get::<crate::routes::RequestId>().map(|r| r.0.clone());
+        let rest = strip_prefix(req.uri.path()).and_then(|r| r.strip_prefix("kms/"));
+        let action = rest.and_then(|r| kms::KmsAdmin::action_of(&req.method, r.trim_end_matches('/')));
+        let key_hint = req.uri.query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "keyId" || k == "key").map(|(_, v)| v.into_owned())
+        });
+        let result = match action {
+            Some(a) => self.dispatch(req, a).await,
+            None => Err(ApiError::new(StatusCode::NOT_FOUND, "UnknownEndpoint", "no such admin endpoint or method")),
+        };
+        let (status, body) = match result {
+            Ok(r) => r,
+            Err(e) => (e.status, e.body()),
+        };
+        let action = action.unwrap_or("unknown");
+        self.metrics.admin_requests.with_label_values(&[action, status.as_str()]).inc();
+        let key_id = body.get("key_id").and_then(Value::as_str).map(str::to_owned).or(key_hint);
+        self.audit.record(&AuditEvent {
+            kind: "admin",
+            principal: principal.as_deref(),
+            action,
+            key_id: key_id.as_deref(),
+            key_version: None,
+            bucket: None,
+            object: None,
+            outcome: if status.is_success() { "ok" } else { body.get("code").and_then(Value::as_str).unwrap_or("error") },
+            detail: Some(status.as_str()),
+            request_id: request_id.as_deref(),
+        });
+        // Never echo a generated plaintext key into logs; the response
+        // itself is the only place it appears.
+        Ok(json_response(status, &body))
+    }
+}

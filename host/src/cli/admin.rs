@@ -1,0 +1,225 @@
+//! `kms-gateway admin …`: the admin API from the command line. Requests are
+//! signed with SigV4 (service `s3`) like `awscurl` would, so operators need
+//! nothing else installed.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::{Context, bail};
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode, sign,
+};
+use aws_sigv4::sign::v4;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Args)]
+pub(crate) struct AdminArgs {
+    /// Gateway URL
+    #[arg(long, env = "KMS_GATEWAY_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    endpoint: String,
+    /// Admin access key [default: from DATA_DIR/credentials.json]
+    #[arg(long, env = "KMS_GATEWAY_ADMIN_ACCESS_KEY")]
+    access_key: Option<String>,
+    /// Admin secret key
+    #[arg(long, env = "KMS_GATEWAY_ADMIN_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Data directory of a local gateway, to read its generated credentials
+    #[arg(long, env = "KMS_GATEWAY_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// CA certificate (PEM) of an HTTPS gateway
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// Region used in the signature
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// KMS status (works in every state)
+    Status,
+    /// The KMS configuration, secrets redacted
+    Config,
+    /// Store a configuration (JSON file, admin API format) without starting it
+    Configure {
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Replace the configuration and (re)start on it
+    Reconfigure {
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Start the configured KMS
+    Start {
+        /// Restart if already running
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stop the KMS (managed-SSE requests then get 503)
+    Stop,
+    /// Drop cached data keys
+    ClearCache,
+    /// Key management
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Any admin endpoint: METHOD PATH [--data JSON], PATH relative to /rustfs/admin/v3/
+    Call {
+        method: String,
+        path: String,
+        #[arg(long)]
+        data: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    Create {
+        #[arg(long)]
+        key_id: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        marker: Option<String>,
+    },
+    Describe {
+        key_id: String,
+    },
+    Rotate {
+        key_id: String,
+    },
+    Enable {
+        key_id: String,
+    },
+    Disable {
+        key_id: String,
+    },
+    /// Schedule deletion after a 7-30 day window
+    Delete {
+        key_id: String,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    CancelDeletion {
+        key_id: String,
+    },
+}
+
+/// Run one admin command; prints the JSON answer, fails on an error status.
+pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let (method, path, body) = request_of(&args.command)?;
+    let (ak, sk) = credentials(&args)?;
+    let url = format!("{}/rustfs/admin/v3/{path}", args.endpoint.trim_end_matches('/'));
+    let data = match &body {
+        Some(v) => serde_json::to_vec(v)?,
+        None => Vec::new(),
+    };
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let identity = Credentials::new(ak, sk, None, None, "kms-gateway-cli").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&args.region)
+        .name("s3")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .context("signing parameters")?
+        .into();
+    let content_type = [("content-type", "application/json")];
+    let headers: &[(&str, &str)] = if data.is_empty() { &[] } else { &content_type };
+    let signable =
+        SignableRequest::new(method, &url, headers.iter().copied(), SignableBody::Bytes(&data)).context("request to sign")?;
+    let (instructions, _) = sign(signable, &params).context("signing")?.into_parts();
+
+    let mut client = reqwest::Client::builder().tls_backend_rustls();
+    if let Some(ca) = &args.ca_cert {
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    }
+    let mut req = client.build()?.request(method.parse()?, &url);
+    for (k, v) in headers.iter().copied().chain(instructions.headers()) {
+        req = req.header(k, v);
+    }
+    let resp = req.body(data).send().await.with_context(|| format!("calling {url}"))?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+        Err(_) => println!("{text}"),
+    }
+    if !status.is_success() {
+        bail!("the gateway answered {status}");
+    }
+    Ok(())
+}
+
+fn request_of(cmd: &AdminCommand) -> anyhow::Result<(&'static str, String, Option<Value>)> {
+    let read = |f: &PathBuf| -> anyhow::Result<Value> {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", f.display()))
+    };
+    let key = |k: &str| json!({ "key_id": k });
+    Ok(match cmd {
+        AdminCommand::Status => ("GET", "kms/status".into(), None),
+        AdminCommand::Config => ("GET", "kms/config".into(), None),
+        AdminCommand::Configure { file } => ("POST", "kms/configure".into(), Some(read(file)?)),
+        AdminCommand::Reconfigure { file } => ("POST", "kms/reconfigure".into(), Some(read(file)?)),
+        AdminCommand::Start { force } => ("POST", "kms/start".into(), Some(json!({ "force": force }))),
+        AdminCommand::Stop => ("POST", "kms/stop".into(), None),
+        AdminCommand::ClearCache => ("POST", "kms/clear-cache".into(), None),
+        AdminCommand::Keys(k) => match k {
+            KeysCommand::Create { key_id, description } => {
+                ("POST", "kms/keys".into(), Some(json!({ "key_id": key_id, "description": description })))
+            }
+            KeysCommand::List { limit, marker } => {
+                let mut q = format!("kms/keys?limit={}", limit.unwrap_or(100));
+                if let Some(m) = marker {
+                    q += &format!("&marker={}", url::form_urlencoded::byte_serialize(m.as_bytes()).collect::<String>());
+                }
+                ("GET", q, None)
+            }
+            KeysCommand::Describe { key_id } => ("GET", format!("kms/keys/{key_id}"), None),
+            KeysCommand::Rotate { key_id } => ("POST", "kms/keys/rotate".into(), Some(key(key_id))),
+            KeysCommand::Enable { key_id } => ("POST", "kms/keys/enable".into(), Some(key(key_id))),
+            KeysCommand::Disable { key_id } => ("POST", "kms/keys/disable".into(), Some(key(key_id))),
+            KeysCommand::Delete { key_id, days } => {
+                ("DELETE", "kms/keys/delete".into(), Some(json!({ "key_id": key_id, "pending_window_in_days": days })))
+            }
+            KeysCommand::CancelDeletion { key_id } => ("POST", "kms/keys/cancel-deletion".into(), Some(key(key_id))),
+        },
+        AdminCommand::Call { method, path, data } => {
+            let m = match method.to_ascii_uppercase().as_str() {
+                "GET" => "GET",
+                "POST" => "POST",
+                "PUT" => "PUT",
+                "DELETE" => "DELETE",
+                other => bail!("unsupported method {other}"),
+            };
+            let body = data.as_deref().map(serde_json::from_str).transpose().context("--data is not JSON")?;
+            (m, path.trim_start_matches('/').to_owned(), body)
+        }
+    })
+}
+
+fn credentials(args: &AdminArgs) -> anyhow::Result<(String, String)> {
+    if let (Some(a), Some(s)) = (&args.access_key, &args.secret_key) {
+        return Ok((a.clone(), s.clone()));
+    }
+    let path = args.data_dir.join("credentials.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no --access-key/--secret-key given and {} is unreadable", path.display()))?;
+    let v: Value = serde_json::from_str(&text)?;
+    let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned).with_context(|| format!("{k} missing"));
+    Ok((field("admin_access_key")?, field("admin_secret_key")?))
+}

@@ -1,0 +1,85 @@
+use super::*;
+
+fn key() -> KeyId {
+    KeyId::new("gateway-default").unwrap()
+}
+
+fn parse(body: &str) -> Result<KmsConfig, ConfigError> {
+    KmsConfig::parse(body.as_bytes(), SecretSource::Request, &key())
+}
+
+#[test]
+fn both_spellings_of_the_vault_auth_method() {
+    let old = parse(r#"{"backend_type":"vault","address":"http://127.0.0.1:8200","auth_method":{"token":"s.abc"}}"#).unwrap();
+    let new = parse(r#"{"backend_type":"VaultKV2","address":"http://127.0.0.1:8200","auth_method":{"Token":{"token":"s.abc"}}}"#)
+        .unwrap();
+    for c in [old, new] {
+        let BackendConfig::Vault(v) = c.backend else { panic!("vault expected") };
+        assert!(matches!(&v.auth, VaultAuth::Token(t) if t.expose() == "s.abc"));
+        assert_eq!((v.mount_path.as_str(), v.kv_mount.as_str()), ("transit", "secret"));
+        assert_eq!(v.key_path_prefix, "rustfs/kms/keys");
+    }
+    let ar =
+        parse(r#"{"backend_type":"vault","address":"https://v:8200","auth_method":{"AppRole":{"role_id":"r","secret_id":"s"}}}"#)
+            .unwrap();
+    let BackendConfig::Vault(v) = ar.backend else { panic!() };
+    assert!(matches!(v.auth, VaultAuth::AppRole { ref role_id, ref mount, .. } if role_id == "r" && mount == "approle"));
+}
+
+#[test]
+fn errors_name_the_field() {
+    let cases = [
+        (r#"{"backend_type":"local","colour":"red"}"#, "colour"),
+        (r#"{"backend_type":"local","address":"http://x"}"#, "address"),
+        (r#"{"backend_type":"local","key_dir":"relative/dir"}"#, "key_dir"),
+        (r#"{"backend_type":"vault","auth_method":{"token":"t"}}"#, "address"),
+        (r#"{"backend_type":"vault","address":"ftp://x","auth_method":{"token":"t"}}"#, "address"),
+        (r#"{"backend_type":"vault","address":"http://x"}"#, "auth_method"),
+        (r#"{"backend_type":"vault","address":"http://x","auth_method":{"kerberos":{}}}"#, "auth_method"),
+        (r#"{"backend_type":"vault","address":"http://x","auth_method":{"approle":{"role_id":"r"}}}"#, "secret_id"),
+        (r#"{"backend_type":"local","timeout_seconds":0}"#, "timeout_seconds"),
+        (r#"{"backend_type":"local","default_key_id":"../x"}"#, "default_key_id"),
+        (r#"{"backend_type":"aws"}"#, "backend_type"),
+    ];
+    for (body, field) in cases {
+        let e = parse(body).expect_err(body).to_string();
+        assert!(e.contains(field), "{body}: {e}");
+    }
+}
+
+#[test]
+fn limits_are_clamped_and_defaults_filled() {
+    let c = parse(r#"{"backend_type":"local","timeout_seconds":9999,"retry_attempts":50}"#).unwrap();
+    assert_eq!(c.timeout.as_secs(), 300);
+    assert_eq!(c.retry_attempts, 10);
+    assert_eq!(c.default_key_id, key());
+    assert!(c.cache.enabled && c.cache.bucket_keys);
+}
+
+#[test]
+fn stored_form_seals_secrets_and_round_trips() {
+    let sealer = SecretSealer::new(&SealingKey::from_bytes([7; 32]));
+    let c =
+        parse(r#"{"backend_type":"vault","address":"http://v:1","auth_method":{"token":"s.topsecret"},"default_key_id":"k1"}"#)
+            .unwrap();
+    let stored = c.to_json(SecretSink::Seal(&sealer)).to_string();
+    assert!(!stored.contains("topsecret"), "{stored}");
+    let back = KmsConfig::parse(stored.as_bytes(), SecretSource::Stored(&sealer), &key()).unwrap();
+    let BackendConfig::Vault(v) = back.backend else { panic!() };
+    assert!(matches!(&v.auth, VaultAuth::Token(t) if t.expose() == "s.topsecret"));
+    assert_eq!(back.default_key_id.as_str(), "k1");
+    // Another state key cannot open it; a plain secret is not accepted as stored.
+    let other = SecretSealer::new(&SealingKey::from_bytes([8; 32]));
+    assert!(KmsConfig::parse(stored.as_bytes(), SecretSource::Stored(&other), &key()).is_err());
+    let plain = c.to_json(SecretSink::Redact).to_string();
+    assert!(!plain.contains("topsecret") && plain.contains("********"), "{plain}");
+}
+
+#[test]
+fn blank_token_is_inherited() {
+    let old = parse(r#"{"backend_type":"vault","address":"http://v:1","auth_method":{"token":"s.old"}}"#).unwrap();
+    let mut new = parse(r#"{"backend_type":"vault","address":"http://v:2","auth_method":{"token":""}}"#).unwrap();
+    new.inherit_secrets(Some(&old));
+    let BackendConfig::Vault(v) = new.backend else { panic!() };
+    assert!(matches!(&v.auth, VaultAuth::Token(t) if t.expose() == "s.old"));
+}

@@ -1,0 +1,446 @@
+//! The `vault` backend: HashiCorp Vault or OpenBao.
+//!
+//! - Master keys are Transit keys of type `aes256-gcm96` created with
+//!   `derived=true`: every data-key call passes the encryption context as
+//!   the derivation context, so a wrapped data key only unwraps with the
+//!   context it was made for (the object or bucket it belongs to).
+//! - Data keys come from `datakey/plaintext`; the wrapped form is Transit's
+//!   `vault:vN:…` ciphertext, which names the key version.
+//! - Key metadata (description, tags, state, deletion date, times) lives in
+//!   KV v2 at `<kv_mount>/<key_path_prefix>/<key_id>`. A Transit key made by
+//!   an operator without that record is served as enabled.
+//! - Every call goes through [`resilience`](super::resilience): per-attempt
+//!   timeout, retries for idempotent calls, circuit breaker. An AppRole
+//!   token refused with 403 triggers one re-login.
+
+mod session;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use vaultrs::api::transit::KeyType;
+use vaultrs::api::transit::requests::{
+    CreateKeyRequest as TransitCreate, DataKeyType, DecryptDataRequest, GenerateDataKeyRequest, RewrapDataRequest,
+    UpdateKeyConfigurationRequest,
+};
+use vaultrs::api::transit::responses::ReadKeyData;
+use vaultrs::client::VaultClient;
+use vaultrs::error::ClientError;
+use zeroize::Zeroizing;
+
+use super::config::VaultConfig;
+use super::resilience::{self, CircuitBreaker, Idempotency, RetryPolicy};
+use super::types::{KeyRecord, canonical_context, require_enabled};
+use super::{CreateKeyRequest, DataKey, EncryptionContext, KeyAdmin, KeyBackend, KeyId, KeyInfo, KeyUpdate, KmsError};
+use crate::crypto::{SealingKey, random_bytes};
+use session::{Session, classify, is_not_found};
+
+/// The key the health probe generates and unwraps a data key under.
+pub const PROBE_KEY: &str = "kms-gateway-probe";
+const WRAP_PREFIX: &[u8] = b"vault:v";
+
+/// The KV v2 record of a key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KvRecord {
+    #[serde(flatten)]
+    record: KeyRecord,
+    #[serde(default)]
+    managed_by: String,
+}
+
+impl KvRecord {
+    fn new(record: KeyRecord) -> Self {
+        Self { record, managed_by: "kms-gateway".into() }
+    }
+}
+
+pub struct VaultBackend {
+    cfg: VaultConfig,
+    session: Arc<Session>,
+    policy: RetryPolicy,
+    breaker: Arc<CircuitBreaker>,
+    /// Key metadata, so data-key calls do not read KV every time.
+    meta: moka::sync::Cache<KeyId, Arc<KeyInfo>>,
+    renewal: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for VaultBackend {
+    fn drop(&mut self) {
+        if let Some(h) = &self.renewal {
+            h.abort();
+        }
+    }
+}
+
+impl VaultBackend {
+    pub async fn connect(
+        cfg: &VaultConfig,
+        policy: RetryPolicy,
+        breaker: Arc<CircuitBreaker>,
+        meta_ttl: std::time::Duration,
+    ) -> Result<Self, KmsError> {
+        let session = Session::connect(cfg, policy.per_attempt).await?;
+        let renewal = session.spawn_renewal();
+        Ok(Self {
+            cfg: cfg.clone(),
+            session,
+            policy,
+            breaker,
+            meta: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(meta_ttl).build(),
+            renewal,
+        })
+    }
+
+    pub fn breaker_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// One logical Vault call: retried when idempotent, re-logged-in once
+    /// on 403 with AppRole.
+    async fn run<T, F, Fut>(&self, kind: Idempotency, what: &str, key: Option<&KeyId>, op: F) -> Result<T, KmsError>
+    where
+        F: Fn(Arc<VaultClient>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let attempt = || async {
+            match op(self.session.client()).await {
+                Ok(v) => Ok(v),
+                Err(e) if is_not_found(&e) => Err(match key {
+                    Some(k) => KmsError::NotFound(k.clone()),
+                    None => classify(e, what),
+                }),
+                Err(e) => Err(classify(e, what)),
+            }
+        };
+        match resilience::call(self.policy, &self.breaker, kind, attempt).await {
+            Err(KmsError::Denied(_)) if self.session.uses_approle() => {
+                self.session.login().await?;
+                resilience::call(self.policy, &self.breaker, kind, attempt).await
+            }
+            other => other,
+        }
+    }
+
+    fn kv_path(&self, id: &KeyId) -> String {
+        format!("{}/{id}", self.cfg.key_path_prefix)
+    }
+
+    fn context_b64(ctx: &EncryptionContext) -> String {
+        // Derived Transit keys need a non-empty context; the prefix also
+        // keeps these derivations apart from any other use of the key.
+        let mut c = b"kms-gateway/v1:".to_vec();
+        c.extend_from_slice(&canonical_context(ctx));
+        B64.encode(c)
+    }
+
+    async fn read_record(&self, id: &KeyId) -> Result<Option<KvRecord>, KmsError> {
+        let (mount, path) = (self.cfg.kv_mount.as_str(), self.kv_path(id));
+        let r = self
+            .run(Idempotency::Retry, "read key metadata", Some(id), |c| {
+                let path = path.clone();
+                async move { vaultrs::kv2::read::<KvRecord>(&*c, mount, &path).await }
+            })
+            .await;
+        match r {
+            Ok(rec) => Ok(Some(rec)),
+            Err(KmsError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn write_record(&self, id: &KeyId, rec: &KvRecord) -> Result<(), KmsError> {
+        let (mount, path) = (self.cfg.kv_mount.as_str(), self.kv_path(id));
+        self.run(Idempotency::Once, "write key metadata", None, |c| {
+            let path = path.clone();
+            async move { vaultrs::kv2::set(&*c, mount, &path, rec).await.map(|_| ()) }
+        })
+        .await?;
+        self.meta.invalidate(id);
+        Ok(())
+    }
+
+    /// Metadata plus the Transit key's versions.
+    async fn load(&self, id: &KeyId) -> Result<Arc<KeyInfo>, KmsError> {
+        if let Some(i) = self.meta.get(id) {
+            return Ok(i);
+        }
+        let mount = self.cfg.mount_path.as_str();
+        let key = self
+            .run(Idempotency::Retry, "read transit key", Some(id), |c| async move {
+                vaultrs::transit::key::read(&*c, mount, id.as_str()).await
+            })
+            .await?;
+        if !key.derived {
+            return Err(KmsError::Unsupported(format!(
+                "transit key '{id}' was created without derivation; kms-gateway binds each data key to its context and needs derived=true"
+            )));
+        }
+        let versions: BTreeMap<u32, i64> = match &key.keys {
+            ReadKeyData::Symmetric(m) => m.iter().filter_map(|(v, t)| Some((v.parse().ok()?, *t as i64))).collect(),
+            _ => return Err(KmsError::Unsupported(format!("transit key '{id}' is not a symmetric key"))),
+        };
+        let (latest, first_ts) =
+            (versions.keys().next_back().copied().unwrap_or(1), versions.values().next().copied().unwrap_or(0));
+        let rec = self.read_record(id).await?;
+        let created = OffsetDateTime::from_unix_timestamp(first_ts).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let info = Arc::new(match rec {
+            Some(r) => info_of(id, &r, latest),
+            None => {
+                KeyRecord { created_at: created, ..KeyRecord::new(String::new(), Default::default()) }.info(id, latest, "vault")
+            }
+        });
+        self.meta.insert(id.clone(), info.clone());
+        Ok(info)
+    }
+
+    async fn record_or_default(&self, id: &KeyId) -> Result<KvRecord, KmsError> {
+        let info = self.load(id).await?;
+        Ok(self.read_record(id).await?.unwrap_or_else(|| {
+            KvRecord::new(KeyRecord { created_at: info.created_at, ..KeyRecord::new(String::new(), Default::default()) })
+        }))
+    }
+
+    async fn ensure_probe_key(&self) -> Result<KeyId, KmsError> {
+        let id = KeyId::new(PROBE_KEY)?;
+        match self.load(&id).await {
+            Ok(_) => Ok(id),
+            Err(KmsError::NotFound(_)) => {
+                self.create_transit_key(&id).await?;
+                Ok(id)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_transit_key(&self, id: &KeyId) -> Result<(), KmsError> {
+        let mount = self.cfg.mount_path.as_str();
+        self.run(Idempotency::Once, "create transit key", None, |c| async move {
+            let mut opts = TransitCreate::builder();
+            opts.key_type(KeyType::Aes256Gcm96).derived(true).exportable(false);
+            vaultrs::transit::key::create(&*c, mount, id.as_str(), Some(&mut opts)).await
+        })
+        .await?;
+        self.meta.invalidate(id);
+        Ok(())
+    }
+}
+
+fn info_of(id: &KeyId, r: &KvRecord, version: u32) -> KeyInfo {
+    r.record.info(id, version, "vault")
+}
+
+/// `vault:vN:…` → N.
+fn version_of(ciphertext: &str) -> Result<u32, KmsError> {
+    ciphertext
+        .strip_prefix("vault:v")
+        .and_then(|r| r.split_once(':'))
+        .and_then(|(v, _)| v.parse().ok())
+        .ok_or(KmsError::MalformedDataKey)
+}
+
+#[async_trait]
+impl KeyBackend for VaultBackend {
+    fn kind(&self) -> &'static str {
+        "vault"
+    }
+
+    async fn generate_data_key(&self, key_id: &KeyId, context: &EncryptionContext) -> Result<DataKey, KmsError> {
+        require_enabled(key_id, self.load(key_id).await?.state)?;
+        let (mount, ctx) = (self.cfg.mount_path.as_str(), Self::context_b64(context));
+        let resp = self
+            .run(Idempotency::Retry, "generate data key", Some(key_id), |c| {
+                let ctx = ctx.clone();
+                async move {
+                    let mut opts = GenerateDataKeyRequest::builder();
+                    opts.context(ctx).bits(256u16);
+                    vaultrs::transit::generate::data_key(&*c, mount, key_id.as_str(), DataKeyType::Plaintext, Some(&mut opts))
+                        .await
+                }
+            })
+            .await?;
+        let plain = Zeroizing::new(
+            B64.decode(resp.plaintext.as_deref().ok_or(KmsError::MalformedDataKey)?).map_err(|_| KmsError::MalformedDataKey)?,
+        );
+        let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| KmsError::MalformedDataKey)?;
+        let key_version = version_of(&resp.ciphertext)?;
+        Ok(DataKey { plaintext: SealingKey::from_bytes(bytes), wrapped: resp.ciphertext.into_bytes(), key_version })
+    }
+
+    async fn decrypt_data_key(
+        &self,
+        key_id: &KeyId,
+        wrapped: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<SealingKey, KmsError> {
+        let ciphertext = std::str::from_utf8(wrapped).map_err(|_| KmsError::MalformedDataKey)?;
+        version_of(ciphertext)?;
+        require_enabled(key_id, self.load(key_id).await?.state)?;
+        let (mount, ctx) = (self.cfg.mount_path.as_str(), Self::context_b64(context));
+        let resp = self
+            .run(Idempotency::Retry, "decrypt data key", Some(key_id), |c| {
+                let ctx = ctx.clone();
+                async move {
+                    let mut opts = DecryptDataRequest::builder();
+                    opts.context(ctx);
+                    vaultrs::transit::data::decrypt(&*c, mount, key_id.as_str(), ciphertext, Some(&mut opts)).await
+                }
+            })
+            .await
+            .map_err(|e| match e {
+                KmsError::Rejected(_) => KmsError::Unwrap(key_id.clone()),
+                other => other,
+            })?;
+        let plain = Zeroizing::new(B64.decode(&resp.plaintext).map_err(|_| KmsError::MalformedDataKey)?);
+        let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| KmsError::MalformedDataKey)?;
+        Ok(SealingKey::from_bytes(bytes))
+    }
+
+    async fn describe_key(&self, key_id: &KeyId) -> Result<KeyInfo, KmsError> {
+        Ok((*self.load(key_id).await?).clone())
+    }
+
+    /// Generate → decrypt on the reserved probe key: proves reachability,
+    /// unsealed state, authentication and Transit permissions in one go.
+    async fn health(&self) -> Result<(), KmsError> {
+        let id = self.ensure_probe_key().await?;
+        let ctx = EncryptionContext::from([("probe".to_owned(), "1".to_owned())]);
+        let dk = self.generate_data_key(&id, &ctx).await?;
+        let back = self.decrypt_data_key(&id, &dk.wrapped, &ctx).await?;
+        if back.as_bytes() != dk.plaintext.as_bytes() {
+            return Err(KmsError::Unavailable("probe data key did not round-trip".into()));
+        }
+        Ok(())
+    }
+
+    fn recognizes(&self, wrapped: &[u8]) -> bool {
+        wrapped.starts_with(WRAP_PREFIX)
+    }
+
+    fn clear_cache(&self) {
+        self.meta.invalidate_all();
+    }
+
+    async fn rewrap_data_key(
+        &self,
+        key_id: &KeyId,
+        wrapped: &[u8],
+        context: &EncryptionContext,
+    ) -> Option<Result<(Vec<u8>, u32), KmsError>> {
+        let r = async {
+            let ciphertext = std::str::from_utf8(wrapped).map_err(|_| KmsError::MalformedDataKey)?;
+            require_enabled(key_id, self.load(key_id).await?.state)?;
+            let (mount, ctx) = (self.cfg.mount_path.as_str(), Self::context_b64(context));
+            let resp = self
+                .run(Idempotency::Retry, "rewrap data key", Some(key_id), |c| {
+                    let ctx = ctx.clone();
+                    async move {
+                        let mut opts = RewrapDataRequest::builder();
+                        opts.context(ctx);
+                        vaultrs::transit::data::rewrap(&*c, mount, key_id.as_str(), ciphertext, Some(&mut opts)).await
+                    }
+                })
+                .await?;
+            let v = version_of(&resp.ciphertext)?;
+            Ok((resp.ciphertext.into_bytes(), v))
+        };
+        Some(r.await)
+    }
+}
+
+#[async_trait]
+impl KeyAdmin for VaultBackend {
+    async fn create_key(&self, req: CreateKeyRequest) -> Result<KeyInfo, KmsError> {
+        let id = match req.key_id {
+            Some(id) => id,
+            None => {
+                let mut r = [0u8; 16];
+                random_bytes(&mut r).map_err(|_| KmsError::Unavailable("random source failed".into()))?;
+                KeyId::new(hex::encode(r))?
+            }
+        };
+        match self.load(&id).await {
+            Ok(_) => return Err(KmsError::AlreadyExists(id)),
+            Err(KmsError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.create_transit_key(&id).await?;
+        let rec = KvRecord::new(KeyRecord::new(req.description, req.tags));
+        self.write_record(&id, &rec).await?;
+        Ok(info_of(&id, &rec, 1))
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyInfo>, KmsError> {
+        let (mount, prefix) = (self.cfg.kv_mount.as_str(), self.cfg.key_path_prefix.as_str());
+        let names = match self
+            .run(Idempotency::Retry, "list keys", None, |c| async move { vaultrs::kv2::list(&*c, mount, prefix).await })
+            .await
+        {
+            Ok(n) => n,
+            Err(KmsError::Rejected(m)) if m.ends_with("not found") => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for name in names.iter().filter(|n| !n.ends_with('/')) {
+            let Ok(id) = KeyId::new(name.as_str()) else { continue };
+            match self.load(&id).await {
+                Ok(i) => out.push((*i).clone()),
+                // Metadata whose Transit key was removed out of band.
+                Err(KmsError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        Ok(out)
+    }
+
+    async fn update_key(&self, key_id: &KeyId, update: KeyUpdate) -> Result<KeyInfo, KmsError> {
+        let mut rec = self.record_or_default(key_id).await?;
+        rec.record.meta.apply(key_id, update)?;
+        self.write_record(key_id, &rec).await?;
+        self.describe_key(key_id).await
+    }
+
+    async fn rotate_key(&self, key_id: &KeyId) -> Result<KeyInfo, KmsError> {
+        require_enabled(key_id, self.load(key_id).await?.state)?;
+        let mount = self.cfg.mount_path.as_str();
+        self.run(Idempotency::Once, "rotate transit key", Some(key_id), |c| async move {
+            vaultrs::transit::key::rotate(&*c, mount, key_id.as_str()).await
+        })
+        .await?;
+        let mut rec = self.record_or_default(key_id).await?;
+        rec.record.rotated_at = Some(OffsetDateTime::now_utc());
+        self.write_record(key_id, &rec).await?;
+        self.meta.invalidate(key_id);
+        self.describe_key(key_id).await
+    }
+
+    async fn delete_key(&self, key_id: &KeyId) -> Result<(), KmsError> {
+        self.load(key_id).await?;
+        let (mount, kv) = (self.cfg.mount_path.as_str(), self.cfg.kv_mount.as_str());
+        self.run(Idempotency::Once, "allow transit key deletion", Some(key_id), |c| async move {
+            let mut opts = UpdateKeyConfigurationRequest::builder();
+            opts.deletion_allowed(true);
+            vaultrs::transit::key::update(&*c, mount, key_id.as_str(), Some(&mut opts)).await
+        })
+        .await?;
+        self.run(Idempotency::Once, "delete transit key", Some(key_id), |c| async move {
+            vaultrs::transit::key::delete(&*c, mount, key_id.as_str()).await
+        })
+        .await?;
+        let path = self.kv_path(key_id);
+        let _ = self
+            .run(Idempotency::Once, "delete key metadata", None, |c| {
+                let path = path.clone();
+                async move { vaultrs::kv2::delete_metadata(&*c, kv, &path).await }
+            })
+            .await;
+        self.meta.invalidate(key_id);
+        Ok(())
+    }
+}
