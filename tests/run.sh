@@ -25,8 +25,15 @@ fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add wasm32-wasip2 >/dev/null
 cargo fmt --all -- --check
+(cd policies && cargo fmt --all -- --check)
 cargo clippy --workspace --all-targets -- -D warnings
+
+# The example and test policies: WebAssembly components built from the WIT
+# contract with the guest SDK (a separate workspace: they target wasm32).
+(cd policies && cargo build --release --target wasm32-wasip2 --quiet)
+(cd policies && cargo clippy --release --target wasm32-wasip2 --quiet -- -D warnings)
 
 # `cargo test` also builds the gateway binary (with the same dependency
 # features, so nothing is compiled twice).

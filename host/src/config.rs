@@ -133,6 +133,15 @@ pub struct ServeArgs {
     /// Seconds between KMS health probes; 0 disables them [default: 30]
     #[arg(long, env = "KMS_GATEWAY_KMS_PROBE_INTERVAL_SECONDS")]
     pub kms_probe_interval_seconds: Option<u64>,
+    /// Wall-clock budget of one policy call, in milliseconds [default: 50]
+    #[arg(long, env = "KMS_GATEWAY_POLICY_TIMEOUT_MS")]
+    pub policy_timeout_ms: Option<u64>,
+    /// Memory cap of one policy instance, in MiB [default: 16]
+    #[arg(long, env = "KMS_GATEWAY_POLICY_MEMORY_MIB")]
+    pub policy_memory_mib: Option<usize>,
+    /// Seconds between rotation-policy passes; 0 disables them [default: 3600]
+    #[arg(long, env = "KMS_GATEWAY_POLICY_ROTATION_INTERVAL_SECONDS")]
+    pub policy_rotation_interval_seconds: Option<u64>,
     /// Audit log file (JSON lines), or "off" [default: DATA_DIR/audit.log]
     #[arg(long, env = "KMS_GATEWAY_AUDIT_LOG")]
     pub audit_log: Option<String>,
@@ -223,6 +232,9 @@ impl ServeArgs {
             kms_allow_immediate_deletion,
             kms_probe_interval_seconds,
             audit_log,
+            policy_timeout_ms,
+            policy_memory_mib,
+            policy_rotation_interval_seconds,
             log_format
         );
         Ok(self)

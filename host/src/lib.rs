@@ -11,6 +11,8 @@
 //! - [`crypto`]: envelope keys and the streaming format v1.
 //! - [`kms`]: key backends (`local`, `vault`), caches, the KMS lifecycle.
 //! - [`admin`]: the SigV4-signed admin REST API (`/rustfs/admin/v3/kms/…`).
+//! - [`policy`]: WebAssembly policies (wasmtime sandbox, registry, bindings).
+//! - [`rotation`]: key rotation driven by a bound rotation policy.
 //! - [`audit`]: the JSON-lines audit trail.
 //! - [`metrics`]: Prometheus counters; [`ops`]: `/metrics`, `/health/*`.
 //! - [`routes`]: custom routes (operations, bucket encryption) and transport info.
@@ -30,6 +32,8 @@ pub mod fsutil;
 pub mod kms;
 pub mod metrics;
 pub mod ops;
+pub mod policy;
+pub mod rotation;
 pub mod routes;
 pub mod s3;
 pub mod server;

@@ -27,6 +27,11 @@ pub struct Metrics {
     pub s3_errors: IntCounterVec,
     /// Admin API calls by action and HTTP status.
     pub admin_requests: IntCounterVec,
+    /// Policy calls by hook, policy and outcome (`accept`, `reject`, `keep`,
+    /// `select`, `deny`, `rotate`, `later`, `trap`, `timeout`, `limit`, `error`).
+    pub policy_calls: IntCounterVec,
+    /// Their latency, fresh instance included.
+    pub policy_call_seconds: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -70,15 +75,27 @@ impl Metrics {
                 .expect("static metric"),
             s3_errors: counter_vec("s3_errors_total", "S3 errors answered by the gateway, by code", &["code"]),
             admin_requests: counter_vec("admin_requests_total", "Admin API requests by action and status", &["action", "status"]),
+            policy_calls: counter_vec(
+                "policy_calls_total",
+                "Policy calls by hook, policy and outcome",
+                &["hook", "policy", "outcome"],
+            ),
+            policy_call_seconds: HistogramVec::new(
+                HistogramOpts::new("policy_call_seconds", "Latency of policy calls (fresh instance included)")
+                    .buckets(vec![0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.001, 0.01, 0.1]),
+                &["hook"],
+            )
+            .expect("static metric"),
             registry,
         };
-        for c in [&m.requests, &m.kms_calls, &m.kms_cache, &m.s3_errors, &m.admin_requests] {
+        for c in [&m.requests, &m.kms_calls, &m.kms_cache, &m.s3_errors, &m.admin_requests, &m.policy_calls] {
             m.registry.register(Box::new(c.clone())).expect("unique metric");
         }
         for c in [&m.bytes_encrypted, &m.bytes_decrypted, &m.upstream_ciphertext_bytes] {
             m.registry.register(Box::new(c.clone())).expect("unique metric");
         }
         m.registry.register(Box::new(m.kms_call_seconds.clone())).expect("unique metric");
+        m.registry.register(Box::new(m.policy_call_seconds.clone())).expect("unique metric");
         m.registry.register(Box::new(m.kms_circuit_open.clone())).expect("unique metric");
         m
     }

@@ -65,6 +65,8 @@ impl Default for RequestId {
 #[derive(Debug, Clone, Copy)]
 pub struct Transport {
     pub tls: bool,
+    /// The client's address.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// Virtual-host-style addressing for `--domain`: `bucket.DOMAIN[:port]`

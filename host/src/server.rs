@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin::AdminRoute;
 use crate::admin::kms::KmsAdmin;
+use crate::admin::policies::PolicyAdmin;
 use crate::audit::AuditLog;
 use crate::config::{ConfigError, Credentials, ServeArgs, resolve_credentials};
 use crate::crypto::FormatParams;
@@ -27,6 +28,10 @@ use crate::kms::service::Observer;
 use crate::kms::{KeyId, KmsError};
 use crate::metrics::Metrics;
 use crate::ops::OpsRoute;
+use crate::policy::PolicyError;
+use crate::policy::engine::{Limits, PolicyEngine};
+use crate::policy::registry::PolicyRegistry;
+use crate::rotation::RotationScheduler;
 use crate::routes::{GatewayHost, RequestId, RouteChain, Transport};
 use crate::s3::defaults::{BucketEncryptionRoute, EncryptionDefaults, GatewayDefault};
 use crate::s3::{Gateway, GatewayOptions, GatewayParts};
@@ -42,6 +47,8 @@ pub enum StartError {
     Kms(#[from] KmsError),
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
@@ -141,12 +148,27 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     )
     .await?;
     let opts = GatewayOptions { params, wrong_key_status, allow_insecure_sse_c: args.allow_insecure_sse_c.unwrap_or(false) };
+    let limits = Limits {
+        deadline: std::time::Duration::from_millis(args.policy_timeout_ms.unwrap_or(50).clamp(1, 10_000)),
+        memory_bytes: args.policy_memory_mib.unwrap_or(16).clamp(1, 1024) << 20,
+        ..Limits::default()
+    };
+    let engine = Arc::new(PolicyEngine::new(limits)?);
+    let policies = Arc::new(PolicyRegistry::open(engine, data_dir.join("policies"), state.clone())?);
+    let rotation = Arc::new(RotationScheduler {
+        kms: kms.clone(),
+        policies: policies.clone(),
+        metrics: metrics.clone(),
+        audit: audit.clone(),
+    });
+    rotation.spawn(std::time::Duration::from_secs(args.policy_rotation_interval_seconds.unwrap_or(3600)));
     let parts = GatewayParts {
         upstream: upstream.clone(),
         kms: kms.clone(),
         metrics: metrics.clone(),
         state,
         defaults: defaults.clone(),
+        policies: policies.clone(),
     };
     let gateway = Gateway::new(parts, opts);
 
@@ -162,6 +184,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
             metrics: metrics.clone(),
             allow_immediate_deletion: args.kms_allow_immediate_deletion.unwrap_or(false),
         },
+        policies: PolicyAdmin { registry: policies, rotation },
         metrics: metrics.clone(),
         audit,
     };
@@ -279,7 +302,7 @@ pub async fn run(
     loop {
         let socket = tokio::select! {
             res = listener.accept() => match res {
-                Ok((socket, _)) => socket,
+                Ok((socket, peer)) => (socket, peer),
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     continue;
@@ -287,7 +310,8 @@ pub async fn run(
             },
             () = shutdown.as_mut() => break,
         };
-        let transport = Transport { tls: tls.is_some() };
+        let (socket, peer) = socket;
+        let transport = Transport { tls: tls.is_some(), peer: Some(peer) };
         let svc = service.clone();
         let metrics = metrics.clone();
         let handler = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {

@@ -131,9 +131,9 @@ class Gateway:
         self.proc.kill()
         self.proc.wait(10)
 
-    def admin(self, method, path, body=None, ak=ADMIN_ACCESS, sk=ADMIN_SECRET, sign=True):
+    def admin(self, method, path, body=None, ak=ADMIN_ACCESS, sk=ADMIN_SECRET, sign=True, content_type=None):
         """A SigV4-signed admin API call; returns (status, parsed JSON or text)."""
-        return admin_call(self.endpoint, method, path, body, ak, sk, sign)
+        return admin_call(self.endpoint, method, path, body, ak, sk, sign, content_type)
 
     def log(self):
         return self.log_path.read_text()
@@ -238,7 +238,7 @@ def tls_gw(request, tls_files):
     g.stop()
 
 
-def admin_call(endpoint, method, path, body=None, ak=ADMIN_ACCESS, sk=ADMIN_SECRET, sign=True):
+def admin_call(endpoint, method, path, body=None, ak=ADMIN_ACCESS, sk=ADMIN_SECRET, sign=True, content_type=None):
     import requests
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -248,7 +248,7 @@ def admin_call(endpoint, method, path, body=None, ak=ADMIN_ACCESS, sk=ADMIN_SECR
     data = b"" if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
     if isinstance(data, str):
         data = data.encode()
-    headers = {"content-type": "application/json"} if data else {}
+    headers = {"content-type": content_type or "application/json"} if data else {}
     if sign:
         req = AWSRequest(method=method, url=url, data=data, headers=headers)
         req.headers["x-amz-content-sha256"] = hashlib.sha256(data).hexdigest()

@@ -6,12 +6,14 @@
 //! a signed payload hash, answers JSON, and writes one audit event and one
 //! metric per call.
 //!
-//! - [`kms`]: the KMS endpoints.
+//! - [`kms`]: the KMS endpoints (`kms/...`).
+//! - [`policies`]: the WebAssembly policy endpoints (`policies/...`).
 //! - [`dto`]: request/response shapes; [`error`]: JSON errors.
 
 pub mod dto;
 pub mod error;
 pub mod kms;
+pub mod policies;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use crate::audit::{AuditEvent, AuditLog};
 use crate::metrics::Metrics;
 use error::ApiError;
 
-/// Largest admin request body.
+/// Largest admin request body (policy uploads have their own limit).
 const MAX_BODY: usize = 1 << 20;
 const PREFIXES: [&str; 2] = ["/rustfs/admin/v3/", "/minio/admin/v3/"];
 
@@ -37,8 +39,9 @@ pub type Reply = (StatusCode, Value);
 /// One admin request, read and authenticated.
 pub struct AdminCall {
     pub method: Method,
-    /// The path after `…/admin/v3/kms/`.
+    /// The path after `…/admin/v3/kms/` or `…/admin/v3/policies/`.
     pub rest: String,
+    pub content_type: Option<String>,
     pub query: HashMap<String, String>,
     pub body: Bytes,
     pub principal: String,
@@ -53,12 +56,25 @@ impl AdminCall {
 pub struct AdminRoute {
     pub admin_access_key: String,
     pub kms: kms::KmsAdmin,
+    pub policies: policies::PolicyAdmin,
     pub metrics: Arc<Metrics>,
     pub audit: Arc<AuditLog>,
 }
 
 fn strip_prefix(path: &str) -> Option<&str> {
     PREFIXES.iter().find_map(|p| path.strip_prefix(p))
+}
+
+/// The admin area of a path and the rest of it.
+fn area_of(path: &str) -> Option<(&'static str, &str)> {
+    let rest = strip_prefix(path)?;
+    if let Some(r) = rest.strip_prefix("kms/") {
+        return Some(("kms", r));
+    }
+    if rest == "policies" {
+        return Some(("policies", ""));
+    }
+    rest.strip_prefix("policies/").map(|r| ("policies", r))
 }
 
 fn json_response(status: StatusCode, v: &Value) -> S3Response<Body> {
@@ -87,18 +103,21 @@ impl AdminRoute {
 
     async fn dispatch(&self, req: S3Request<Body>, action: &str) -> Result<Reply, ApiError> {
         let principal = self.authorize(&req)?;
-        let rest = strip_prefix(req.uri.path()).and_then(|r| r.strip_prefix("kms/")).unwrap_or_default().to_owned();
+        let (area, rest) = area_of(req.uri.path()).unwrap_or(("kms", ""));
+        let rest = rest.to_owned();
+        let limit = if area == "policies" { policies::MAX_BODY } else { MAX_BODY };
+        let content_type = req.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let query = req.uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
         let mut body = req.input;
-        let body = body.store_all_limited(MAX_BODY).await.map_err(|_| {
+        let body = body.store_all_limited(limit).await.map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "EntityTooLarge",
-                "admin request bodies are limited to 1 MiB (or the body did not match its signed hash)",
+                format!("admin request bodies here are limited to {limit} bytes (or the body did not match its signed hash)"),
             )
         })?;
-        let call = AdminCall { method: req.method, rest, query, body, principal };
-        self.kms.handle(action, &call).await
+        let call = AdminCall { method: req.method, rest, content_type, query, body, principal };
+        if area == "policies" { self.policies.handle(action, &call).await } else { self.kms.handle(action, &call).await }
     }
 }
 
@@ -117,8 +136,11 @@ impl S3Route for AdminRoute {
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let principal = req.credentials.as_ref().map(|c| c.access_key.clone());
         let request_id = req.extensions.get::<crate::routes::RequestId>().map(|r| r.0.clone());
-        let rest = strip_prefix(req.uri.path()).and_then(|r| r.strip_prefix("kms/"));
-        let action = rest.and_then(|r| kms::KmsAdmin::action_of(&req.method, r.trim_end_matches('/')));
+        let action = match area_of(req.uri.path()) {
+            Some(("kms", r)) => kms::KmsAdmin::action_of(&req.method, r.trim_end_matches('/')),
+            Some((_, r)) => policies::PolicyAdmin::action_of(&req.method, r),
+            None => None,
+        };
         let key_hint = req.uri.query().and_then(|q| {
             url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "keyId" || k == "key").map(|(_, v)| v.into_owned())
         });
@@ -145,8 +167,6 @@ impl S3Route for AdminRoute {
             detail: Some(status.as_str()),
             request_id: request_id.as_deref(),
         });
-        // Never echo a generated plaintext key into logs; the response
-        // itself is the only place it appears.
         Ok(json_response(status, &body))
     }
 }

@@ -67,6 +67,9 @@ enum AdminCommand {
     /// Key management
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// WebAssembly policies
+    #[command(subcommand)]
+    Policies(PoliciesCommand),
     /// Any admin endpoint: METHOD PATH [--data JSON], PATH relative to /rustfs/admin/v3/
     Call {
         method: String,
@@ -113,14 +116,76 @@ enum KeysCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum PoliciesCommand {
+    /// Policies and bindings
+    List,
+    /// Upload (or replace) a component
+    Upload {
+        name: String,
+        /// The component (.wasm)
+        #[arg(long)]
+        file: PathBuf,
+    },
+    Describe {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+    /// Bind a policy to a hook and scope
+    Bind {
+        name: String,
+        #[command(flatten)]
+        scope: Scope,
+    },
+    Unbind {
+        #[command(flatten)]
+        scope: Scope,
+    },
+    /// Dry-run a policy on a sample (JSON file: {"request": …} or {"key": …, "now": …})
+    Evaluate {
+        name: String,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Run the bound rotation policy over every key now
+    Rotate,
+}
+
+/// A hook (key-select, sse-validate, rotation) and where it applies.
+#[derive(Args)]
+struct Scope {
+    #[arg(long)]
+    hook: String,
+    #[arg(long)]
+    bucket: Option<String>,
+    #[arg(long)]
+    prefix: Option<String>,
+}
+
+impl Scope {
+    fn json(&self) -> Value {
+        let mut v = json!({ "hook": self.hook });
+        if let Some(b) = &self.bucket {
+            v["bucket"] = json!(b);
+        }
+        if let Some(p) = &self.prefix {
+            v["prefix"] = json!(p);
+        }
+        v
+    }
+}
+
 /// Run one admin command; prints the JSON answer, fails on an error status.
 pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let (method, path, body) = request_of(&args.command)?;
     let (ak, sk) = credentials(&args)?;
     let url = format!("{}/rustfs/admin/v3/{path}", args.endpoint.trim_end_matches('/'));
-    let data = match &body {
-        Some(v) => serde_json::to_vec(v)?,
-        None => Vec::new(),
+    let (data, ctype) = match body {
+        Body::Json(v) => (serde_json::to_vec(&v)?, "application/json"),
+        Body::Wasm(w) => (w, "application/wasm"),
+        Body::None => (Vec::new(), "application/json"),
     };
     let mut settings = SigningSettings::default();
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
@@ -136,7 +201,7 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
         .build()
         .context("signing parameters")?
         .into();
-    let content_type = [("content-type", "application/json")];
+    let content_type = [("content-type", ctype)];
     let headers: &[(&str, &str)] = if data.is_empty() { &[] } else { &content_type };
     let signable =
         SignableRequest::new(method, &url, headers.iter().copied(), SignableBody::Bytes(&data)).context("request to sign")?;
@@ -164,7 +229,55 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn request_of(cmd: &AdminCommand) -> anyhow::Result<(&'static str, String, Option<Value>)> {
+enum Body {
+    None,
+    Json(Value),
+    Wasm(Vec<u8>),
+}
+
+impl From<Option<Value>> for Body {
+    fn from(v: Option<Value>) -> Self {
+        v.map_or(Body::None, Body::Json)
+    }
+}
+
+fn request_of(cmd: &AdminCommand) -> anyhow::Result<(&'static str, String, Body)> {
+    if let AdminCommand::Policies(p) = cmd {
+        return policies_request(p);
+    }
+    let (m, p, b) = kms_request(cmd)?;
+    Ok((m, p, b.into()))
+}
+
+fn policies_request(cmd: &PoliciesCommand) -> anyhow::Result<(&'static str, String, Body)> {
+    Ok(match cmd {
+        PoliciesCommand::List => ("GET", "policies".into(), Body::None),
+        PoliciesCommand::Upload { name, file } => (
+            "PUT",
+            format!("policies/{name}"),
+            Body::Wasm(std::fs::read(file).with_context(|| format!("reading {}", file.display()))?),
+        ),
+        PoliciesCommand::Describe { name } => ("GET", format!("policies/{name}"), Body::None),
+        PoliciesCommand::Delete { name } => ("DELETE", format!("policies/{name}"), Body::None),
+        PoliciesCommand::Bind { name, scope } => {
+            let mut v = scope.json();
+            v["policy"] = json!(name);
+            ("POST", "policies/bind".into(), Body::Json(v))
+        }
+        PoliciesCommand::Unbind { scope } => ("POST", "policies/unbind".into(), Body::Json(scope.json())),
+        PoliciesCommand::Evaluate { name, file } => {
+            let body = match file {
+                Some(f) => serde_json::from_str(&std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?)
+                    .with_context(|| format!("{} is not JSON", f.display()))?,
+                None => json!({}),
+            };
+            ("POST", format!("policies/{name}/evaluate"), Body::Json(body))
+        }
+        PoliciesCommand::Rotate => ("POST", "policies/rotation/run".into(), Body::None),
+    })
+}
+
+fn kms_request(cmd: &AdminCommand) -> anyhow::Result<(&'static str, String, Option<Value>)> {
     let read = |f: &PathBuf| -> anyhow::Result<Value> {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", f.display()))
@@ -198,6 +311,7 @@ fn request_of(cmd: &AdminCommand) -> anyhow::Result<(&'static str, String, Optio
             }
             KeysCommand::CancelDeletion { key_id } => ("POST", "kms/keys/cancel-deletion".into(), Some(key(key_id))),
         },
+        AdminCommand::Policies(_) => unreachable!("handled by policies_request"),
         AdminCommand::Call { method, path, data } => {
             let m = match method.to_ascii_uppercase().as_str() {
                 "GET" => "GET",

@@ -45,6 +45,9 @@ pub struct KmsService {
     readers: Vec<Arc<dyn KeyBackend>>,
     caches: DataKeyCaches,
     obs: Arc<Observer>,
+    /// Data keys issued by the backend per (key, version), for rotation
+    /// policies.
+    issued: std::sync::Mutex<std::collections::HashMap<(KeyId, u32), u64>>,
 }
 
 /// Short error class for metrics and audit.
@@ -68,7 +71,7 @@ impl KmsService {
         obs: Arc<Observer>,
     ) -> Self {
         let caches = DataKeyCaches::new(&config.cache);
-        Self { generation, config, primary, readers, caches, obs }
+        Self { generation, config, primary, readers, caches, obs, issued: Default::default() }
     }
 
     pub fn default_key_id(&self) -> &KeyId {
@@ -93,6 +96,11 @@ impl KmsService {
 
     pub fn caches(&self) -> &DataKeyCaches {
         &self.caches
+    }
+
+    /// Data keys this version issued under `key_id` version `version`.
+    pub fn data_keys_issued(&self, key_id: &KeyId, version: u32) -> u64 {
+        self.issued.lock().expect("issued lock").get(&(key_id.clone(), version)).copied().unwrap_or(0)
     }
 
     fn observe<T>(&self, backend: &str, op: &str, started: Instant, r: &Result<T, KmsError>) {
@@ -147,6 +155,7 @@ impl KmsService {
         match &r {
             Ok(dk) => {
                 self.audit("generate_data_key", key_id, Some(dk.key_version), "ok", who);
+                *self.issued.lock().expect("issued lock").entry((key_id.clone(), dk.key_version)).or_default() += 1;
                 self.caches.put_unwrapped(key_id, &dk.wrapped, ctx, dk.plaintext.clone());
                 if shared {
                     self.caches.put_bucket_key(key_id, ctx, dk.clone());

@@ -44,6 +44,7 @@ impl Gateway {
         let had_sse_headers = !matches!(explicit, SseRequest::None);
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let dst_sse = self.defaults.resolve(&bucket, explicit)?;
+        let dst_sse = self.apply_policies(&req, "CopyObject", (&bucket, &key), dst_sse)?;
         let replace = req.input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
 
         let head_in = HeadObjectInput::builder()

@@ -7,6 +7,7 @@
 //! - [`copy`]: CopyObject in every mode, and metadata-only re-keying.
 //! - [`defaults`]: bucket default encryption (a custom route) and its use.
 //! - [`listing`]: plaintext sizes in listings; GetObjectAttributes.
+//! - [`policy`]: bound WebAssembly policies on the write path.
 //! - [`keys`], [`checksum`], [`body`], [`conditional`]: helpers.
 //! - [`errors`]: domain errors → S3 errors, in one place.
 //! - [`forward`]: the generated pass-through of all other operations.
@@ -23,6 +24,7 @@ mod keys;
 pub mod listing;
 mod multipart;
 mod part_copy;
+mod policy;
 mod put;
 
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use s3s::S3Request;
 use crate::crypto::FormatParams;
 use crate::kms::manager::KmsManager;
 use crate::metrics::Metrics;
+use crate::policy::registry::PolicyRegistry;
 use crate::state::StateStore;
 use defaults::EncryptionDefaults;
 use listing::SizeCache;
@@ -65,6 +68,7 @@ pub struct Gateway {
     state: StateStore,
     defaults: Arc<EncryptionDefaults>,
     sizes: SizeCache,
+    policies: Arc<PolicyRegistry>,
 }
 
 /// What a gateway is built from besides its options.
@@ -74,11 +78,12 @@ pub struct GatewayParts {
     pub metrics: Arc<Metrics>,
     pub state: StateStore,
     pub defaults: Arc<EncryptionDefaults>,
+    pub policies: Arc<PolicyRegistry>,
 }
 
 impl Gateway {
     pub fn new(parts: GatewayParts, opts: GatewayOptions) -> Self {
-        let GatewayParts { upstream, kms, metrics, state, defaults } = parts;
+        let GatewayParts { upstream, kms, metrics, state, defaults, policies } = parts;
         Self {
             upstream,
             kms,
@@ -89,6 +94,7 @@ impl Gateway {
             state,
             defaults,
             sizes: SizeCache::new(100_000),
+            policies,
         }
     }
 }

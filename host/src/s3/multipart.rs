@@ -159,6 +159,7 @@ impl Gateway {
         self.require_tls_for_sse_c(&req.extensions, matches!(sse, crate::sse::SseRequest::Customer(_)))?;
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let sse = self.defaults.resolve(&bucket, sse)?;
+        let sse = self.apply_policies(&req, "CreateMultipartUpload", (&bucket, &key), sse)?;
         let Some(sealed) = self.seal_new_object(sse, &bucket, &key, principal(&req).as_deref()).await? else {
             return self.upstream.create_multipart_upload(req).await;
         };

@@ -118,6 +118,8 @@ impl Gateway {
         let sse = take_sse!(req.input)?;
         self.require_tls_for_sse_c(&req.extensions, matches!(sse, SseRequest::Customer(_)))?;
         let sse = self.defaults.resolve(&req.input.bucket, sse)?;
+        let op = if req.method == hyper::Method::POST { "PostObject" } else { "PutObject" };
+        let sse = self.apply_policies(&req, op, (&req.input.bucket, &req.input.key), sse)?;
         let trailer_names = req.headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()).map(str::to_owned);
         self.put_with(req, sse, trailer_names).await
     }

@@ -1,0 +1,177 @@
+//! The policy endpoints: upload, list, describe, delete, bind, unbind,
+//! evaluate (dry run), and an on-demand rotation pass.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hyper::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::dto::parse;
+use super::error::ApiError;
+use super::{AdminCall, Reply};
+use crate::policy::engine::Prepared;
+use crate::policy::registry::{Binding, MAX_COMPONENT_BYTES, PolicyRegistry};
+use crate::policy::types::{Hook, KeyFacts, PolicyRequest};
+use crate::policy::{PolicyError, WIT_VERSION};
+use crate::rotation::RotationScheduler;
+
+/// Request bodies may carry a component (base64 adds a third).
+pub const MAX_BODY: usize = MAX_COMPONENT_BYTES * 4 / 3 + (64 << 10);
+const RESERVED: &[&str] = &["bind", "unbind", "bindings", "rotation"];
+
+pub struct PolicyAdmin {
+    pub registry: Arc<PolicyRegistry>,
+    pub rotation: Arc<RotationScheduler>,
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        let msg = e.to_string();
+        match e {
+            PolicyError::Invalid(_) | PolicyError::BadRequest(_) | PolicyError::WrongHook(..) => {
+                Self::new(StatusCode::BAD_REQUEST, "InvalidPolicy", msg)
+            }
+            PolicyError::TooLarge(..) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge", msg),
+            PolicyError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "PolicyNotFound", msg),
+            PolicyError::Conflict(_) => Self::new(StatusCode::CONFLICT, "PolicyConflict", msg),
+            PolicyError::Trap(_) | PolicyError::Timeout(_) | PolicyError::Limit(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "PolicyFailed", msg)
+            }
+            PolicyError::Engine(_) | PolicyError::Storage(_) => {
+                tracing::error!(error = %msg, "policy engine failure");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", msg)
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadJson {
+    wasm_base64: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Unbind {
+    hook: Hook,
+    #[serde(default)]
+    bucket: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Evaluate {
+    #[serde(default)]
+    request: Option<PolicyRequest>,
+    #[serde(default)]
+    key: Option<KeyFacts>,
+    #[serde(default)]
+    now: Option<u64>,
+}
+
+impl PolicyAdmin {
+    /// The action of a path under `policies`.
+    pub fn action_of(method: &Method, rest: &str) -> Option<&'static str> {
+        let rest = rest.trim_matches('/');
+        Some(match (method.as_str(), rest) {
+            ("GET", "") => "policies:list",
+            ("GET", "bindings") => "policies:bindings",
+            ("POST", "bind") => "policies:bind",
+            ("POST", "unbind") => "policies:unbind",
+            ("POST", "rotation/run") => "policies:rotation-run",
+            ("POST", r) if r.ends_with("/evaluate") && !r[..r.len() - 9].contains('/') => "policies:evaluate",
+            (_, r) if r.contains('/') || r.is_empty() => return None,
+            ("PUT" | "POST", _) => "policies:upload",
+            ("GET", _) => "policies:get",
+            ("DELETE", _) => "policies:delete",
+            _ => return None,
+        })
+    }
+
+    pub async fn handle(&self, action: &str, call: &AdminCall) -> Result<Reply, ApiError> {
+        let name = call.rest.trim_matches('/').trim_end_matches("/evaluate").to_owned();
+        match action {
+            "policies:list" => {
+                let snap = self.registry.snapshot();
+                let mut infos: Vec<Value> = snap.policies.values().map(|p| json!(p.info)).collect();
+                infos.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+                Ok((
+                    StatusCode::OK,
+                    json!({ "generation": snap.generation, "wit": WIT_VERSION, "policies": infos, "bindings": snap.bindings }),
+                ))
+            }
+            "policies:bindings" => {
+                let snap = self.registry.snapshot();
+                Ok((StatusCode::OK, json!({ "generation": snap.generation, "bindings": snap.bindings })))
+            }
+            "policies:get" => {
+                let snap = self.registry.snapshot();
+                let p = snap.policies.get(&name).ok_or_else(|| PolicyError::NotFound(name.clone()))?;
+                let bound: Vec<&Binding> = snap.bindings.iter().filter(|b| b.policy == name).collect();
+                Ok((StatusCode::OK, json!({ "policy": p.info, "bindings": bound })))
+            }
+            "policies:upload" => {
+                if RESERVED.contains(&name.as_str()) {
+                    return Err(ApiError::bad_request(format!("'{name}' is a reserved name")));
+                }
+                let wasm = if call.content_type.as_deref().is_some_and(|c| c.starts_with("application/json")) {
+                    let j: UploadJson = parse(&call.body)?;
+                    B64.decode(j.wasm_base64.trim()).map_err(|_| ApiError::bad_request("field `wasm_base64` is not base64"))?
+                } else {
+                    call.body.to_vec()
+                };
+                let (info, report) = self.registry.upload(&name, wasm).await?;
+                Ok((StatusCode::OK, json!({ "success": true, "policy": info, "report": report })))
+            }
+            "policies:delete" => {
+                self.registry.delete(&name).await?;
+                Ok((StatusCode::OK, json!({ "success": true, "message": format!("policy '{name}' deleted") })))
+            }
+            "policies:bind" => {
+                let b: Binding = parse(&call.body)?;
+                let generation = self.registry.bind(b.clone()).await?;
+                Ok((StatusCode::OK, json!({ "success": true, "binding": b, "generation": generation })))
+            }
+            "policies:unbind" => {
+                let u: Unbind = parse(&call.body)?;
+                let generation = self.registry.unbind(u.hook, u.bucket, u.prefix).await?;
+                Ok((StatusCode::OK, json!({ "success": true, "generation": generation })))
+            }
+            "policies:evaluate" => self.evaluate(&name, call),
+            "policies:rotation-run" => {
+                let results = self.rotation.run_once().await.map_err(ApiError::from)?;
+                Ok((StatusCode::OK, json!({ "success": true, "results": results })))
+            }
+            _ => Err(ApiError::new(StatusCode::NOT_FOUND, "UnknownEndpoint", "no such admin endpoint")),
+        }
+    }
+
+    /// Dry run: the policy's answer to a sample, and how long it took
+    /// (fresh instance included), without touching any object or key.
+    fn evaluate(&self, name: &str, call: &AdminCall) -> Result<Reply, ApiError> {
+        let e: Evaluate = parse(&call.body)?;
+        let snap = self.registry.snapshot();
+        let p = snap.policies.get(name).ok_or_else(|| PolicyError::NotFound(name.to_owned()))?;
+        let engine = self.registry.engine();
+        let started = Instant::now();
+        let answer = match &p.prepared {
+            Prepared::KeySelect(_) => json!(engine.key_select(&p.prepared, &e.request.unwrap_or_else(PolicyRequest::golden))?),
+            Prepared::SseValidate(_) => {
+                json!(engine.sse_validate(&p.prepared, &e.request.unwrap_or_else(PolicyRequest::golden))?)
+            }
+            Prepared::Rotation(_) => {
+                let now = e.now.unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64);
+                json!(engine.rotation(&p.prepared, &e.key.unwrap_or_else(KeyFacts::golden), now)?)
+            }
+        };
+        let us = started.elapsed().as_secs_f64() * 1e6;
+        Ok((StatusCode::OK, json!({ "policy": name, "hook": p.info.hook, "result": answer, "elapsed_us": us })))
+    }
+}

@@ -1,0 +1,61 @@
+//! WebAssembly policies: operators decide which key encrypts which object,
+//! which SSE requests are acceptable, and when keys rotate, by loading
+//! components that implement the WIT contract in `wit/policy.wit`.
+//!
+//! - [`types`]: host-side request/decision types and the [`Hook`]s.
+//! - [`bindings`]: generated bindings of the three worlds.
+//! - [`engine`]: the wasmtime sandbox (pooled instances, fresh store per
+//!   call, epoch deadline, memory cap, bounded output, golden call at load).
+//! - [`registry`]: loaded policies and scoped bindings, swapped atomically
+//!   and persisted.
+//!
+//! This module knows nothing of the KMS or S3: callers translate.
+
+pub mod bindings;
+pub mod engine;
+pub mod registry;
+pub mod types;
+
+pub use types::Hook;
+
+/// The WIT package version this gateway implements.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Why a policy could not be loaded or did not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("invalid policy: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("policy of {0} bytes exceeds the limit of {1} bytes")]
+    TooLarge(usize, usize),
+    #[error("no such policy: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("policy implements {0:?}, not {1:?}")]
+    WrongHook(Hook, Hook),
+    #[error("policy trapped: {0}")]
+    Trap(String),
+    #[error("policy exceeded its deadline ({0:?})")]
+    Timeout(std::time::Duration),
+    #[error("policy exceeded a limit: {0}")]
+    Limit(String),
+    #[error("policy engine: {0}")]
+    Engine(String),
+    #[error("policy storage: {0}")]
+    Storage(String),
+}
+
+impl PolicyError {
+    /// Short class for metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Trap(_) => "trap",
+            Self::Timeout(_) => "timeout",
+            Self::Limit(_) => "limit",
+            _ => "error",
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Loaded policies and their bindings, published as one immutable snapshot
+//! (a request keeps the generation it started with), persisted with the
+//! gateway state so they survive restarts.
+//!
+//! - Component bytes: `DATA_DIR/policies/<name>.wasm` (0600).
+//! - Metadata: state namespace `policies`; bindings: `policy-bindings/all`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use aws_lc_rs::digest;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::PolicyError;
+use super::engine::{PolicyEngine, Prepared};
+use super::types::Hook;
+use crate::fsutil::{create_private_dir, write_private_atomic};
+use crate::state::StateStore;
+
+/// Largest component accepted.
+pub const MAX_COMPONENT_BYTES: usize = 8 << 20;
+const NS: &str = "policies";
+const BINDINGS_NS: &str = "policy-bindings";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    pub name: String,
+    pub hook: Hook,
+    pub world: String,
+    pub sha256: String,
+    pub size: usize,
+    #[serde(with = "time::serde::rfc3339")]
+    pub uploaded_at: OffsetDateTime,
+}
+
+pub struct LoadedPolicy {
+    pub info: PolicyInfo,
+    pub prepared: Prepared,
+}
+
+/// Where a policy applies. Most specific wins: bucket + longest prefix,
+/// then bucket, then global.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binding {
+    pub hook: Hook,
+    pub policy: String,
+    #[serde(default)]
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+impl Binding {
+    fn same_scope(&self, other: &Binding) -> bool {
+        self.hook == other.hook && self.bucket == other.bucket && self.prefix == other.prefix
+    }
+
+    /// Match strength for (bucket, key), `None` when it does not apply.
+    fn score(&self, bucket: &str, key: &str) -> Option<usize> {
+        match (&self.bucket, &self.prefix) {
+            (None, _) => Some(0),
+            (Some(b), None) if b == bucket => Some(1),
+            (Some(b), Some(p)) if b == bucket && key.starts_with(p.as_str()) => Some(2 + p.len()),
+            _ => None,
+        }
+    }
+}
+
+/// One published state.
+pub struct Snapshot {
+    pub generation: u64,
+    pub policies: HashMap<String, Arc<LoadedPolicy>>,
+    pub bindings: Vec<Binding>,
+}
+
+/// What applies to a request for one hook.
+pub enum Resolved {
+    None,
+    Policy(Arc<LoadedPolicy>),
+    /// Bound, but the policy is not loaded (it failed to load at start):
+    /// requests fail closed.
+    Missing(String),
+}
+
+impl Snapshot {
+    pub fn resolve(&self, hook: Hook, bucket: &str, key: &str) -> Resolved {
+        let best = self
+            .bindings
+            .iter()
+            .filter(|b| b.hook == hook)
+            .filter_map(|b| b.score(bucket, key).map(|s| (s, b)))
+            .max_by_key(|(s, _)| *s)
+            .map(|(_, b)| b);
+        match best {
+            None => Resolved::None,
+            Some(b) => match self.policies.get(&b.policy) {
+                Some(p) => Resolved::Policy(p.clone()),
+                None => Resolved::Missing(b.policy.clone()),
+            },
+        }
+    }
+}
+
+pub struct PolicyRegistry {
+    engine: Arc<PolicyEngine>,
+    dir: PathBuf,
+    store: StateStore,
+    current: ArcSwap<Snapshot>,
+    write: tokio::sync::Mutex<()>,
+}
+
+/// Timing of an upload, for the operator.
+#[derive(Debug, Serialize)]
+pub struct UploadReport {
+    pub compile_ms: f64,
+    pub publish_us: f64,
+    pub generation: u64,
+}
+
+fn valid_name(name: &str) -> Result<(), PolicyError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok { Ok(()) } else { Err(PolicyError::BadRequest("policy names are 1-64 of [A-Za-z0-9._-]".into())) }
+}
+
+impl PolicyRegistry {
+    /// Open the registry and load every stored policy (a policy that no
+    /// longer loads is logged and left out; its bindings then fail closed).
+    pub fn open(engine: Arc<PolicyEngine>, dir: PathBuf, store: StateStore) -> Result<Self, PolicyError> {
+        create_private_dir(&dir).map_err(|e| PolicyError::Storage(format!("{}: {e}", dir.display())))?;
+        let infos: Vec<(String, PolicyInfo)> = store.list(NS).map_err(|e| PolicyError::Storage(e.to_string()))?;
+        let mut policies = HashMap::new();
+        for (name, info) in infos {
+            let path = dir.join(format!("{name}.wasm"));
+            let loaded = std::fs::read(&path)
+                .map_err(|e| PolicyError::Storage(format!("{}: {e}", path.display())))
+                .and_then(|wasm| engine.prepare(&wasm));
+            match loaded {
+                Ok(prepared) => {
+                    policies.insert(name, Arc::new(LoadedPolicy { info, prepared }));
+                }
+                Err(e) => tracing::error!(policy = %name, error = %e, "stored policy does not load; its bindings fail closed"),
+            }
+        }
+        let bindings: Vec<Binding> =
+            store.get(BINDINGS_NS, "all").map_err(|e| PolicyError::Storage(e.to_string()))?.unwrap_or_default();
+        let snap = Snapshot { generation: 1, policies, bindings };
+        Ok(Self { engine, dir, store, current: ArcSwap::from_pointee(snap), write: Default::default() })
+    }
+
+    pub fn engine(&self) -> &Arc<PolicyEngine> {
+        &self.engine
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    fn publish(&self, policies: HashMap<String, Arc<LoadedPolicy>>, bindings: Vec<Binding>) -> u64 {
+        let generation = self.current.load().generation + 1;
+        self.current.store(Arc::new(Snapshot { generation, policies, bindings }));
+        generation
+    }
+
+    /// Compile and validate off the request path, persist, then publish.
+    pub async fn upload(&self, name: &str, wasm: Vec<u8>) -> Result<(PolicyInfo, UploadReport), PolicyError> {
+        valid_name(name)?;
+        if wasm.len() > MAX_COMPONENT_BYTES {
+            return Err(PolicyError::TooLarge(wasm.len(), MAX_COMPONENT_BYTES));
+        }
+        let engine = self.engine.clone();
+        let started = Instant::now();
+        let (prepared, wasm) = tokio::task::spawn_blocking(move || engine.prepare(&wasm).map(|p| (p, wasm)))
+            .await
+            .map_err(|e| PolicyError::Engine(format!("compiler task: {e}")))??;
+        let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+        let hook = prepared.hook();
+        let info = PolicyInfo {
+            name: name.to_owned(),
+            hook,
+            world: format!("kms-gateway:policy/{}@{}", hook.world(), super::WIT_VERSION),
+            sha256: hex::encode(digest::digest(&digest::SHA256, &wasm)),
+            size: wasm.len(),
+            uploaded_at: OffsetDateTime::now_utc(),
+        };
+        let _guard = self.write.lock().await;
+        let snap = self.snapshot();
+        // A policy bound to a hook can only be replaced by one for the same hook.
+        if let Some(b) = snap.bindings.iter().find(|b| b.policy == name && b.hook != hook) {
+            return Err(PolicyError::Conflict(format!(
+                "policy '{name}' is bound to {} and the new component implements {}",
+                b.hook.name(),
+                hook.name()
+            )));
+        }
+        let path = self.dir.join(format!("{name}.wasm"));
+        write_private_atomic(&path, &wasm).map_err(|e| PolicyError::Storage(format!("{}: {e}", path.display())))?;
+        self.store.put(NS, name, &info).map_err(|e| PolicyError::Storage(e.to_string()))?;
+        let mut policies = snap.policies.clone();
+        policies.insert(name.to_owned(), Arc::new(LoadedPolicy { info: info.clone(), prepared }));
+        let t = Instant::now();
+        let generation = self.publish(policies, snap.bindings.clone());
+        let publish_us = t.elapsed().as_secs_f64() * 1e6;
+        Ok((info, UploadReport { compile_ms, publish_us, generation }))
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), PolicyError> {
+        let _guard = self.write.lock().await;
+        let snap = self.snapshot();
+        if !snap.policies.contains_key(name) && self.store.get::<PolicyInfo>(NS, name).ok().flatten().is_none() {
+            return Err(PolicyError::NotFound(name.to_owned()));
+        }
+        if let Some(b) = snap.bindings.iter().find(|b| b.policy == name) {
+            return Err(PolicyError::Conflict(format!("policy '{name}' is bound to {}; unbind it first", b.hook.name())));
+        }
+        self.store.delete(NS, name).map_err(|e| PolicyError::Storage(e.to_string()))?;
+        let _ = std::fs::remove_file(self.dir.join(format!("{name}.wasm")));
+        let mut policies = snap.policies.clone();
+        policies.remove(name);
+        self.publish(policies, snap.bindings.clone());
+        Ok(())
+    }
+
+    pub async fn bind(&self, b: Binding) -> Result<u64, PolicyError> {
+        if b.prefix.is_some() && b.bucket.is_none() {
+            return Err(PolicyError::BadRequest("a `prefix` needs a `bucket`".into()));
+        }
+        if b.hook == Hook::Rotation && b.bucket.is_some() {
+            return Err(PolicyError::BadRequest("rotation policies bind globally (keys are not per bucket)".into()));
+        }
+        let _guard = self.write.lock().await;
+        let snap = self.snapshot();
+        let p = snap.policies.get(&b.policy).ok_or_else(|| PolicyError::NotFound(b.policy.clone()))?;
+        if p.info.hook != b.hook {
+            return Err(PolicyError::BadRequest(format!(
+                "policy '{}' implements {} (world {}), not {}",
+                b.policy,
+                p.info.hook.name(),
+                p.info.world,
+                b.hook.name()
+            )));
+        }
+        let mut bindings: Vec<Binding> = snap.bindings.iter().filter(|x| !x.same_scope(&b)).cloned().collect();
+        bindings.push(b);
+        self.store.put(BINDINGS_NS, "all", &bindings).map_err(|e| PolicyError::Storage(e.to_string()))?;
+        Ok(self.publish(snap.policies.clone(), bindings))
+    }
+
+    pub async fn unbind(&self, hook: Hook, bucket: Option<String>, prefix: Option<String>) -> Result<u64, PolicyError> {
+        let _guard = self.write.lock().await;
+        let snap = self.snapshot();
+        let probe = Binding { hook, policy: String::new(), bucket, prefix };
+        if !snap.bindings.iter().any(|x| x.same_scope(&probe)) {
+            return Err(PolicyError::NotFound(format!("binding of {} at that scope", hook.name())));
+        }
+        let bindings: Vec<Binding> = snap.bindings.iter().filter(|x| !x.same_scope(&probe)).cloned().collect();
+        self.store.put(BINDINGS_NS, "all", &bindings).map_err(|e| PolicyError::Storage(e.to_string()))?;
+        Ok(self.publish(snap.policies.clone(), bindings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(bucket: Option<&str>, prefix: Option<&str>) -> Binding {
+        Binding { hook: Hook::KeySelect, policy: "p".into(), bucket: bucket.map(Into::into), prefix: prefix.map(Into::into) }
+    }
+
+    #[test]
+    fn most_specific_scope_wins() {
+        let global = b(None, None);
+        let bucket = b(Some("data"), None);
+        let short = b(Some("data"), Some("a/"));
+        let long = b(Some("data"), Some("a/b/"));
+        let score = |x: &Binding, bk: &str, k: &str| x.score(bk, k);
+        assert_eq!(score(&global, "any", "k"), Some(0));
+        assert_eq!(score(&bucket, "other", "k"), None);
+        assert!(score(&bucket, "data", "k") > score(&global, "data", "k"));
+        assert!(score(&short, "data", "a/x") > score(&bucket, "data", "a/x"));
+        assert!(score(&long, "data", "a/b/x") > score(&short, "data", "a/b/x"));
+        assert_eq!(score(&long, "data", "a/x"), None);
+        assert!(bucket.same_scope(&b(Some("data"), None)) && !bucket.same_scope(&short));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for good in ["p", "tenant-prefix", "v1.2_x"] {
+            assert!(valid_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".hidden", "a/b", "x y", &"n".repeat(65)] {
+            assert!(valid_name(bad).is_err(), "{bad}");
+        }
+    }
+}
