@@ -6,7 +6,7 @@ extern crate alloc;
 // The SDK supplies the no_std runtime (allocator, panic handler, realloc).
 use kms_gateway_policy as _;
 
-wit_bindgen::generate!({ world: "key-selector", path: "wit" });
+include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
 use exports::kms_gateway::policy::key_select::{Decision, Guest};
 use kms_gateway::policy::types::Request;
