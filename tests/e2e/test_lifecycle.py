@@ -93,3 +93,23 @@ def test_restart_after_sigkill_keeps_state_without_secrets(bao):
         assert g.admin("GET", "status")[1]["status"] == "Configured"
     finally:
         g.stop()
+
+
+def test_objects_stay_readable_after_stop_configure_start_on_another_backend(bao, tmp_path):
+    g = Gateway(extra_args=["--kms-not-configured"])
+    try:
+        local = {"backend_type": "local", "key_dir": str(tmp_path / "keys"), "default_key_id": "first-local"}
+        assert g.admin("POST", "configure", local)[0] == 200
+        assert g.admin("POST", "start")[0] == 200
+        c = g.client()
+        c.create_bucket(Bucket="switch")
+        c.put_object(Bucket="switch", Key="old", Body=b"under local", ServerSideEncryption="aws:kms")
+        assert g.admin("POST", "stop")[0] == 200
+        assert g.admin("POST", "configure", vault_config(bao, default_key_id="then-vault"))[0] == 200
+        assert g.admin("POST", "start")[0] == 200
+        assert g.admin("GET", "status")[1]["backend_type"] == "vault"
+        assert c.get_object(Bucket="switch", Key="old")["Body"].read() == b"under local"
+        c.put_object(Bucket="switch", Key="new", Body=b"under vault", ServerSideEncryption="aws:kms")
+        assert c.get_object(Bucket="switch", Key="new")["Body"].read() == b"under vault"
+    finally:
+        g.stop()

@@ -186,13 +186,17 @@ impl KmsManager {
 
     /// Store a configuration without starting it.
     pub async fn configure(&self, cfg: KmsConfig) -> Result<(), LifecycleError> {
-        let _retired = self.lifecycle.lock().await;
+        let mut retired = self.lifecycle.lock().await;
         if self.current.load().service.is_some() {
             return Err(LifecycleError::Conflict("Cannot configure KMS while it is running; use reconfigure instead".into()));
         }
         let mut cfg = cfg;
-        cfg.inherit_secrets(self.config().as_ref());
-        self.persist(Some(&cfg), false, &_retired)?;
+        let old = self.config();
+        cfg.inherit_secrets(old.as_ref());
+        if let Some(old) = &old {
+            self.retire(&mut retired, old, &cfg).await;
+        }
+        self.persist(Some(&cfg), false, &retired)?;
         self.publish(KmsStatus::Configured, Some(cfg), None);
         Ok(())
     }
@@ -209,10 +213,11 @@ impl KmsManager {
             self.publish(KmsStatus::Error(msg.into()), None, None);
             return Err(LifecycleError::Conflict(msg.into()));
         };
-        match self.build(&cfg).await {
-            Ok(service) => {
+        match self.prepare(&cfg).await {
+            Ok(pair) => {
                 self.persist(Some(&cfg), true, &retired)?;
                 self.probe_failures.store(0, Ordering::Relaxed);
+                let service = self.service_for(&cfg, pair);
                 self.publish(KmsStatus::Running, Some(cfg), Some(service));
                 Ok(())
             }
@@ -243,34 +248,43 @@ impl KmsManager {
         let mut cfg = cfg;
         let old = self.config();
         cfg.inherit_secrets(old.as_ref());
-        let service = self.build(&cfg).await.map_err(LifecycleError::Backend)?;
+        let pair = self.prepare(&cfg).await.map_err(LifecycleError::Backend)?;
         if let Some(old) = &old {
-            let old_id = identity(old, &self.ctx.data_dir);
-            if old_id != identity(&cfg, &self.ctx.data_dir) {
-                retired.retain(|(id, _)| *id != old_id);
-                retired.insert(0, (old_id, old.to_json(SecretSink::Seal(&self.sealer))));
-                retired.truncate(MAX_RETIRED);
-                if let Some(s) = &self.current.load().service {
-                    let mut readers = self.readers.lock().expect("readers lock");
-                    let id = identity(old, &self.ctx.data_dir);
-                    readers.retain(|r| r.identity != id);
-                    readers.insert(0, Reader { identity: id, backend: s.backend().clone() });
-                }
-            }
+            self.retire(&mut retired, old, &cfg).await;
         }
         self.persist(Some(&cfg), true, &retired)?;
-        // Rebuild with the updated readers so the new version can read
-        // objects of the one it replaces.
-        let service = Arc::new(KmsService::new(
-            service.generation,
-            cfg.clone(),
-            BackendPair { backend: service.backend().clone(), admin: service.admin().clone() },
-            self.reader_list(&cfg),
-            self.ctx.observer.clone(),
-        ));
+        let service = self.service_for(&cfg, pair);
         self.probe_failures.store(0, Ordering::Relaxed);
         self.publish(KmsStatus::Running, Some(cfg), Some(service));
         Ok(())
+    }
+
+    /// Keep the backend of `old` for reading older objects now that `new`
+    /// replaces it: the running one if any, else opened afresh.
+    async fn retire(&self, retired: &mut Vec<(String, Value)>, old: &KmsConfig, new: &KmsConfig) {
+        let id = identity(old, &self.ctx.data_dir);
+        if id == identity(new, &self.ctx.data_dir) {
+            return;
+        }
+        retired.retain(|(r, _)| *r != id);
+        retired.insert(0, (id.clone(), old.to_json(SecretSink::Seal(&self.sealer))));
+        retired.truncate(MAX_RETIRED);
+        let running = self.current.load().service.as_ref().map(|s| s.backend().clone());
+        let backend = match running {
+            Some(b) => Some(b),
+            None => match self.open_backend(old).await {
+                Ok(pair) => Some(pair.backend),
+                Err(e) => {
+                    tracing::warn!(backend = %id, error = %e, "earlier KMS backend unavailable; its objects cannot be read");
+                    None
+                }
+            },
+        };
+        if let Some(backend) = backend {
+            let mut readers = self.readers.lock().expect("readers lock");
+            readers.retain(|r| r.identity != id);
+            readers.insert(0, Reader { identity: id, backend });
+        }
     }
 
     fn reader_list(&self, current: &KmsConfig) -> Vec<Arc<dyn KeyBackend>> {
@@ -286,9 +300,16 @@ impl KmsManager {
         Ok(())
     }
 
-    /// Build a service for `cfg`: open the backend, create the default key
-    /// if it does not exist, and require a passing health check.
-    async fn build(&self, cfg: &KmsConfig) -> Result<Arc<KmsService>, KmsError> {
+    /// A new published version on `pair`, reading older objects through
+    /// the retired backends.
+    fn service_for(&self, cfg: &KmsConfig, pair: BackendPair) -> Arc<KmsService> {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        Arc::new(KmsService::new(generation, cfg.clone(), pair, self.reader_list(cfg), self.ctx.observer.clone()))
+    }
+
+    /// Open the backend of `cfg`, create the default key if it does not
+    /// exist, and require a passing health check.
+    async fn prepare(&self, cfg: &KmsConfig) -> Result<BackendPair, KmsError> {
         let pair = self.open_backend(cfg).await?;
         let default = &cfg.default_key_id;
         match pair.backend.describe_key(default).await {
@@ -307,8 +328,7 @@ impl KmsManager {
             Err(e) => return Err(e),
         }
         pair.backend.health().await?;
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        Ok(Arc::new(KmsService::new(generation, cfg.clone(), pair, self.reader_list(cfg), self.ctx.observer.clone())))
+        Ok(pair)
     }
 
     async fn open_backend(&self, cfg: &KmsConfig) -> Result<BackendPair, KmsError> {
