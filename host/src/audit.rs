@@ -3,7 +3,7 @@
 //! a secret: events carry only ids, names and outcomes.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -37,7 +37,6 @@ pub struct AuditEvent<'a> {
 /// Where audit events go.
 pub struct AuditLog {
     sink: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
-    path: Option<PathBuf>,
 }
 
 impl AuditLog {
@@ -48,16 +47,12 @@ impl AuditLog {
             crate::fsutil::create_private_dir(parent)?;
         }
         let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-        Ok(Self { sink: Some(Mutex::new(std::io::BufWriter::new(f))), path: Some(path.to_owned()) })
+        Ok(Self { sink: Some(Mutex::new(std::io::BufWriter::new(f))) })
     }
 
     /// Audit disabled.
     pub fn disabled() -> Self {
-        Self { sink: None, path: None }
-    }
-
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        Self { sink: None }
     }
 
     /// Write one event. Audit failures are logged, never fatal to the request.

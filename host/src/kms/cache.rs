@@ -13,7 +13,7 @@
 //! while the backend is unreachable (the caller decides).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_lc_rs::digest;
 
@@ -59,10 +59,6 @@ impl DataKeyCaches {
             unwrapped: moka::sync::Cache::builder().max_capacity(cfg.max_keys).time_to_live(live).build(),
             bucket_keys: moka::sync::Cache::builder().max_capacity(cfg.max_keys).time_to_live(live).build(),
         }
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.cfg.enabled
     }
 
     pub fn bucket_keys_enabled(&self) -> bool {
@@ -128,15 +124,12 @@ impl DataKeyCaches {
         self.bucket_keys.run_pending_tasks();
         (self.unwrapped.entry_count(), self.bucket_keys.entry_count())
     }
-
-    pub fn ttl(&self) -> Duration {
-        self.cfg.ttl
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn cfg(ttl_ms: u64, grace_ms: u64) -> CacheConfig {
         CacheConfig {

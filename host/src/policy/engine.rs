@@ -118,10 +118,6 @@ impl PolicyEngine {
         Engine::new(&cfg).map_err(|e| PolicyError::Engine(e.to_string()))
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Compile and validate: a component, importing nothing, exporting
     /// one of the three worlds at the supported version, answering a
     /// golden request (export signatures are only checked at instantiate).

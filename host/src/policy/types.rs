@@ -37,15 +37,6 @@ impl Hook {
             Self::Rotation => "kms-gateway:policy/rotation@0.1.0",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "key-select" | "key_select" | "key-selector" => Some(Self::KeySelect),
-            "sse-validate" | "sse_validate" | "sse-validator" => Some(Self::SseValidate),
-            "rotation" | "rotation-policy" => Some(Self::Rotation),
-            _ => None,
-        }
-    }
 }
 
 /// SSE mode as policies see it.

@@ -97,10 +97,6 @@ impl VaultBackend {
         })
     }
 
-    pub fn breaker_open(&self) -> bool {
-        self.breaker.is_open()
-    }
-
     /// One logical Vault call: retried when idempotent, re-logged-in once
     /// on 403 with AppRole.
     async fn run<T, F, Fut>(&self, kind: Idempotency, what: &str, key: Option<&KeyId>, op: F) -> Result<T, KmsError>
