@@ -34,6 +34,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 # contract with the guest SDK (a separate workspace: they target wasm32).
 (cd policies && cargo build --release --target wasm32-wasip2 --quiet)
 (cd policies && cargo clippy --release --target wasm32-wasip2 --quiet -- -D warnings)
+# The Python policies (componentize-py, from the test requirements): the
+# same contract from a second language.
+PATH="$PWD/$VENV/bin:$PATH" policies/python/build.sh policies/target/python
 
 # `cargo test` also builds the gateway binary (with the same dependency
 # features, so nothing is compiled twice).

@@ -139,6 +139,10 @@ pub struct ServeArgs {
     /// Memory cap of one policy instance, in MiB [default: 16]
     #[arg(long, env = "KMS_GATEWAY_POLICY_MEMORY_MIB")]
     pub policy_memory_mib: Option<usize>,
+    /// Memory cap of one instance of a policy that embeds a language
+    /// runtime (imports WASI, e.g. Python or JavaScript), in MiB [default: 128]
+    #[arg(long, env = "KMS_GATEWAY_POLICY_RUNTIME_MEMORY_MIB")]
+    pub policy_runtime_memory_mib: Option<usize>,
     /// Seconds between rotation-policy passes; 0 disables them [default: 3600]
     #[arg(long, env = "KMS_GATEWAY_POLICY_ROTATION_INTERVAL_SECONDS")]
     pub policy_rotation_interval_seconds: Option<u64>,
@@ -234,6 +238,7 @@ impl ServeArgs {
             audit_log,
             policy_timeout_ms,
             policy_memory_mib,
+            policy_runtime_memory_mib,
             policy_rotation_interval_seconds,
             log_format
         );

@@ -151,6 +151,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     let limits = Limits {
         deadline: std::time::Duration::from_millis(args.policy_timeout_ms.unwrap_or(50).clamp(1, 10_000)),
         memory_bytes: args.policy_memory_mib.unwrap_or(16).clamp(1, 1024) << 20,
+        runtime_memory_bytes: args.policy_runtime_memory_mib.unwrap_or(128).clamp(1, 4096) << 20,
         ..Limits::default()
     };
     let engine = Arc::new(PolicyEngine::new(limits)?);

@@ -64,11 +64,15 @@ def test_upload_validation(pg):
     assert got["size"] == len(component("default-key-select")) and len(got["sha256"]) == 64
     for body, want in [(b"hello, not wasm", "not a valid component"),
                        (b"\0asm\x01\0\0\0", "not a valid component"),
-                       (component("hostile-wrong-version"), "implements no world")]:
+                       (os.urandom(10 << 20), "not a valid component"),
+                       (component("hostile-wrong-version"), "implements no world"),
+                       (component("hostile-smuggled-import"), "also imports: kms-gateway:policy/net@0.1.0")]:
         s, r = upload(g, "bad", body)
         assert s == 400 and want in r["message"], r
-    s, r = upload(g, "big", os.urandom(10 << 20))
+    # Past the size cap (64 MiB), refused before compiling.
+    s, r = upload(g, "big", b"\0" * ((64 << 20) + 1))
     assert s == 413, r
+    assert g.admin("GET", "/rustfs/admin/v3/policies/bad")[0] == 404
     assert upload(g, "bind", component("default-key-select"))[0] == 400
     s, r = bind(g, "sse-validate", "dks")
     assert s == 400 and "implements key-select" in r["message"]

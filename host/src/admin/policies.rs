@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use super::dto::parse;
 use super::error::ApiError;
 use super::{AdminCall, Reply};
-use crate::policy::engine::Prepared;
 use crate::policy::registry::{Binding, MAX_COMPONENT_BYTES, PolicyRegistry};
 use crate::policy::types::{Hook, KeyFacts, PolicyRequest};
 use crate::policy::{PolicyError, WIT_VERSION};
@@ -161,12 +160,12 @@ impl PolicyAdmin {
         let p = snap.policies.get(name).ok_or_else(|| PolicyError::NotFound(name.to_owned()))?;
         let engine = self.registry.engine();
         let started = Instant::now();
-        let answer = match &p.prepared {
-            Prepared::KeySelect(_) => json!(engine.key_select(&p.prepared, &e.request.unwrap_or_else(PolicyRequest::golden))?),
-            Prepared::SseValidate(_) => {
+        let answer = match p.prepared.hook() {
+            Hook::KeySelect => json!(engine.key_select(&p.prepared, &e.request.unwrap_or_else(PolicyRequest::golden))?),
+            Hook::SseValidate => {
                 json!(engine.sse_validate(&p.prepared, &e.request.unwrap_or_else(PolicyRequest::golden))?)
             }
-            Prepared::Rotation(_) => {
+            Hook::Rotation => {
                 let now = e.now.unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64);
                 json!(engine.rotation(&p.prepared, &e.key.unwrap_or_else(KeyFacts::golden), now)?)
             }

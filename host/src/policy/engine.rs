@@ -13,47 +13,88 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtxView, WasiView};
 
 use super::PolicyError;
 use super::bindings::{key_select, rotation, sse_validate};
 use super::types::{Hook, KeyDecision, KeyFacts, PolicyRequest, RotationAdvice, Verdict};
+use super::wasi::{self, CallWasi};
 
 /// Limits of one policy call.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Wall-clock budget of one call (epoch ticks of 1 ms).
     pub deadline: Duration,
-    /// Linear memory of one instance.
+    /// Linear memory of one instance of a pure (import-free) policy.
     pub memory_bytes: usize,
+    /// Linear memory of one instance of a policy that embeds a language
+    /// runtime (imports WASI): a Python or JavaScript interpreter starts
+    /// from a snapshot of tens of MiB.
+    pub runtime_memory_bytes: usize,
     /// Largest answer (sum of its strings).
     pub output_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { deadline: Duration::from_millis(50), memory_bytes: 16 << 20, output_bytes: 64 << 10 }
+        Self {
+            deadline: Duration::from_millis(50),
+            memory_bytes: 16 << 20,
+            runtime_memory_bytes: 128 << 20,
+            output_bytes: 64 << 10,
+        }
     }
 }
 
 /// Per-call store data.
 pub struct CallState {
     limits: StoreLimits,
+    /// Only for components that import WASI; built on first use so that
+    /// pure policies never pay for it.
+    wasi: Option<Box<CallWasi>>,
 }
 
-/// A compiled, validated component, ready to instantiate per call.
-pub enum Prepared {
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.wasi.get_or_insert_with(Default::default).view()
+    }
+}
+
+/// What a component implements.
+pub enum Kind {
     KeySelect(key_select::KeySelectorPre<CallState>),
     SseValidate(sse_validate::SseValidatorPre<CallState>),
     Rotation(rotation::RotationPolicyPre<CallState>),
 }
 
+/// A compiled, validated component, ready to instantiate per call.
+pub struct Prepared {
+    /// Policy name, for logs.
+    label: String,
+    component: Component,
+    kind: Kind,
+    /// Imports WASI (a language runtime): served with an empty context.
+    wasi: bool,
+}
+
 impl Prepared {
     pub fn hook(&self) -> Hook {
-        match self {
-            Self::KeySelect(_) => Hook::KeySelect,
-            Self::SseValidate(_) => Hook::SseValidate,
-            Self::Rotation(_) => Hook::Rotation,
+        match self.kind {
+            Kind::KeySelect(_) => Hook::KeySelect,
+            Kind::SseValidate(_) => Hook::SseValidate,
+            Kind::Rotation(_) => Hook::Rotation,
         }
+    }
+
+    /// Whether the component imports WASI (embeds a language runtime).
+    pub fn uses_wasi(&self) -> bool {
+        self.wasi
+    }
+
+    /// The compiled machine code, for [`PolicyEngine::prepare_precompiled`]
+    /// at the next start (a language runtime takes seconds to compile).
+    pub fn precompiled(&self) -> Result<Vec<u8>, PolicyError> {
+        self.component.serialize().map_err(|e| PolicyError::Engine(format!("serialize: {e:#}")))
     }
 }
 
@@ -61,6 +102,10 @@ impl Prepared {
 pub struct PolicyEngine {
     engine: Engine,
     limits: Limits,
+    /// Resolves nothing: pure policies.
+    pure: Linker<CallState>,
+    /// Serves the allow-listed WASI interfaces.
+    wasi: Linker<CallState>,
     stop: Arc<AtomicBool>,
 }
 
@@ -91,7 +136,9 @@ impl PolicyEngine {
                 }
             })
             .map_err(|e| PolicyError::Engine(format!("epoch ticker: {e}")))?;
-        Ok(Self { engine, limits, stop })
+        let pure = Linker::new(&engine);
+        let wasi = wasi::linker(&engine)?;
+        Ok(Self { engine, limits, pure, wasi, stop })
     }
 
     fn engine(limits: Limits, pooling: bool) -> Result<Engine, PolicyError> {
@@ -100,79 +147,102 @@ impl PolicyEngine {
             .max_wasm_stack(512 << 10)
             .concurrency_support(false)
             .parallel_compilation(true)
-            // Small reservations: policies are tiny, and the pool reserves
-            // address space for every slot.
-            .memory_reservation(limits.memory_bytes as u64)
+            // Reservations sized to the largest memory a policy may have:
+            // the pool reserves address space (not memory) for every slot.
+            .memory_reservation(limits.memory_bytes.max(limits.runtime_memory_bytes) as u64)
             .memory_guard_size(64 << 10)
             .memory_reservation_for_growth(0);
         if pooling {
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(MAX_CONCURRENT_CALLS)
-                .total_core_instances(MAX_CONCURRENT_CALLS * 2)
+                // A language runtime links a dozen core modules.
+                .total_core_instances(MAX_CONCURRENT_CALLS * 8)
                 .total_memories(MAX_CONCURRENT_CALLS * 2)
-                .total_tables(MAX_CONCURRENT_CALLS * 2)
-                .max_memory_size(limits.memory_bytes)
+                .total_tables(MAX_CONCURRENT_CALLS * 4)
+                .table_elements(64 << 10)
+                .max_memory_size(limits.memory_bytes.max(limits.runtime_memory_bytes))
                 .linear_memory_keep_resident(256 << 10);
             cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         Engine::new(&cfg).map_err(|e| PolicyError::Engine(e.to_string()))
     }
 
-    /// Compile and validate: a component, importing nothing, exporting
-    /// one of the three worlds at the supported version, answering a
-    /// golden request (export signatures are only checked at instantiate).
-    pub fn prepare(&self, wasm: &[u8]) -> Result<Prepared, PolicyError> {
+    /// Compile and validate: a component exporting one of the three
+    /// worlds at the supported version, importing nothing (or only
+    /// allow-listed WASI), answering a golden request (export signatures
+    /// are only checked at instantiate). `label` names it in logs.
+    pub fn prepare(&self, label: &str, wasm: &[u8]) -> Result<Prepared, PolicyError> {
         let component =
             Component::new(&self.engine, wasm).map_err(|e| PolicyError::Invalid(format!("not a valid component: {e:#}")))?;
+        self.validate(label, component)
+    }
+
+    /// Load machine code from [`Prepared::precompiled`], validated like a
+    /// fresh upload. The caller must pass bytes this gateway serialized
+    /// itself, checked against the digest it recorded when writing them.
+    #[allow(unsafe_code)]
+    pub fn prepare_precompiled(&self, label: &str, code: &[u8]) -> Result<Prepared, PolicyError> {
+        // SAFETY: wasmtime runs deserialized code as is, so it must come
+        // from `Component::serialize`. It does: the gateway wrote it into
+        // its private data directory and the caller verified its SHA-256;
+        // wasmtime itself refuses code from another version or `Config`.
+        let component = unsafe { Component::deserialize(&self.engine, code) }
+            .map_err(|e| PolicyError::Invalid(format!("precompiled code: {e:#}")))?;
+        self.validate(label, component)
+    }
+
+    fn validate(&self, label: &str, component: Component) -> Result<Prepared, PolicyError> {
+        let invalid = |e: wasmtime::Error| PolicyError::Invalid(format!("{e:#}"));
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
-        let linker = Linker::<CallState>::new(&self.engine);
-        let pre = linker.instantiate_pre(&component).map_err(|e| PolicyError::Invalid(format!("{e:#}")))?;
-        let prepared = if exports.iter().any(|e| e == Hook::KeySelect.export_name()) {
-            Prepared::KeySelect(key_select::KeySelectorPre::new(pre).map_err(|e| PolicyError::Invalid(format!("{e:#}")))?)
-        } else if exports.iter().any(|e| e == Hook::SseValidate.export_name()) {
-            Prepared::SseValidate(sse_validate::SseValidatorPre::new(pre).map_err(|e| PolicyError::Invalid(format!("{e:#}")))?)
-        } else if exports.iter().any(|e| e == Hook::Rotation.export_name()) {
-            Prepared::Rotation(rotation::RotationPolicyPre::new(pre).map_err(|e| PolicyError::Invalid(format!("{e:#}")))?)
-        } else {
+        let Some(hook) = [Hook::KeySelect, Hook::SseValidate, Hook::Rotation]
+            .into_iter()
+            .find(|h| exports.iter().any(|e| e == h.export_name()))
+        else {
             return Err(PolicyError::Invalid(format!(
                 "the component implements no world of kms-gateway:policy@{}; it exports: [{}]",
                 super::WIT_VERSION,
                 exports.join(", ")
             )));
         };
-        // The shared `types` interface is imported for its types only
-        // (it has no functions); anything else is refused.
-        let imports: Vec<String> = ty
-            .imports(&self.engine)
-            .map(|(n, _)| n.to_owned())
-            .filter(|n| *n != format!("kms-gateway:policy/types@{}", super::WIT_VERSION))
-            .collect();
-        if !imports.is_empty() {
-            return Err(PolicyError::Invalid(format!(
-                "policies may not import anything (hooks are pure functions); this component imports: {}",
-                imports.join(", ")
-            )));
-        }
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_owned()).collect();
+        // The shared `types` interface is imported for its types only (it
+        // has no functions); WASI only from the allow-list.
+        let uses_wasi = wasi::check_imports(&imports, &format!("kms-gateway:policy/types@{}", super::WIT_VERSION))?;
+        let linker = if uses_wasi { &self.wasi } else { &self.pure };
+        let pre = linker.instantiate_pre(&component).map_err(invalid)?;
+        let kind = match hook {
+            Hook::KeySelect => Kind::KeySelect(key_select::KeySelectorPre::new(pre).map_err(invalid)?),
+            Hook::SseValidate => Kind::SseValidate(sse_validate::SseValidatorPre::new(pre).map_err(invalid)?),
+            Hook::Rotation => Kind::Rotation(rotation::RotationPolicyPre::new(pre).map_err(invalid)?),
+        };
+        let prepared = Prepared { label: label.to_owned(), component, kind, wasi: uses_wasi };
         // Golden call: proves the signatures match and the guest answers.
-        let golden = match &prepared {
-            Prepared::KeySelect(_) => self.key_select(&prepared, &PolicyRequest::golden()).map(drop),
-            Prepared::SseValidate(_) => self.sse_validate(&prepared, &PolicyRequest::golden()).map(drop),
-            Prepared::Rotation(_) => self.rotation(&prepared, &KeyFacts::golden(), 0).map(drop),
+        let golden = match prepared.hook() {
+            Hook::KeySelect => self.key_select(&prepared, &PolicyRequest::golden()).map(drop),
+            Hook::SseValidate => self.sse_validate(&prepared, &PolicyRequest::golden()).map(drop),
+            Hook::Rotation => self.rotation(&prepared, &KeyFacts::golden(), 0).map(drop),
         };
         golden.map_err(|e| PolicyError::Invalid(format!("the component failed its test call: {e}")))?;
         Ok(prepared)
     }
 
-    fn store(&self) -> Store<CallState> {
+    fn memory_cap(&self, p: &Prepared) -> usize {
+        if p.wasi { self.limits.runtime_memory_bytes } else { self.limits.memory_bytes }
+    }
+
+    fn store(&self, p: &Prepared) -> Store<CallState> {
+        // A language runtime is a dozen core instances; a pure policy one or two.
+        let instances = if p.wasi { 64 } else { 4 };
         let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
-            .instances(4)
-            .tables(4)
+            .memory_size(self.memory_cap(p))
+            .instances(instances)
+            .tables(instances)
             .memories(4)
             .trap_on_grow_failure(true)
             .build();
-        let mut store = Store::new(&self.engine, CallState { limits });
+        let wasi = p.wasi.then(Box::default);
+        let mut store = Store::new(&self.engine, CallState { limits, wasi });
         store.limiter(|s| &mut s.limits);
         // Epochs tick every millisecond; the deadline must be set on every
         // store (it defaults to 0: an immediate interrupt).
@@ -180,10 +250,30 @@ impl PolicyEngine {
         store
     }
 
-    fn trap(&self, started: Instant, e: wasmtime::Error) -> PolicyError {
+    /// Run one call in a fresh store: instantiate, call, log what a WASI
+    /// guest printed, map traps.
+    fn call<R>(&self, p: &Prepared, f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>) -> Result<R, PolicyError> {
+        // A pure policy answers in microseconds, inline. A language runtime
+        // takes milliseconds: tell tokio, so this worker's other tasks move.
+        let multi_thread =
+            tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if p.wasi && multi_thread { tokio::task::block_in_place(|| self.call_here(p, f)) } else { self.call_here(p, f) }
+    }
+
+    fn call_here<R>(&self, p: &Prepared, f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>) -> Result<R, PolicyError> {
+        let started = Instant::now();
+        let mut store = self.store(p);
+        let out = f(&mut store).map_err(|e| self.trap(p, started, e));
+        if let Some(w) = &store.data().wasi {
+            w.log_output(&p.label);
+        }
+        out
+    }
+
+    fn trap(&self, p: &Prepared, started: Instant, e: wasmtime::Error) -> PolicyError {
         let chain = format!("{e:#}");
         if chain.contains("growing memory") {
-            return PolicyError::Limit(format!("memory cap of {} bytes", self.limits.memory_bytes));
+            return PolicyError::Limit(format!("memory cap of {} bytes", self.memory_cap(p)));
         }
         match e.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => PolicyError::Timeout(started.elapsed()),
@@ -200,42 +290,30 @@ impl PolicyEngine {
     }
 
     pub fn key_select(&self, p: &Prepared, req: &PolicyRequest) -> Result<KeyDecision, PolicyError> {
-        let Prepared::KeySelect(pre) = p else { return Err(PolicyError::WrongHook(p.hook(), Hook::KeySelect)) };
-        let started = Instant::now();
-        let mut store = self.store();
-        let inst = pre.instantiate(&mut store).map_err(|e| self.trap(started, e))?;
-        let out = inst
-            .kms_gateway_policy_key_select()
-            .call_select(&mut store, &key_select::request(req))
-            .map_err(|e| self.trap(started, e))?;
+        let Kind::KeySelect(pre) = &p.kind else { return Err(PolicyError::WrongHook(p.hook(), Hook::KeySelect)) };
+        let out = self.call(p, |store| {
+            pre.instantiate(&mut *store)?.kms_gateway_policy_key_select().call_select(store, &key_select::request(req))
+        })?;
         let d = KeyDecision::from(out);
         self.check_output(d.output_bytes())?;
         Ok(d)
     }
 
     pub fn sse_validate(&self, p: &Prepared, req: &PolicyRequest) -> Result<Verdict, PolicyError> {
-        let Prepared::SseValidate(pre) = p else { return Err(PolicyError::WrongHook(p.hook(), Hook::SseValidate)) };
-        let started = Instant::now();
-        let mut store = self.store();
-        let inst = pre.instantiate(&mut store).map_err(|e| self.trap(started, e))?;
-        let out = inst
-            .kms_gateway_policy_sse_validate()
-            .call_validate(&mut store, &sse_validate::request(req))
-            .map_err(|e| self.trap(started, e))?;
+        let Kind::SseValidate(pre) = &p.kind else { return Err(PolicyError::WrongHook(p.hook(), Hook::SseValidate)) };
+        let out = self.call(p, |store| {
+            pre.instantiate(&mut *store)?.kms_gateway_policy_sse_validate().call_validate(store, &sse_validate::request(req))
+        })?;
         let v = Verdict::from(out);
         self.check_output(v.output_bytes())?;
         Ok(v)
     }
 
     pub fn rotation(&self, p: &Prepared, facts: &KeyFacts, now: u64) -> Result<RotationAdvice, PolicyError> {
-        let Prepared::Rotation(pre) = p else { return Err(PolicyError::WrongHook(p.hook(), Hook::Rotation)) };
-        let started = Instant::now();
-        let mut store = self.store();
-        let inst = pre.instantiate(&mut store).map_err(|e| self.trap(started, e))?;
-        let out = inst
-            .kms_gateway_policy_rotation()
-            .call_check(&mut store, &rotation::facts(facts), now)
-            .map_err(|e| self.trap(started, e))?;
+        let Kind::Rotation(pre) = &p.kind else { return Err(PolicyError::WrongHook(p.hook(), Hook::Rotation)) };
+        let out = self.call(p, |store| {
+            pre.instantiate(&mut *store)?.kms_gateway_policy_rotation().call_check(store, &rotation::facts(facts), now)
+        })?;
         let a = RotationAdvice::from(out);
         self.check_output(a.output_bytes())?;
         Ok(a)

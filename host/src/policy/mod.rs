@@ -6,6 +6,8 @@
 //! - [`bindings`]: generated bindings of the three worlds.
 //! - [`engine`]: the wasmtime sandbox (pooled instances, fresh store per
 //!   call, epoch deadline, memory cap, bounded output, golden call at load).
+//! - [`wasi`]: the empty WASI context and import allow-list for policies
+//!   whose language runtime imports WASI.
 //! - [`registry`]: loaded policies and scoped bindings, swapped atomically
 //!   and persisted.
 //!
@@ -15,6 +17,7 @@ pub mod bindings;
 pub mod engine;
 pub mod registry;
 pub mod types;
+pub mod wasi;
 
 pub use types::Hook;
 

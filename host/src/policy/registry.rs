@@ -3,10 +3,14 @@
 //! gateway state so they survive restarts.
 //!
 //! - Component bytes: `DATA_DIR/policies/<name>.wasm` (0600).
+//! - Its compiled machine code: `<name>.cwasm` (0600), so a restart does not
+//!   recompile (seconds for a Python policy); its SHA-256 is recorded in
+//!   `policy-artifacts`, and code that does not match is recompiled from
+//!   the component, never run.
 //! - Metadata: state namespace `policies`; bindings: `policy-bindings/all`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,10 +25,23 @@ use super::types::Hook;
 use crate::fsutil::{create_private_dir, write_private_atomic};
 use crate::state::StateStore;
 
-/// Largest component accepted.
-pub const MAX_COMPONENT_BYTES: usize = 8 << 20;
+/// Largest component accepted: room for a language runtime (a Python
+/// policy made with componentize-py is about 18 MiB).
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
 const NS: &str = "policies";
 const BINDINGS_NS: &str = "policy-bindings";
+const ARTIFACTS_NS: &str = "policy-artifacts";
+
+/// Record of a `<name>.cwasm`: its digest, and the component it came from.
+#[derive(Debug, Serialize, Deserialize)]
+struct Artifact {
+    sha256: String,
+    component_sha256: String,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(digest::digest(&digest::SHA256, bytes))
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PolicyInfo {
@@ -33,6 +50,10 @@ pub struct PolicyInfo {
     pub world: String,
     pub sha256: String,
     pub size: usize,
+    /// Embeds a language runtime that imports WASI (served with an empty
+    /// context); such policies cost milliseconds per call, not microseconds.
+    #[serde(default)]
+    pub imports_wasi: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub uploaded_at: OffsetDateTime,
 }
@@ -138,11 +159,7 @@ impl PolicyRegistry {
         let infos: Vec<(String, PolicyInfo)> = store.list(NS).map_err(|e| PolicyError::Storage(e.to_string()))?;
         let mut policies = HashMap::new();
         for (name, info) in infos {
-            let path = dir.join(format!("{name}.wasm"));
-            let loaded = std::fs::read(&path)
-                .map_err(|e| PolicyError::Storage(format!("{}: {e}", path.display())))
-                .and_then(|wasm| engine.prepare(&wasm));
-            match loaded {
+            match Self::load(&engine, &dir, &store, &info) {
                 Ok(prepared) => {
                     policies.insert(name, Arc::new(LoadedPolicy { info, prepared }));
                 }
@@ -153,6 +170,43 @@ impl PolicyRegistry {
             store.get(BINDINGS_NS, "all").map_err(|e| PolicyError::Storage(e.to_string()))?.unwrap_or_default();
         let snap = Snapshot { generation: 1, policies, bindings };
         Ok(Self { engine, dir, store, current: ArcSwap::from_pointee(snap), write: Default::default() })
+    }
+
+    /// Load a stored policy: its precompiled code when that is intact,
+    /// else compile the component (and store the code for next time).
+    fn load(engine: &PolicyEngine, dir: &Path, store: &StateStore, info: &PolicyInfo) -> Result<Prepared, PolicyError> {
+        let name = &info.name;
+        let code_path = dir.join(format!("{name}.cwasm"));
+        let record: Option<Artifact> = store.get(ARTIFACTS_NS, name).ok().flatten();
+        if let Some(rec) = record.filter(|r| r.component_sha256 == info.sha256) {
+            match std::fs::read(&code_path) {
+                Ok(code) if sha256_hex(&code) == rec.sha256 => match engine.prepare_precompiled(name, &code) {
+                    Ok(p) => return Ok(p),
+                    // E.g. after an upgrade of the gateway (another wasmtime).
+                    Err(e) => tracing::info!(policy = %name, error = %e, "recompiling policy"),
+                },
+                Ok(_) => tracing::warn!(policy = %name, "precompiled policy code changed on disk; recompiling"),
+                Err(e) => tracing::info!(policy = %name, error = %e, "recompiling policy"),
+            }
+        }
+        let path = dir.join(format!("{name}.wasm"));
+        let wasm = std::fs::read(&path).map_err(|e| PolicyError::Storage(format!("{}: {e}", path.display())))?;
+        let prepared = engine.prepare(name, &wasm)?;
+        Self::save_artifact(dir, store, info, &prepared);
+        Ok(prepared)
+    }
+
+    /// Best effort: without it the next start compiles again.
+    fn save_artifact(dir: &Path, store: &StateStore, info: &PolicyInfo, prepared: &Prepared) {
+        let path = dir.join(format!("{}.cwasm", info.name));
+        let saved = prepared.precompiled().and_then(|code| {
+            write_private_atomic(&path, &code).map_err(|e| PolicyError::Storage(format!("{}: {e}", path.display())))?;
+            let rec = Artifact { sha256: sha256_hex(&code), component_sha256: info.sha256.clone() };
+            store.put(ARTIFACTS_NS, &info.name, &rec).map_err(|e| PolicyError::Storage(e.to_string()))
+        });
+        if let Err(e) = saved {
+            tracing::warn!(policy = %info.name, error = %e, "could not store precompiled policy code");
+        }
     }
 
     pub fn engine(&self) -> &Arc<PolicyEngine> {
@@ -177,7 +231,8 @@ impl PolicyRegistry {
         }
         let engine = self.engine.clone();
         let started = Instant::now();
-        let (prepared, wasm) = tokio::task::spawn_blocking(move || engine.prepare(&wasm).map(|p| (p, wasm)))
+        let label = name.to_owned();
+        let (prepared, wasm) = tokio::task::spawn_blocking(move || engine.prepare(&label, &wasm).map(|p| (p, wasm)))
             .await
             .map_err(|e| PolicyError::Engine(format!("compiler task: {e}")))??;
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -186,8 +241,9 @@ impl PolicyRegistry {
             name: name.to_owned(),
             hook,
             world: format!("kms-gateway:policy/{}@{}", hook.world(), super::WIT_VERSION),
-            sha256: hex::encode(digest::digest(&digest::SHA256, &wasm)),
+            sha256: sha256_hex(&wasm),
             size: wasm.len(),
+            imports_wasi: prepared.uses_wasi(),
             uploaded_at: OffsetDateTime::now_utc(),
         };
         let _guard = self.write.lock().await;
@@ -203,6 +259,7 @@ impl PolicyRegistry {
         let path = self.dir.join(format!("{name}.wasm"));
         write_private_atomic(&path, &wasm).map_err(|e| PolicyError::Storage(format!("{}: {e}", path.display())))?;
         self.store.put(NS, name, &info).map_err(|e| PolicyError::Storage(e.to_string()))?;
+        Self::save_artifact(&self.dir, &self.store, &info, &prepared);
         let mut policies = snap.policies.clone();
         policies.insert(name.to_owned(), Arc::new(LoadedPolicy { info: info.clone(), prepared }));
         let t = Instant::now();
@@ -221,7 +278,10 @@ impl PolicyRegistry {
             return Err(PolicyError::Conflict(format!("policy '{name}' is bound to {}; unbind it first", b.hook.name())));
         }
         self.store.delete(NS, name).map_err(|e| PolicyError::Storage(e.to_string()))?;
-        let _ = std::fs::remove_file(self.dir.join(format!("{name}.wasm")));
+        let _ = self.store.delete(ARTIFACTS_NS, name);
+        for ext in ["wasm", "cwasm"] {
+            let _ = std::fs::remove_file(self.dir.join(format!("{name}.{ext}")));
+        }
         let mut policies = snap.policies.clone();
         policies.remove(name);
         self.publish(policies, snap.bindings.clone());
