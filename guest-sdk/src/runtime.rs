@@ -4,7 +4,7 @@
 
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
-static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOC: crate::alloc::PolicyAlloc = crate::alloc::PolicyAlloc;
 
 /// A panic traps; the gateway then fails the request closed.
 #[cfg(target_arch = "wasm32")]

@@ -68,6 +68,32 @@ async fn main() {
     }
     percentiles("sse-validate, fresh instance per call", b);
 
+    // A Python policy (componentize-py; built by tests/run.sh), when present.
+    let py = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/target/python/data_class.wasm");
+    if let Ok(wasm) = std::fs::read(&py) {
+        let (info, report) = registry.upload("python", wasm).await.expect("upload python");
+        println!("{:<40} compile {:.0} ms, {} bytes", "python key-select", report.compile_ms, info.size);
+        let p = registry.snapshot().policies["python"].clone();
+        let t = Instant::now();
+        let code = p.prepared.precompiled().expect("serialize");
+        std::hint::black_box(engine.prepare_precompiled("python", &code).expect("deserialize"));
+        println!(
+            "{:<40} {:.0} ms ({} bytes of code)",
+            "python load from precompiled code",
+            t.elapsed().as_secs_f64() * 1e3,
+            code.len()
+        );
+        let mut req = req.clone();
+        req.key = "pii/x.csv".into();
+        let mut c = Vec::with_capacity(500);
+        for _ in 0..500 {
+            let t = Instant::now();
+            std::hint::black_box(engine.key_select(&p.prepared, &req).expect("python decision"));
+            c.push(t.elapsed());
+        }
+        percentiles("python key-select, fresh instance", c);
+    }
+
     // Publish cost of a swap (compile is off the request path).
     let mut publish = Vec::new();
     for _ in 0..20 {

@@ -161,7 +161,10 @@ impl PolicyEngine {
                 .total_tables(MAX_CONCURRENT_CALLS * 4)
                 .table_elements(64 << 10)
                 .max_memory_size(limits.memory_bytes.max(limits.runtime_memory_bytes))
-                .linear_memory_keep_resident(256 << 10);
+                // Reset a slot with memset, not madvise (a syscall), when the
+                // policy is small: most calls then touch no kernel at all.
+                .linear_memory_keep_resident(256 << 10)
+                .table_keep_resident(64 << 10);
             cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         Engine::new(&cfg).map_err(|e| PolicyError::Engine(e.to_string()))
@@ -255,9 +258,10 @@ impl PolicyEngine {
     fn call<R>(&self, p: &Prepared, f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>) -> Result<R, PolicyError> {
         // A pure policy answers in microseconds, inline. A language runtime
         // takes milliseconds: tell tokio, so this worker's other tasks move.
-        let multi_thread =
-            tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if p.wasi && multi_thread { tokio::task::block_in_place(|| self.call_here(p, f)) } else { self.call_here(p, f) }
+        let multi_thread = || {
+            tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        };
+        if p.wasi && multi_thread() { tokio::task::block_in_place(|| self.call_here(p, f)) } else { self.call_here(p, f) }
     }
 
     fn call_here<R>(&self, p: &Prepared, f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>) -> Result<R, PolicyError> {
