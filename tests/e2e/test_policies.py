@@ -169,6 +169,24 @@ def test_hostile_guests_fail_closed(pg, guest, why):
     assert g.proc.poll() is None
 
 
+def test_no_state_survives_between_calls(pg):
+    g = pg
+    c = g.client()
+    c.create_bucket(Bucket="hostile-state")
+    assert upload(g, "mem", component("hostile-remembers"))[0] == 200
+    # The guest counts calls and keeps every key it saw in a global: each
+    # call gets a fresh instance, so it never sees an earlier request.
+    for key in ["tenant-a/secret", "tenant-b/other"]:
+        s, r = g.admin("POST", "/rustfs/admin/v3/policies/mem/evaluate", {"request": {
+            "operation": "PutObject", "bucket": "hostile-state", "key": key, "requested_mode": "none"}})
+        assert s == 200 and r["result"]["message"] == "call 1 remembers []", r
+    assert bind(g, "key-select", "mem", bucket="hostile-state")[0] == 200
+    for key in ["a", "b", "c"]:
+        with pytest.raises(ClientError) as e:
+            c.put_object(Bucket="hostile-state", Key=key, Body=b"x")
+        assert err(e)[:3] == ("AccessDenied", 403, "call 1 remembers []"), err(e)
+
+
 def test_hot_swap_under_load(pg):
     g = pg
     c = g.client(max_pool_connections=4)
