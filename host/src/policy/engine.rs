@@ -61,7 +61,7 @@ impl WasiView for CallState {
 }
 
 /// What a component implements.
-pub enum Kind {
+enum Kind {
     KeySelect(key_select::KeySelectorPre<CallState>),
     SseValidate(sse_validate::SseValidatorPre<CallState>),
     Rotation(rotation::RotationPolicyPre<CallState>),
