@@ -246,7 +246,7 @@ impl PolicyRegistry {
             imports_wasi: prepared.uses_wasi(),
             uploaded_at: OffsetDateTime::now_utc(),
         };
-        let _guard = self.write.lock().await;
+        let guard = self.write.lock().await;
         let snap = self.snapshot();
         // A policy bound to a hook can only be replaced by one for the same hook.
         if let Some(b) = snap.bindings.iter().find(|b| b.policy == name && b.hook != hook) {
@@ -259,12 +259,18 @@ impl PolicyRegistry {
         let path = self.dir.join(format!("{name}.wasm"));
         write_private_atomic(&path, &wasm).map_err(|e| PolicyError::Storage(format!("{}: {e}", path.display())))?;
         self.store.put(NS, name, &info).map_err(|e| PolicyError::Storage(e.to_string()))?;
-        Self::save_artifact(&self.dir, &self.store, &info, &prepared);
+        let loaded = Arc::new(LoadedPolicy { info: info.clone(), prepared });
         let mut policies = snap.policies.clone();
-        policies.insert(name.to_owned(), Arc::new(LoadedPolicy { info: info.clone(), prepared }));
+        policies.insert(name.to_owned(), loaded.clone());
         let t = Instant::now();
         let generation = self.publish(policies, snap.bindings.clone());
         let publish_us = t.elapsed().as_secs_f64() * 1e6;
+        drop(guard);
+        // The compiled code of a language runtime is tens of MB: serialize
+        // and write it off the async workers. A concurrent replacement can
+        // only leave a record for another digest, which is then recompiled.
+        let (dir, store) = (self.dir.clone(), self.store.clone());
+        let _ = tokio::task::spawn_blocking(move || Self::save_artifact(&dir, &store, &loaded.info, &loaded.prepared)).await;
         Ok((info, UploadReport { compile_ms, publish_us, generation }))
     }
 
