@@ -49,8 +49,8 @@ impl Default for Limits {
 /// Per-call store data.
 pub struct CallState {
     limits: StoreLimits,
-    /// Only for components that import WASI; built on first use so that
-    /// pure policies never pay for it.
+    /// Built when the guest first calls WASI: pure policies cannot (their
+    /// linker has no WASI) and never pay for it.
     wasi: Option<Box<CallWasi>>,
 }
 
@@ -244,8 +244,7 @@ impl PolicyEngine {
             .memories(4)
             .trap_on_grow_failure(true)
             .build();
-        let wasi = p.wasi.then(Box::default);
-        let mut store = Store::new(&self.engine, CallState { limits, wasi });
+        let mut store = Store::new(&self.engine, CallState { limits, wasi: None });
         store.limiter(|s| &mut s.limits);
         // Epochs tick every millisecond; the deadline must be set on every
         // store (it defaults to 0: an immediate interrupt).
@@ -268,6 +267,7 @@ impl PolicyEngine {
         let started = Instant::now();
         let mut store = self.store(p);
         let out = f(&mut store).map_err(|e| self.trap(p, started, e));
+        // Only a guest that used WASI can have printed.
         if let Some(w) = &store.data().wasi {
             w.log_output(&p.label);
         }
