@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kms_gateway::config::ServeArgs;
 use kms_gateway::server;
+use std::io::IsTerminal as _;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -31,7 +32,9 @@ fn init_tracing(format: Option<&str>) {
         .add_directive("s3s=info".parse().expect("static directive"))
         .add_directive("s3s_aws=info".parse().expect("static directive"))
         .add_directive("s3s_fs=info".parse().expect("static directive"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only on a terminal: a log file or journald gets plain text.
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     if format == Some("json") {
         builder.json().init();
     } else {

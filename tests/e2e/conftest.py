@@ -16,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("KMS_GATEWAY_BIN", ROOT / "target" / "debug" / "kms-gateway"))
@@ -52,8 +53,6 @@ def terminate(proc, timeout=15):
 
 def eventually(fn, timeout, what):
     """Call `fn` until it stops raising a ClientError; fail after `timeout` s."""
-    from botocore.exceptions import ClientError
-
     deadline = time.time() + timeout
     while True:
         try:
@@ -87,14 +86,26 @@ class Moto:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(10)
+        self.log.close()
+        os.unlink(self.log.name)
 
 
 class Gateway:
-    """One kms-gateway process with its own data dir."""
+    """One kms-gateway process with its own data dir.
+
+    Every gateway is remembered in `Gateway.started` so that the test run
+    can clean up after it (see `_tidy_gateways`) and show its log when a
+    test fails."""
+
+    started = []
 
     def __init__(self, upstream=None, extra_args=("--allow-insecure-sse-c",), env=None, data_dir=None, upstream_creds=(UP_ACCESS, UP_SECRET),
                  admin_flags=True):
         self.admin_flags = admin_flags
+        # A data dir the caller did not choose is ours to delete.
+        self.owns_dir = data_dir is None
+        # The test that started it (the one its log tail is shown for).
+        self.test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="kgw-"))
         self.upstream = upstream
         self.upstream_creds = upstream_creds
@@ -115,12 +126,29 @@ class Gateway:
         self.log_path = self.data_dir / f"gateway-{self.port}.log"
         env = {**os.environ, "RUST_LOG": "info", **self.env}
         self.proc = subprocess.Popen(args, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=env)
+        if self not in Gateway.started:
+            Gateway.started.append(self)
         wait_port(self.port, self.proc)
         scheme = "https" if "--tls-cert" in self.extra_args else "http"
         self.endpoint = f"{scheme}://127.0.0.1:{self.port}"
 
     def stop(self):
         terminate(self.proc)
+
+    def close(self):
+        """Stop and delete the data dir (if it is ours): the suite's upload
+        sizes add up to gigabytes, and a CI machine's disk is finite."""
+        self.stop()
+        if self.owns_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self in Gateway.started:
+            Gateway.started.remove(self)
+
+    def log_tail(self, lines=25):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as e:
+            return f"(no log: {e})"
 
     def restart(self):
         self.stop()
@@ -184,18 +212,78 @@ def gw(request):
     upstream = request.getfixturevalue("moto") if request.param == "moto" else None
     g = Gateway(upstream=upstream)
     yield g
-    g.stop()
+    g.close()
+
+
+def empty_bucket(client, name):
+    """Delete every object and open upload of `name`, then the bucket."""
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            r = client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+            assert not r.get("Errors"), r["Errors"]
+    try:
+        uploads = client.list_multipart_uploads(Bucket=name).get("Uploads", [])
+    except ClientError as e:
+        # The embedded store does not list uploads.
+        if e.response["Error"]["Code"] != "NotImplemented":
+            raise
+        uploads = []
+    for up in uploads:
+        client.abort_multipart_upload(Bucket=name, Key=up["Key"], UploadId=up["UploadId"])
+    client.delete_bucket(Bucket=name)
 
 
 @pytest.fixture
 def bucket(gw, request):
+    """A bucket of the session gateway for one test, emptied and deleted
+    after it (the session's store would otherwise hold every upload)."""
     name = "b-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
     c = gw.client()
     try:
         c.create_bucket(Bucket=name)
     except c.exceptions.BucketAlreadyOwnedByYou:
         pass
-    return name
+    yield name
+    empty_bucket(c, name)
+
+
+@pytest.fixture(autouse=True)
+def _tidy_gateways(request):
+    """After a test, delete the data dirs of the gateways it stopped. A
+    failed test keeps them: their logs are what explains the failure."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is None or report.failed:
+        return
+    for g in list(Gateway.started):
+        if g.proc.poll() is not None:
+            g.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep the call's report on the item (for `_tidy_gateways`), and add
+    the tail of each gateway's log to a failure: on a CI machine the log
+    files are gone once the run ends."""
+    report = yield
+    if report.when == "call":
+        item.rep_call = report
+    if report.failed:
+        used = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Gateway)]
+        mine = [g for g in Gateway.started if g.test == item.nodeid and g not in used]
+        for g in used + mine:
+            state = "running" if g.proc.poll() is None else f"exited with {g.proc.returncode}"
+            report.sections.append((f"gateway on port {g.port} ({state}): log tail", g.log_tail()))
+    return report
+
+
+def pytest_report_header(config):
+    """Free disk space where the suite writes: a full disk fails everything
+    after it, so a failed run should say how much there was."""
+    tmp = Path(tempfile.gettempdir())
+    return [f"free disk: {shutil.disk_usage(tmp).free / 2**30:.1f} GiB in {tmp}, "
+            f"{shutil.disk_usage(ROOT).free / 2**30:.1f} GiB in the repository"]
 
 
 def ssec(key_bytes):
@@ -235,7 +323,7 @@ def tls_gw(request, tls_files):
     g = Gateway(upstream=upstream, extra_args=["--tls-cert", str(cert), "--tls-key", str(key)])
     g.ca = cert
     yield g
-    g.stop()
+    g.close()
 
 
 def admin_call(endpoint, method, path, body=None, ak=ADMIN_ACCESS, sk=ADMIN_SECRET, sign=True, content_type=None):
