@@ -42,6 +42,10 @@ PATH="$PWD/$VENV/bin:$PATH" policies/python/build.sh policies/target/python
 # features, so nothing is compiled twice).
 cargo test --workspace
 
+# Free disk where the end-to-end tests write: a full disk fails every test
+# after it, so a failed run should say how much there was.
+df -h . "${TMPDIR:-/tmp}"
+
 export PATH="$PWD/$VENV/bin:$PATH"
 export KMS_GATEWAY_BIN="$PWD/target/debug/kms-gateway"
 "$VENV/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"

@@ -278,14 +278,6 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-def pytest_report_header(config):
-    """Free disk space where the suite writes: a full disk fails everything
-    after it, so a failed run should say how much there was."""
-    tmp = Path(tempfile.gettempdir())
-    return [f"free disk: {shutil.disk_usage(tmp).free / 2**30:.1f} GiB in {tmp}, "
-            f"{shutil.disk_usage(ROOT).free / 2**30:.1f} GiB in the repository"]
-
-
 def ssec(key_bytes):
     return {
         "SSECustomerAlgorithm": "AES256",
