@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder,
+};
 use wasmtime_wasi::{WasiCtxView, WasiView};
 
 use super::PolicyError;
@@ -48,7 +50,7 @@ impl Default for Limits {
 
 /// Per-call store data.
 pub struct CallState {
-    limits: StoreLimits,
+    limits: CallLimits,
     /// Built when the guest first calls WASI: pure policies cannot (their
     /// linker has no WASI) and never pay for it.
     wasi: Option<Box<CallWasi>>,
@@ -57,6 +59,48 @@ pub struct CallState {
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         self.wasi.get_or_insert_with(Default::default).view()
+    }
+}
+
+/// wasmtime's `StoreLimits`, remembering whether it refused a memory
+/// growth: a trap is then reported as the memory cap it is, without
+/// reading wasmtime's error text.
+struct CallLimits {
+    inner: StoreLimits,
+    memory_denied: bool,
+}
+
+impl ResourceLimiter for CallLimits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum);
+        self.memory_denied |= !matches!(allowed, Ok(true));
+        allowed
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Past the pool slot's reservation: the cap by another name.
+        self.memory_denied = true;
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
 
@@ -237,13 +281,14 @@ impl PolicyEngine {
     fn store(&self, p: &Prepared) -> Store<CallState> {
         // A language runtime is a dozen core instances; a pure policy one or two.
         let instances = if p.wasi { 64 } else { 4 };
-        let limits = StoreLimitsBuilder::new()
+        let inner = StoreLimitsBuilder::new()
             .memory_size(self.memory_cap(p))
             .instances(instances)
             .tables(instances)
             .memories(4)
             .trap_on_grow_failure(true)
             .build();
+        let limits = CallLimits { inner, memory_denied: false };
         let mut store = Store::new(&self.engine, CallState { limits, wasi: None });
         store.limiter(|s| &mut s.limits);
         // Epochs tick every millisecond; the deadline must be set on every
@@ -266,7 +311,7 @@ impl PolicyEngine {
     fn call_here<R>(&self, p: &Prepared, f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>) -> Result<R, PolicyError> {
         let started = Instant::now();
         let mut store = self.store(p);
-        let out = f(&mut store).map_err(|e| self.trap(p, started, e));
+        let out = f(&mut store).map_err(|e| self.trap(p, started, e, store.data().limits.memory_denied));
         // Only a guest that used WASI can have printed.
         if let Some(w) = &store.data().wasi {
             w.log_output(&p.label);
@@ -274,9 +319,9 @@ impl PolicyEngine {
         out
     }
 
-    fn trap(&self, p: &Prepared, started: Instant, e: wasmtime::Error) -> PolicyError {
-        let chain = format!("{e:#}");
-        if chain.contains("growing memory") {
+    fn trap(&self, p: &Prepared, started: Instant, e: wasmtime::Error, memory_denied: bool) -> PolicyError {
+        // With `trap_on_grow_failure`, a refused growth ends the call.
+        if memory_denied {
             return PolicyError::Limit(format!("memory cap of {} bytes", self.memory_cap(p)));
         }
         match e.downcast_ref::<wasmtime::Trap>() {
