@@ -60,7 +60,10 @@ async fn main() -> anyhow::Result<()> {
     let scheme = if built.tls.is_some() { "https" } else { "http" };
     println!("kms-gateway listening on {scheme}://{addr}");
     println!("upstream: {}", built.upstream_desc);
-    println!("S3 credentials: access key {}  secret key {}", built.credentials.access_key, built.credentials.secret_key);
+    // A secret the operator configured is theirs to know: only one from
+    // the data dir (generated, now or at an earlier start) is shown.
+    let secret = if args.secret_key.is_some() { "(as configured)" } else { built.credentials.secret_key.as_str() };
+    println!("S3 credentials: access key {}  secret key {secret}", built.credentials.access_key);
     if built.generated_credentials {
         println!("(generated and saved in {}/credentials.json)", built.data_dir.display());
     }

@@ -100,8 +100,9 @@ class Gateway:
     started = []
 
     def __init__(self, upstream=None, extra_args=("--allow-insecure-sse-c",), env=None, data_dir=None, upstream_creds=(UP_ACCESS, UP_SECRET),
-                 admin_flags=True):
+                 admin_flags=True, s3_flags=True):
         self.admin_flags = admin_flags
+        self.s3_flags = s3_flags
         # A data dir the caller did not choose is ours to delete.
         self.owns_dir = data_dir is None
         # The test that started it (the one its log tail is shown for).
@@ -115,8 +116,9 @@ class Gateway:
 
     def start(self):
         self.port = free_port()
-        args = [str(BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
-                "--access-key", ACCESS, "--secret-key", SECRET, *self.extra_args]
+        args = [str(BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), *self.extra_args]
+        if self.s3_flags:
+            args += ["--access-key", ACCESS, "--secret-key", SECRET]
         if self.admin_flags:
             args += ["--admin-access-key", ADMIN_ACCESS, "--admin-secret-key", ADMIN_SECRET]
         if self.upstream is not None:

@@ -236,12 +236,17 @@ def test_admin_cli_signs_its_own_requests(fresh, tmp_path):
     r = cli("keys", "describe", "no-such-key")
     assert r.returncode != 0 and json.loads(r.stdout)["code"] == "KeyNotFound"
     # Credentials come from the data dir of a gateway that generated them.
-    gen = Gateway(admin_flags=False)
+    gen = Gateway(admin_flags=False, s3_flags=False)
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KMS_GATEWAY_ADMIN")}
         r = subprocess.run([str(BIN), "admin", "--endpoint", gen.endpoint, "--data-dir", str(gen.data_dir), "status"],
                            capture_output=True, text=True, timeout=60, env=env)
         assert r.returncode == 0 and json.loads(r.stdout)["status"] == "Running", r.stderr
+        # The generated S3 pair is shown at start (the user needs it); the
+        # admin secret never is.
+        saved = json.loads((gen.data_dir / "credentials.json").read_text())
+        assert f"access key {saved['access_key']}  secret key {saved['secret_key']}" in gen.log()
+        assert saved["admin_secret_key"] not in gen.log()
     finally:
         gen.stop()
     bad = subprocess.run([str(BIN), "admin", "--endpoint", g.endpoint, "--access-key", ACCESS, "--secret-key", SECRET,

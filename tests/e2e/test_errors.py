@@ -8,7 +8,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import MIB, Gateway, payload, ssec
+from conftest import MIB, SECRET, Gateway, payload, ssec
 
 CKEY = b"k" * 32
 
@@ -177,4 +177,6 @@ def test_secrets_stay_out_of_logs_and_files(gw, bucket):
     c.put_object(Bucket=bucket, Key="sec", Body=b"z", **ssec(CKEY))
     b64 = base64.b64encode(CKEY).decode()
     assert b64 not in gw.log()
+    # A configured S3 secret is not echoed at start.
+    assert SECRET not in gw.log() and "secret key (as configured)" in gw.log()
     assert all(b64 not in v for v in gw.raw_meta(bucket, "sec").values())
