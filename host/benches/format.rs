@@ -68,6 +68,7 @@ fn bench(c: &mut Criterion) {
             let last = (TOTAL / SEG - 1) as u64;
             let plan = DecryptPlan {
                 part: 0,
+                attempt: 0,
                 part_plain_len: TOTAL as u64,
                 first_segment: 0,
                 last_segment: last,

@@ -65,6 +65,11 @@ pub struct ServeArgs {
     /// none, sse-s3 or sse-kms [default: none]
     #[arg(long, env = "KMS_GATEWAY_DEFAULT_ENCRYPTION")]
     pub default_encryption: Option<String>,
+    /// Refuse to store or serve anything unencrypted: writes that resolve
+    /// to no encryption get 403, and an object without the gateway's
+    /// record is never served as stored [default: false]
+    #[arg(long, env = "KMS_GATEWAY_REQUIRE_ENCRYPTION", num_args = 0..=1, default_missing_value = "true")]
+    pub require_encryption: Option<bool>,
     /// PEM certificate chain: serve HTTPS instead of HTTP
     #[arg(long, env = "KMS_GATEWAY_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -100,6 +105,10 @@ pub struct ServeArgs {
     /// File holding the AppRole secret id (read at every login)
     #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_SECRET_ID_FILE")]
     pub kms_vault_secret_id_file: Option<PathBuf>,
+    /// Directories from which a configuration given over the admin API may
+    /// read an AppRole secret id file (comma-separated) [default: /run/secrets]
+    #[arg(long = "kms-secret-file-dir", env = "KMS_GATEWAY_KMS_SECRET_FILE_DIRS", value_delimiter = ',')]
+    pub kms_secret_file_dirs: Option<Vec<PathBuf>>,
     /// Vault namespace (Vault Enterprise / OpenBao namespaces)
     #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_NAMESPACE")]
     pub kms_vault_namespace: Option<String>,
@@ -152,6 +161,18 @@ pub struct ServeArgs {
     /// Log format: text or json [default: text]
     #[arg(long, env = "KMS_GATEWAY_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Seconds a client has to send a whole request head, counted from its
+    /// first byte (from the accept, TLS handshake included, for the first
+    /// request of a connection) [default: 10]
+    #[arg(long, env = "KMS_GATEWAY_HEADER_READ_TIMEOUT_SECONDS")]
+    pub header_read_timeout_seconds: Option<u64>,
+    /// Seconds a keep-alive connection may wait for its next request with
+    /// no request in flight; 0 disables [default: 60]
+    #[arg(long, env = "KMS_GATEWAY_IDLE_TIMEOUT_SECONDS")]
+    pub idle_timeout_seconds: Option<u64>,
+    /// Connections served at once; more wait in the listen backlog [default: 4096]
+    #[arg(long, env = "KMS_GATEWAY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// TOML file with any of the keys above
     #[arg(long, env = "KMS_GATEWAY_CONFIG")]
     #[serde(skip)]
@@ -175,6 +196,18 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("cannot read the credentials file {path}")]
+    CredentialsUnreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Only the position and kind of the damage: the file holds secrets,
+    /// and a parser's message may quote them.
+    #[error(
+        "the credentials file {path} is damaged ({kind} at line {line}, column {column}); restore it, or remove it to generate new credentials"
+    )]
+    CredentialsDamaged { path: String, kind: &'static str, line: usize, column: usize },
     #[error("cannot write {path}")]
     Write {
         path: String,
@@ -213,6 +246,7 @@ impl ServeArgs {
             segment_size,
             sse_c_wrong_key_status,
             default_encryption,
+            require_encryption,
             tls_cert,
             tls_key,
             allow_insecure_sse_c,
@@ -224,6 +258,7 @@ impl ServeArgs {
             kms_vault_role_id,
             kms_vault_secret_id,
             kms_vault_secret_id_file,
+            kms_secret_file_dirs,
             kms_vault_namespace,
             kms_vault_mount,
             kms_vault_kv_mount,
@@ -240,7 +275,10 @@ impl ServeArgs {
             policy_memory_mib,
             policy_runtime_memory_mib,
             policy_rotation_interval_seconds,
-            log_format
+            log_format,
+            header_read_timeout_seconds,
+            idle_timeout_seconds,
+            max_connections
         );
         Ok(self)
     }
@@ -320,10 +358,14 @@ impl std::fmt::Debug for Credentials {
 }
 
 /// Credentials resolved from the arguments, or generated once and kept in
-/// `<data_dir>/credentials.json` (0600). Returns whether any were generated.
+/// `<data_dir>/credentials.json` (0600). Returns whether any were generated
+/// (only when the file does not exist yet). The file is read only when a
+/// credential is not configured; an unreadable or damaged one is an error,
+/// never replaced: clients hold the keys it stores.
 pub fn resolve_credentials(args: &ServeArgs, data_dir: &Path) -> Result<(Credentials, bool), ConfigError> {
     let path = data_dir.join("credentials.json");
-    let stored: Option<Credentials> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let given = [&args.access_key, &args.secret_key, &args.admin_access_key, &args.admin_secret_key];
+    let stored = if given.iter().all(|v| v.is_some()) { None } else { load_credentials(&path)? };
     let mut generated = false;
     let mut pick = |given: &Option<String>, stored: Option<&String>, len: usize| -> Result<String, ConfigError> {
         if let Some(v) = given {
@@ -351,6 +393,24 @@ pub fn resolve_credentials(args: &ServeArgs, data_dir: &Path) -> Result<(Credent
     Ok((creds, generated))
 }
 
+/// The stored credentials; `None` when the file does not exist.
+fn load_credentials(path: &Path) -> Result<Option<Credentials>, ConfigError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ConfigError::CredentialsUnreadable { path: path.display().to_string(), source }),
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        use serde_json::error::Category;
+        let kind = match e.classify() {
+            Category::Io | Category::Syntax => "not JSON",
+            Category::Eof => "truncated",
+            Category::Data => "a field is missing or not a string",
+        };
+        ConfigError::CredentialsDamaged { path: path.display().to_string(), kind, line: e.line(), column: e.column() }
+    })
+}
+
 fn random_token(len: usize) -> Result<String, ConfigError> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut raw = vec![0u8; len];
@@ -367,11 +427,13 @@ mod tests {
     fn toml_fills_only_unset_fields() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("gw.toml");
-        std::fs::write(&f, "listen = \"127.0.0.1:9100\"\naccess_key = \"fromfile\"\nsegment_size = 65536\n").unwrap();
+        std::fs::write(&f, "listen = \"127.0.0.1:9100\"\naccess_key = \"fromfile\"\nsegment_size = 65536\nmax_connections = 3\n")
+            .unwrap();
         let args = ServeArgs { access_key: Some("fromcli".into()), config: Some(f), ..Default::default() }.merge_file().unwrap();
         assert_eq!(args.access_key.as_deref(), Some("fromcli"));
         assert_eq!(args.listen().port(), 9100);
         assert_eq!(args.segment_size, Some(65536));
+        assert_eq!(args.max_connections, Some(3));
         let bad = d.path().join("bad.toml");
         std::fs::write(&bad, "no_such_key = 1\n").unwrap();
         assert!(ServeArgs { config: Some(bad), ..Default::default() }.merge_file().is_err());
@@ -388,5 +450,33 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(d.path().join("credentials.json")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn damaged_credentials_are_refused_and_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("credentials.json");
+        let secret = r#"{"access_key":"a","secret_key":7,"admin_access_key":"b","admin_secret_key":"hunter2hunter2"}"#;
+        for text in ["garbage", "{\"access_key\":", secret] {
+            std::fs::write(&path, text).unwrap();
+            let err = resolve_credentials(&ServeArgs::default(), d.path()).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, ConfigError::CredentialsDamaged { .. }) && msg.contains("credentials.json"), "{msg}");
+            assert!(!msg.contains("hunter2") && !msg.contains("integer"), "{msg}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        }
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = resolve_credentials(&ServeArgs::default(), d.path()).unwrap_err();
+        assert!(matches!(err, ConfigError::CredentialsUnreadable { .. }) && path.is_dir(), "{err}");
+        // Fully configured credentials do not need the file.
+        let all = ServeArgs {
+            access_key: Some("a".into()),
+            secret_key: Some("s".into()),
+            admin_access_key: Some("b".into()),
+            admin_secret_key: Some("t".into()),
+            ..Default::default()
+        };
+        assert!(!resolve_credentials(&all, d.path()).unwrap().1);
     }
 }

@@ -1,25 +1,47 @@
 //! The embedded object store: s3s-fs in-process, with the fixes a store
 //! needs to face real clients.
 
+use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
 
-use s3s::dto::{GetObjectInput, GetObjectOutput, HeadObjectInput, HeadObjectOutput};
+use s3s::dto::{
+    CompleteMultipartUploadInput, CompleteMultipartUploadOutput, CopyObjectInput, CopyObjectOutput, DeleteObjectInput,
+    DeleteObjectOutput, GetObjectInput, GetObjectOutput, HeadObjectInput, HeadObjectOutput, PutObjectInput, PutObjectOutput,
+};
 use s3s::{S3Request, S3Response, S3Result, s3_error};
+use tokio::sync::Mutex;
 
 use crate::s3::forward::s3_forwarding_impl;
 
-/// s3s-fs behind a thin wrapper: a key that names a directory of the store
-/// (a common prefix, e.g. `dir` when `dir/file` exists) is answered with
-/// `NoSuchKey`, as S3 does, where s3s-fs fails with `InternalError` (which
-/// clients such as rclone retry for minutes).
+/// Writer locks, striped by (bucket, key): enough to keep unrelated keys
+/// apart, bounded in memory.
+const WRITE_STRIPES: usize = 64;
+
+/// s3s-fs behind a thin wrapper:
+/// - a key that names a directory of the store (a common prefix, e.g. `dir`
+///   when `dir/file` exists) is answered with `NoSuchKey`, as S3 does, where
+///   s3s-fs fails with `InternalError` (which clients such as rclone retry
+///   for minutes);
+/// - writes of one key are serialised. s3s-fs replaces an object's data
+///   file and then writes its metadata file; two writers interleaving
+///   those steps left data of one with metadata of the other, an object
+///   that never reads again. A reader racing a writer may still see such a
+///   pair for a moment (the gateway then fails closed); once the writers
+///   are done the key holds exactly one writer's object.
 pub struct EmbeddedStore {
     fs: s3s_fs::FileSystem,
     root: PathBuf,
+    writers: Vec<Mutex<()>>,
+    hasher: RandomState,
 }
 
 impl EmbeddedStore {
     pub fn new(fs: s3s_fs::FileSystem, root: PathBuf) -> Self {
-        Self { fs, root }
+        Self { fs, root, writers: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(), hasher: RandomState::new() }
+    }
+
+    fn writer(&self, bucket: &str, key: &str) -> &Mutex<()> {
+        &self.writers[(self.hasher.hash_one((bucket, key)) as usize) % WRITE_STRIPES]
     }
 
     fn names_a_directory(&self, bucket: &str, key: &str) -> bool {
@@ -33,6 +55,22 @@ s3_forwarding_impl! {
     EmbeddedStore,
     fs,
     hand {
+        async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+            let _w = self.writer(&req.input.bucket, &req.input.key).lock().await;
+            self.fs.put_object(req).await
+        }
+        async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+            let _w = self.writer(&req.input.bucket, &req.input.key).lock().await;
+            self.fs.copy_object(req).await
+        }
+        async fn complete_multipart_upload(&self, req: S3Request<CompleteMultipartUploadInput>) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+            let _w = self.writer(&req.input.bucket, &req.input.key).lock().await;
+            self.fs.complete_multipart_upload(req).await
+        }
+        async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+            let _w = self.writer(&req.input.bucket, &req.input.key).lock().await;
+            self.fs.delete_object(req).await
+        }
         async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
             if self.names_a_directory(&req.input.bucket, &req.input.key) {
                 return Err(s3_error!(NoSuchKey));
@@ -48,8 +86,6 @@ s3_forwarding_impl! {
     }
     forward {
             abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput;
-            complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput;
-            copy_object(CopyObjectInput) -> CopyObjectOutput;
             create_bucket(CreateBucketInput) -> CreateBucketOutput;
             create_bucket_metadata_table_configuration(CreateBucketMetadataTableConfigurationInput) -> CreateBucketMetadataTableConfigurationOutput;
             create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput;
@@ -68,7 +104,6 @@ s3_forwarding_impl! {
             delete_bucket_replication(DeleteBucketReplicationInput) -> DeleteBucketReplicationOutput;
             delete_bucket_tagging(DeleteBucketTaggingInput) -> DeleteBucketTaggingOutput;
             delete_bucket_website(DeleteBucketWebsiteInput) -> DeleteBucketWebsiteOutput;
-            delete_object(DeleteObjectInput) -> DeleteObjectOutput;
             delete_object_tagging(DeleteObjectTaggingInput) -> DeleteObjectTaggingOutput;
             delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput;
             delete_public_access_block(DeletePublicAccessBlockInput) -> DeletePublicAccessBlockOutput;
@@ -131,7 +166,6 @@ s3_forwarding_impl! {
             put_bucket_tagging(PutBucketTaggingInput) -> PutBucketTaggingOutput;
             put_bucket_versioning(PutBucketVersioningInput) -> PutBucketVersioningOutput;
             put_bucket_website(PutBucketWebsiteInput) -> PutBucketWebsiteOutput;
-            put_object(PutObjectInput) -> PutObjectOutput;
             put_object_acl(PutObjectAclInput) -> PutObjectAclOutput;
             put_object_legal_hold(PutObjectLegalHoldInput) -> PutObjectLegalHoldOutput;
             put_object_lock_configuration(PutObjectLockConfigurationInput) -> PutObjectLockConfigurationOutput;

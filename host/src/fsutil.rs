@@ -11,11 +11,15 @@ use std::path::Path;
 pub fn write_private_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    if path.file_name().is_none() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"));
+    }
+    // Short and unique per call: concurrent writers of one path (threads or
+    // processes) never share a temporary file, and a long target name
+    // cannot push the temporary name past the file-name limit.
+    let mut nonce = [0u8; 8];
+    crate::crypto::random_bytes(&mut nonce).map_err(io::Error::other)?;
+    let tmp = dir.join(format!(".tmp.{}", hex::encode(nonce)));
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         // The mode above only applies on creation; enforce it for a stale file.
@@ -28,6 +32,30 @@ pub fn write_private_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
+    result
+}
+
+/// Like [`write_private_atomic`], but only if `path` does not exist yet:
+/// `Ok(false)` when it does. The file appears whole or not at all (a hard
+/// link of a synced temporary file), and of two racing writers exactly
+/// one wins.
+pub fn write_private_new(path: &Path, data: &[u8]) -> io::Result<bool> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut nonce = [0u8; 8];
+    crate::crypto::random_bytes(&mut nonce).map_err(io::Error::other)?;
+    let tmp = dir.join(format!(".tmp.{}", hex::encode(nonce)));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => File::open(dir)?.sync_all().map(|()| true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = fs::remove_file(&tmp);
     result
 }
 
@@ -54,5 +82,45 @@ mod tests {
         assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         let leftovers: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+
+    #[test]
+    fn exclusive_writes_have_exactly_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("claim");
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8u8)
+                .map(|t| {
+                    let p = &p;
+                    s.spawn(move || write_private_new(p, &[t; 64]).unwrap())
+                })
+                .collect();
+            handles.into_iter().map(|h| usize::from(h.join().unwrap())).sum()
+        });
+        assert_eq!(wins, 1);
+        assert_eq!(fs::read(&p).unwrap().len(), 64);
+        assert!(!write_private_new(&p, b"again").unwrap());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary files left behind");
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_path_never_fail_or_tear() {
+        let dir = tempfile::tempdir().unwrap();
+        // A name near the 255-byte limit still leaves room for the temporary.
+        let p = dir.path().join(format!("{}.json", "a".repeat(250)));
+        std::thread::scope(|s| {
+            for t in 0..8u8 {
+                let p = &p;
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        write_private_atomic(p, &[t; 4096]).unwrap();
+                    }
+                });
+            }
+        });
+        let data = fs::read(&p).unwrap();
+        assert_eq!(data.len(), 4096);
+        assert!(data.iter().all(|b| *b == data[0]), "one writer's bytes, whole");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

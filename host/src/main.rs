@@ -42,6 +42,25 @@ fn init_tracing(format: Option<&str>) {
     }
 }
 
+/// The access keys on stdout (never in the log). A generated S3 secret key
+/// is shown once, on the start that generates it; later starts point to
+/// the file. A configured secret is the operator's to know, and the admin
+/// secret is never shown.
+fn print_credentials(args: &ServeArgs, built: &server::Built) {
+    let file = built.data_dir.join("credentials.json");
+    let stored = |configured: bool| if configured { "(as configured)".to_owned() } else { format!("in {}", file.display()) };
+    let c = &built.credentials;
+    let secret = match (args.secret_key.is_some(), built.generated_credentials) {
+        (false, true) => c.secret_key.clone(),
+        (configured, _) => stored(configured),
+    };
+    println!("S3 credentials: access key {}  secret key {secret}", c.access_key);
+    println!("admin credentials: access key {}  secret key {}", c.admin_access_key, stored(args.admin_secret_key.is_some()));
+    if built.generated_credentials {
+        println!("(generated and saved in {}; a generated secret key is shown only this once)", file.display());
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = match Cli::parse().command {
@@ -60,13 +79,7 @@ async fn main() -> anyhow::Result<()> {
     let scheme = if built.tls.is_some() { "https" } else { "http" };
     println!("kms-gateway listening on {scheme}://{addr}");
     println!("upstream: {}", built.upstream_desc);
-    // A secret the operator configured is theirs to know: only one from
-    // the data dir (generated, now or at an earlier start) is shown.
-    let secret = if args.secret_key.is_some() { "(as configured)" } else { built.credentials.secret_key.as_str() };
-    println!("S3 credentials: access key {}  secret key {secret}", built.credentials.access_key);
-    if built.generated_credentials {
-        println!("(generated and saved in {}/credentials.json)", built.data_dir.display());
-    }
+    print_credentials(&args, &built);
     tracing::info!(%addr, upstream = %built.upstream_desc, "kms-gateway started");
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
@@ -75,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
     };
-    server::run(listener, built.service, built.tls, Some(built.metrics), shutdown).await?;
+    server::run_with(listener, built.service, built.tls, Some(built.metrics), built.limits, shutdown).await?;
     tracing::info!("kms-gateway stopped");
     Ok(())
 }

@@ -2,16 +2,25 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper::StatusCode;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use s3s::auth::SimpleAuth;
+use s3s::route::S3Route;
 use s3s::service::{S3Service, S3ServiceBuilder};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::AdminRoute;
@@ -24,6 +33,7 @@ use crate::fsutil::create_private_dir;
 use crate::kms::config::{KmsConfig, SecretSource};
 use crate::kms::manager::{KmsManager, LifecycleError, ManagerContext, Startup};
 use crate::kms::master::{MasterKeySource, load_master_key};
+use crate::kms::secret_files::SecretFilePolicy;
 use crate::kms::service::Observer;
 use crate::kms::{KeyId, KmsError};
 use crate::metrics::Metrics;
@@ -74,6 +84,7 @@ pub struct Built {
     /// Serve HTTPS with this acceptor when set.
     pub tls: Option<TlsAcceptor>,
     pub metrics: Arc<Metrics>,
+    pub limits: ConnectionLimits,
 }
 
 /// Build the S3 service from resolved arguments.
@@ -81,6 +92,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     let data_dir = args.data_dir();
     create_private_dir(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
     let (credentials, generated_credentials) = resolve_credentials(args, &data_dir)?;
+    let connection_limits = ConnectionLimits::from_args(args)?;
 
     let master_env = std::env::var("KMS_GATEWAY_KMS_MASTER_KEY").ok();
     let generated_path = data_dir.join("kms/master.key");
@@ -137,7 +149,9 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         .parse()
         .map_err(|e| ConfigError::Invalid(format!("--default-encryption: {e}")))?;
     let state = StateStore::open(&data_dir.join("state"))?;
-    let defaults = Arc::new(EncryptionDefaults::new(state.clone(), gateway_default));
+    // Seals what multipart state must keep secret (an upload's layout key).
+    let state_seal = master.derive(b"kms-gateway/v2/upload-state");
+    let defaults = Arc::new(EncryptionDefaults::new(state.clone(), gateway_default, args.require_encryption.unwrap_or(false)));
     let kms = boot_kms(
         args,
         &data_dir,
@@ -168,6 +182,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         kms: kms.clone(),
         metrics: metrics.clone(),
         state,
+        state_seal,
         defaults: defaults.clone(),
         policies: policies.clone(),
     };
@@ -190,10 +205,11 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         audit,
     };
     let metrics_out = metrics.clone();
+    let bucket_encryption = BucketEncryptionRoute { defaults, upstream: upstream.clone(), domain: args.domain.clone() };
     b.set_route(RouteChain(vec![
-        Box::new(OpsRoute { metrics, kms, upstream: upstream.clone() }),
+        Box::new(OpsRoute::new(metrics, kms, upstream)),
         Box::new(admin),
-        Box::new(BucketEncryptionRoute { defaults, upstream, domain: args.domain.clone() }),
+        Box::new(DataPlaneRoute { inner: bucket_encryption, admin_access_key: credentials.admin_access_key.clone() }),
     ]));
     if let Some(domain) = &args.domain {
         b.set_host(GatewayHost::new(domain));
@@ -202,7 +218,16 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
         _ => None,
     };
-    Ok(Built { service: b.build(), credentials, generated_credentials, data_dir, upstream_desc, tls, metrics: metrics_out })
+    Ok(Built {
+        service: b.build(),
+        credentials,
+        generated_credentials,
+        data_dir,
+        upstream_desc,
+        tls,
+        metrics: metrics_out,
+        limits: connection_limits,
+    })
 }
 
 /// Start the KMS: flags (`--kms-backend …`) win; otherwise the stored
@@ -234,11 +259,28 @@ async fn boot_kms(
         references: Arc::new(move |k| d.buckets_using(k)),
         probe_interval: std::time::Duration::from_secs(args.kms_probe_interval_seconds.unwrap_or(30)),
         fallback_key,
+        secret_files: SecretFilePolicy::new(
+            args.kms_secret_file_dirs.as_deref().unwrap_or(&[PathBuf::from("/run/secrets")]),
+            data_dir,
+            args.kms_master_key_file.as_deref(),
+        ),
     };
     Ok(KmsManager::boot(ctx, startup).await?)
 }
 
-/// Admin credentials are for the admin API only.
+/// Data-plane requests need a signature, and not one made with the admin
+/// credentials: those are for the admin API only.
+fn data_plane_check(credentials: Option<&s3s::auth::Credentials>, admin_access_key: &str) -> s3s::S3Result<()> {
+    match credentials {
+        None => Err(s3s::s3_error!(AccessDenied, "Signature is required")),
+        Some(c) if c.access_key == admin_access_key => {
+            Err(s3s::s3_error!(AccessDenied, "Admin credentials cannot be used for S3 requests."))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// [`data_plane_check`] for S3 operations.
 struct DataPlaneAccess {
     admin_access_key: String,
 }
@@ -246,13 +288,36 @@ struct DataPlaneAccess {
 #[async_trait::async_trait]
 impl s3s::access::S3Access for DataPlaneAccess {
     async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
-        match cx.credentials() {
-            None => Err(s3s::s3_error!(AccessDenied, "Signature is required")),
-            Some(c) if c.access_key == self.admin_access_key => {
-                Err(s3s::s3_error!(AccessDenied, "Admin credentials cannot be used for S3 requests."))
-            }
-            Some(_) => Ok(()),
-        }
+        data_plane_check(cx.credentials(), &self.admin_access_key)
+    }
+}
+
+/// [`data_plane_check`] for a custom route that serves S3 requests (the
+/// bucket `?encryption` sub-resource): custom routes bypass `S3Access`.
+struct DataPlaneRoute<R> {
+    inner: R,
+    admin_access_key: String,
+}
+
+#[async_trait::async_trait]
+impl<R: S3Route> S3Route for DataPlaneRoute<R> {
+    fn is_match(
+        &self,
+        method: &hyper::Method,
+        uri: &hyper::Uri,
+        headers: &hyper::HeaderMap,
+        ext: &mut hyper::http::Extensions,
+    ) -> bool {
+        self.inner.is_match(method, uri, headers, ext)
+    }
+
+    async fn check_access(&self, req: &mut s3s::S3Request<s3s::Body>) -> s3s::S3Result<()> {
+        data_plane_check(req.credentials.as_ref(), &self.admin_access_key)?;
+        self.inner.check_access(req).await
+    }
+
+    async fn call(&self, req: s3s::S3Request<s3s::Body>) -> s3s::S3Result<s3s::S3Response<s3s::Body>> {
+        self.inner.call(req).await
     }
 }
 
@@ -287,9 +352,57 @@ fn load_tls(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
-/// Serve `service` on `listener` (HTTPS when `tls` is set) until `shutdown`
-/// resolves, then drain connections for up to 10 s. Errors answered are
-/// counted by S3 code in `metrics` when given.
+/// How [`run_with`] bounds connections. A client must send each request
+/// head within `header_read_timeout` of its first byte (of the accept, TLS
+/// handshake included, for a connection's first request); a keep-alive
+/// connection with no request in flight waits at most `idle_timeout` for
+/// the next one. A request in flight (body and response streaming
+/// included) is never cut: large objects take as long as they take.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    /// `None`: idle connections stay open.
+    pub idle_timeout: Option<Duration>,
+    /// Connections served at once. When all slots are taken the gateway
+    /// stops accepting: new connections wait in the listen backlog and are
+    /// served as slots free up, instead of being accepted only to be
+    /// dropped (clients see a slow start, not an error). Stalled clients
+    /// free their slots through the two timeouts.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self { header_read_timeout: Duration::from_secs(10), idle_timeout: Some(Duration::from_secs(60)), max_connections: 4096 }
+    }
+}
+
+impl ConnectionLimits {
+    /// The limits the arguments set, defaults for the others.
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let header_read_timeout = match args.header_read_timeout_seconds {
+            Some(0) => return Err(ConfigError::Invalid("--header-read-timeout-seconds must be at least 1".into())),
+            Some(s) => Duration::from_secs(s),
+            None => d.header_read_timeout,
+        };
+        let idle_timeout = match args.idle_timeout_seconds {
+            Some(0) => None,
+            Some(s) => Some(Duration::from_secs(s)),
+            None => d.idle_timeout,
+        };
+        let max_connections = match args.max_connections {
+            Some(0) => return Err(ConfigError::Invalid("--max-connections must be at least 1".into())),
+            // The semaphore's own ceiling.
+            Some(n) => n.min(Semaphore::MAX_PERMITS),
+            None => d.max_connections,
+        };
+        Ok(Self { header_read_timeout, idle_timeout, max_connections })
+    }
+}
+
+/// Serve `service` on `listener` with the default [`ConnectionLimits`]; see
+/// [`run_with`].
 pub async fn run(
     listener: TcpListener,
     service: S3Service,
@@ -297,79 +410,366 @@ pub async fn run(
     metrics: Option<Arc<Metrics>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let http = ConnBuilder::new(TokioExecutor::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    run_with(listener, service, tls, metrics, ConnectionLimits::default(), shutdown).await
+}
+
+/// Serve `service` on `listener` (HTTPS when `tls` is set) within `limits`
+/// until `shutdown` resolves, then drain connections for up to 10 s.
+/// Errors answered are counted by S3 code in `metrics` when given.
+pub async fn run_with(
+    listener: TcpListener,
+    service: S3Service,
+    tls: Option<TlsAcceptor>,
+    metrics: Option<Arc<Metrics>>,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut http = ConnBuilder::new(TokioExecutor::new());
+    // Not hyper's header-read timeout: hyper starts it as soon as a
+    // connection waits for a request head, so it would also be the idle
+    // timeout of keep-alive connections. The watchdog keeps the two apart.
+    http.http1().header_read_timeout(None);
+    let shared = Arc::new(Shared { http, service, tls, metrics, limits });
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let socket = tokio::select! {
-            res = listener.accept() => match res {
-                Ok((socket, peer)) => (socket, peer),
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            () = shutdown.as_mut() => break,
-        };
-        let (socket, peer) = socket;
-        let transport = Transport { tls: tls.is_some(), peer: Some(peer) };
-        let svc = service.clone();
-        let metrics = metrics.clone();
-        let handler = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            let id = RequestId::new();
-            let span = tracing::info_span!("request", request_id = %id.0, method = %req.method(), path = %req.uri().path());
-            let header = hyper::header::HeaderValue::from_str(&id.0).expect("hex request id");
-            req.extensions_mut().insert(transport);
-            req.extensions_mut().insert(id);
-            let has_body = hyper::body::Body::size_hint(req.body()).upper() != Some(0);
-            let fut = tracing::Instrument::instrument(hyper::service::Service::call(&svc, req), span);
-            let metrics = metrics.clone();
-            async move {
-                let mut resp = fut.await?;
-                resp.headers_mut().insert("x-amz-request-id", header);
-                if let (Some(m), true) = (&metrics, resp.status().as_u16() >= 400) {
-                    let code =
-                        resp.body().bytes().and_then(|b| error_code(&b)).unwrap_or_else(|| resp.status().as_str().to_owned());
-                    m.s3_errors.with_label_values(&[&code]).inc();
-                }
-                // An error may be answered before the request body was read;
-                // close the connection so unread body bytes can never be
-                // taken for the client's next request.
-                if has_body && resp.status().as_u16() >= 400 {
-                    resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
-                }
-                Ok::<_, s3s::HttpError>(resp)
-            }
+    while let Some((slot, socket, peer)) = next_connection(&listener, &slots, shutdown.as_mut()).await {
+        let shared = shared.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            connection(&shared, socket, peer, watcher).await;
+            drop(slot);
         });
-        match &tls {
-            None => {
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(socket), handler).into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let http = http.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(socket)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => return tracing::debug!("TLS handshake timed out"),
-                    };
-                    if let Err(e) = watcher.watch(http.serve_connection(TokioIo::new(stream), handler).into_owned()).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-        }
     }
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(std::time::Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
+        () = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
     }
     Ok(())
+}
+
+/// What every connection of one listener shares.
+struct Shared {
+    http: ConnBuilder<TokioExecutor>,
+    service: S3Service,
+    tls: Option<TlsAcceptor>,
+    metrics: Option<Arc<Metrics>>,
+    limits: ConnectionLimits,
+}
+
+/// The next connection, accepted once a slot is free; `None` at shutdown.
+async fn next_connection(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Option<(OwnedSemaphorePermit, TcpStream, std::net::SocketAddr)> {
+    let slot = tokio::select! {
+        // Nothing closes the semaphore: acquiring cannot fail.
+        slot = slots.clone().acquire_owned() => slot.ok()?,
+        () = shutdown.as_mut() => return None,
+    };
+    loop {
+        tokio::select! {
+            res = listener.accept() => match res {
+                Ok((socket, peer)) => return Some((slot, socket, peer)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors, say: retrying at once would spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = shutdown.as_mut() => return None,
+        }
+    }
+}
+
+/// One connection, from the TLS handshake (if any) to its end.
+async fn connection(shared: &Shared, socket: TcpStream, peer: std::net::SocketAddr, watcher: Watcher) {
+    let activity = Arc::new(Activity::new());
+    let transport = Transport { tls: shared.tls.is_some(), peer: Some(peer) };
+    let Some(acceptor) = &shared.tls else {
+        return serve_io(shared, socket, transport, activity, watcher).await;
+    };
+    // The handshake counts against the first request head's time.
+    let deadline = Instant::now() + shared.limits.header_read_timeout;
+    match tokio::time::timeout_at(deadline, acceptor.accept(socket)).await {
+        Ok(Ok(stream)) => serve_io(shared, stream, transport, activity, watcher).await,
+        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// Serve HTTP on `io` until the client closes, the watchdog closes, or a
+/// graceful shutdown ends the connection.
+async fn serve_io<S>(shared: &Shared, io: S, transport: Transport, activity: Arc<Activity>, watcher: Watcher)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handler =
+        Handler { service: shared.service.clone(), metrics: shared.metrics.clone(), transport, activity: activity.clone() };
+    let io = TokioIo::new(Watched { inner: io, activity: activity.clone() });
+    let conn = watcher.watch(shared.http.serve_connection(io, handler).into_owned());
+    tokio::select! {
+        res = conn => if let Err(e) = res {
+            tracing::debug!(error = %e, "connection ended with an error");
+        },
+        // Dropping the connection closes the socket.
+        () = watchdog(&activity, &shared.limits) => tracing::debug!(peer = ?transport.peer, "closing a slow or idle connection"),
+    }
+}
+
+/// Where a connection is between requests.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Waiting, since then, for the first byte of the next request.
+    Idle(Instant),
+    /// Reading a request head whose first byte came then (or, for a
+    /// connection's first request, that was accepted then).
+    Head(Instant),
+    /// This many requests in flight (HTTP/2 may have several).
+    Busy(usize),
+}
+
+/// What one connection is doing, for its [`watchdog`].
+struct Activity {
+    phase: Mutex<Phase>,
+    /// Signalled when a head begins (the deadline may move earlier) and
+    /// when the last request ends (a busy connection has no deadline).
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self { phase: Mutex::new(Phase::Head(Instant::now())), changed: Notify::new() }
+    }
+
+    fn update(&self, f: impl FnOnce(Phase) -> Phase) {
+        // The lock guards a plain value: a panic elsewhere cannot leave it torn.
+        let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
+        *phase = f(*phase);
+    }
+
+    fn bytes_read(&self) {
+        let mut began = false;
+        self.update(|p| match p {
+            Phase::Idle(_) => {
+                began = true;
+                Phase::Head(Instant::now())
+            }
+            other => other,
+        });
+        if began {
+            self.changed.notify_one();
+        }
+    }
+
+    /// A request head is complete: the request is in flight until the
+    /// returned guard drops (with the response body, or with the request).
+    fn request_started(self: &Arc<Self>) -> InFlight {
+        self.update(|p| match p {
+            Phase::Busy(n) => Phase::Busy(n + 1),
+            Phase::Idle(_) | Phase::Head(_) => Phase::Busy(1),
+        });
+        InFlight(self.clone())
+    }
+
+    fn request_ended(&self) {
+        let mut idle = false;
+        self.update(|p| match p {
+            Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
+            _ => {
+                idle = true;
+                Phase::Idle(Instant::now())
+            }
+        });
+        if idle {
+            self.changed.notify_one();
+        }
+    }
+
+    /// When the connection is to be closed if nothing happens until then.
+    fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+        match *self.phase.lock().unwrap_or_else(PoisonError::into_inner) {
+            Phase::Idle(since) => limits.idle_timeout.map(|t| since + t),
+            Phase::Head(since) => Some(since + limits.header_read_timeout),
+            Phase::Busy(_) => None,
+        }
+    }
+}
+
+/// A request in flight on its connection.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+/// Resolves when the connection has missed its deadline: a request head
+/// not complete in time, or no next request in time.
+async fn watchdog(activity: &Activity, limits: &ConnectionLimits) {
+    loop {
+        match activity.deadline(limits) {
+            Some(at) if at <= Instant::now() => return,
+            Some(at) => tokio::select! {
+                () = tokio::time::sleep_until(at) => {}
+                () = activity.changed.notified() => {}
+            },
+            None => activity.changed.notified().await,
+        }
+    }
+}
+
+/// A connection's transport, noting when bytes arrive.
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.bytes_read();
+        }
+        res
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// A response body that keeps its request in flight until it is sent.
+struct TrackedBody {
+    inner: Pin<Box<s3s::Body>>,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = <s3s::Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        self.get_mut().inner.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The per-connection HTTP service: request ids, transport info, error
+/// metrics and in-flight tracking around the S3 service.
+struct Handler {
+    service: S3Service,
+    metrics: Option<Arc<Metrics>>,
+    transport: Transport,
+    activity: Arc<Activity>,
+}
+
+impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
+    type Response = hyper::Response<TrackedBody>;
+    type Error = s3s::HttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
+        let in_flight = self.activity.request_started();
+        let id = RequestId::new();
+        let span = tracing::info_span!("request", request_id = %id.0, method = %req.method(), path = %req.uri().path());
+        let header = hyper::header::HeaderValue::from_str(&id.0).expect("hex request id");
+        req.extensions_mut().insert(self.transport);
+        req.extensions_mut().insert(id);
+        let has_body = hyper::body::Body::size_hint(req.body()).upper() != Some(0);
+        let fut = tracing::Instrument::instrument(hyper::service::Service::call(&self.service, req), span);
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let mut resp = fut.await?;
+            resp.headers_mut().insert("x-amz-request-id", header);
+            if let (Some(m), true) = (&metrics, resp.status().as_u16() >= 400) {
+                let code = resp.body().bytes().and_then(|b| error_code(&b)).unwrap_or_else(|| resp.status().as_str().to_owned());
+                m.s3_errors.with_label_values(&[&code]).inc();
+            }
+            // An error may be answered before the request body was read;
+            // close the connection so unread body bytes can never be
+            // taken for the client's next request.
+            if has_body && resp.status().as_u16() >= 400 {
+                resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+            }
+            Ok(resp.map(|body| TrackedBody { inner: Box::pin(body), _in_flight: in_flight }))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_limits_from_args() {
+        let d = ConnectionLimits::from_args(&ServeArgs::default()).unwrap();
+        assert_eq!(
+            (d.header_read_timeout.as_secs(), d.idle_timeout.map(|t| t.as_secs()), d.max_connections),
+            (10, Some(60), 4096)
+        );
+        let args = ServeArgs { idle_timeout_seconds: Some(0), max_connections: Some(3), ..Default::default() };
+        let l = ConnectionLimits::from_args(&args).unwrap();
+        assert_eq!((l.idle_timeout, l.max_connections), (None, 3));
+        assert!(ConnectionLimits::from_args(&ServeArgs { max_connections: Some(0), ..Default::default() }).is_err());
+        assert!(ConnectionLimits::from_args(&ServeArgs { header_read_timeout_seconds: Some(0), ..Default::default() }).is_err());
+    }
+
+    #[tokio::test]
+    async fn deadlines_follow_the_connection() {
+        let limits = ConnectionLimits { header_read_timeout: Duration::from_millis(50), ..Default::default() };
+        let phase = |a: &Activity| *a.phase.lock().unwrap();
+        let a = Arc::new(Activity::new());
+        let Phase::Head(accepted) = phase(&a) else { panic!("a new connection waits for a head") };
+        assert_eq!(a.deadline(&limits), Some(accepted + limits.header_read_timeout));
+        let (first, second) = (a.request_started(), a.request_started());
+        assert!(matches!(phase(&a), Phase::Busy(2)) && a.deadline(&limits).is_none());
+        drop(first);
+        assert!(matches!(phase(&a), Phase::Busy(1)), "one request still in flight");
+        drop(second);
+        let Phase::Idle(idle) = phase(&a) else { panic!("idle once the last response is sent") };
+        assert_eq!(a.deadline(&limits), Some(idle + Duration::from_secs(60)));
+        a.bytes_read();
+        let Phase::Head(head) = phase(&a) else { panic!("a byte starts a head") };
+        a.bytes_read();
+        assert!(head >= idle && a.deadline(&limits) == Some(head + limits.header_read_timeout), "more bytes do not extend it");
+        tokio::time::timeout(Duration::from_secs(5), watchdog(&a, &limits)).await.expect("the watchdog fires");
+        assert!(Instant::now() >= head + limits.header_read_timeout);
+    }
 }

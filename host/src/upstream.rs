@@ -5,6 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 
 /// Errors while setting up the upstream.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +49,46 @@ pub fn remote(u: &RemoteUpstream) -> Result<Arc<dyn s3s::S3>, UpstreamError> {
         .force_path_style(true)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .interceptor(StripSseHeaders)
         .build();
     Ok(Arc::new(s3s_aws::Proxy::from(aws_sdk_s3::Client::from_conf(conf))))
+}
+
+/// Header prefixes the upstream must never receive: SSE is the gateway's
+/// job (a store that saw them would encrypt a second time), and an SSE-C
+/// key or its MD5 must never leave the gateway.
+const SSE_HEADER_PREFIXES: [&str; 2] = ["x-amz-server-side-encryption", "x-amz-copy-source-server-side-encryption"];
+
+/// Is `name` an SSE request header (any case)?
+pub fn is_sse_header(name: &str) -> bool {
+    SSE_HEADER_PREFIXES.iter().any(|p| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p))
+}
+
+/// The last hop before a request is signed and sent: every SSE header is
+/// removed, whatever operation carries it, so no code path (an operation
+/// forwarded unchanged, a field a handler forgot to clear) can send a
+/// customer key upstream.
+#[derive(Debug)]
+struct StripSseHeaders;
+
+impl Intercept for StripSseHeaders {
+    fn name(&self) -> &'static str {
+        "StripSseHeaders"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let headers = context.request_mut().headers_mut();
+        let names: Vec<String> = headers.iter().map(|(n, _)| n.to_owned()).filter(|n| is_sse_header(n)).collect();
+        for n in names {
+            headers.remove(n);
+        }
+        Ok(())
+    }
 }
 
 /// The embedded filesystem store rooted at `dir` (created if missing).
@@ -60,4 +103,25 @@ pub fn embedded_store(dir: &Path) -> Result<crate::embedded::EmbeddedStore, Upst
     std::fs::create_dir_all(dir).map_err(|e| err(Box::new(e)))?;
     let fs = s3s_fs::FileSystem::new(dir).map_err(|e| err(format!("{e:?}").into()))?;
     Ok(crate::embedded::EmbeddedStore::new(fs, dir.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sse_header;
+
+    #[test]
+    fn sse_headers_are_recognised_in_any_case() {
+        for h in [
+            "x-amz-server-side-encryption-customer-key",
+            "X-Amz-Server-Side-Encryption-Customer-Key-MD5",
+            "x-amz-copy-source-server-side-encryption-customer-key",
+            "x-amz-server-side-encryption",
+            "x-amz-server-side-encryption-aws-kms-key-id",
+        ] {
+            assert!(is_sse_header(h), "{h}");
+        }
+        for h in ["x-amz-meta-x-amz-server-side-encryption", "x-amz-content-sha256", "x-amz-se"] {
+            assert!(!is_sse_header(h), "{h}");
+        }
+    }
 }

@@ -333,7 +333,8 @@ fn credentials(args: &AdminArgs) -> anyhow::Result<(String, String)> {
     let path = args.data_dir.join("credentials.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("no --access-key/--secret-key given and {} is unreadable", path.display()))?;
-    let v: Value = serde_json::from_str(&text)?;
+    // A syntax error's message quotes no input: safe with secrets inside.
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
     let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned).with_context(|| format!("{k} missing"));
     Ok((field("admin_access_key")?, field("admin_secret_key")?))
 }

@@ -17,8 +17,10 @@ use std::ops::Range;
 use super::CryptoError;
 use super::aead::{NONCE_LEN, TAG_LEN};
 
-/// Format version written into object metadata.
-pub const VERSION: u8 = 1;
+/// Version byte leading a segment's associated data. Segment sealing is
+/// the same in formats 1 and 2 (v2 changed part keys and added the layout
+/// tag), so this stays 1.
+pub const SEGMENT_AAD_VERSION: u8 = 1;
 /// Default plaintext segment size: 1 MiB.
 pub const DEFAULT_SEGMENT_SIZE: u32 = 1 << 20;
 /// Smallest allowed segment size (keeps the tag overhead under 0.4%).
@@ -132,7 +134,7 @@ pub fn segment_nonce(part: u32, index: u64, last: bool) -> [u8; NONCE_LEN] {
 /// Associated data of a segment.
 pub fn segment_aad(part: u32, index: u64, last: bool) -> [u8; 14] {
     let mut a = [0u8; 14];
-    a[0] = VERSION;
+    a[0] = SEGMENT_AAD_VERSION;
     a[1..5].copy_from_slice(&part.to_be_bytes());
     a[5..13].copy_from_slice(&index.to_be_bytes());
     a[13] = u8::from(last);

@@ -61,6 +61,10 @@ secret_key_type!(
     /// A key-encryption key: a KMS data key, or derived from an SSE-C key.
     SealingKey
 );
+secret_key_type!(
+    /// Format v2: the key of the object's layout tag (see `manifest`).
+    LayoutKey
+);
 
 impl ObjectKey {
     /// A fresh random object key.
@@ -77,6 +81,25 @@ impl ObjectKey {
         info.extend_from_slice(&part.to_be_bytes());
         info.extend_from_slice(&segment_size.to_be_bytes());
         PartKey(hkdf(&[], &self.0, &info))
+    }
+
+    /// Format v2: the payload key of one UploadPart call of `part`. Each
+    /// call of a part number gets the next `attempt` (claimed exclusively in
+    /// the gateway state), so a retried, replaced or copied-over part never
+    /// reuses a key, and with it a (key, nonce) pair. A single PUT is part 0,
+    /// attempt 0, under a fresh object key.
+    pub fn part_key_v2(&self, part: u32, attempt: u32, segment_size: u32) -> PartKey {
+        let mut info = Vec::with_capacity(40);
+        info.extend_from_slice(b"kms-gateway/v2/part-key");
+        info.extend_from_slice(&part.to_be_bytes());
+        info.extend_from_slice(&attempt.to_be_bytes());
+        info.extend_from_slice(&segment_size.to_be_bytes());
+        PartKey(hkdf(&[], &self.0, &info))
+    }
+
+    /// Format v2: the key of the layout tag.
+    pub fn layout_key(&self) -> LayoutKey {
+        LayoutKey(hkdf(&[], &self.0, b"kms-gateway/v2/layout-key"))
     }
 
     /// Derive the key that seals this object's plaintext ETag / checksums.
@@ -199,6 +222,17 @@ mod tests {
         assert!(SealingKey([2; 32]).unseal(&sealed, &b("k1")).is_err());
         let other_mode = Binding { mode: "SSE-KMS", ..b("k1") };
         assert!(kek.unseal(&sealed, &other_mode).is_err());
+    }
+
+    #[test]
+    fn v2_part_keys_differ_per_attempt_and_from_v1() {
+        let oek = ObjectKey::from_bytes([7; 32]);
+        let a0 = oek.part_key_v2(3, 0, 4096);
+        assert_ne!(a0.as_bytes(), oek.part_key_v2(3, 1, 4096).as_bytes());
+        assert_ne!(a0.as_bytes(), oek.part_key_v2(4, 0, 4096).as_bytes());
+        assert_ne!(a0.as_bytes(), oek.part_key_v2(3, 0, 8192).as_bytes());
+        assert_ne!(a0.as_bytes(), oek.part_key(3, 4096).as_bytes());
+        assert_eq!(a0.as_bytes(), oek.part_key_v2(3, 0, 4096).as_bytes());
     }
 
     #[test]

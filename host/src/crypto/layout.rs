@@ -1,4 +1,4 @@
-//! Object layout: the sequence of parts (number, plaintext length) an
+//! Object layout: the sequence of parts (number, attempt, plaintext length) an
 //! object is made of, and the mapping of a plaintext range onto one
 //! contiguous ciphertext range plus a decrypt plan per part.
 //!
@@ -9,13 +9,14 @@ use std::ops::Range;
 
 use super::CryptoError;
 use super::format::FormatParams;
+use super::manifest::PartEntry;
 use super::stream::DecryptPlan;
 
 /// Parts of an object in storage order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     params: FormatParams,
-    parts: Vec<(u32, u64)>,
+    parts: Vec<PartEntry>,
     /// plain_start[i], ct_start[i] of part i; one extra entry = totals.
     plain_start: Vec<u64>,
     ct_start: Vec<u64>,
@@ -23,14 +24,14 @@ pub struct Layout {
 
 impl Layout {
     pub fn single(params: FormatParams, plain_len: u64) -> Self {
-        Self::new(params, vec![(0, plain_len)])
+        Self::new(params, vec![PartEntry { number: 0, attempt: 0, plain_len }])
     }
 
-    pub fn new(params: FormatParams, parts: Vec<(u32, u64)>) -> Self {
+    pub fn new(params: FormatParams, parts: Vec<PartEntry>) -> Self {
         let (mut p, mut c) = (vec![0u64], vec![0u64]);
-        for (_, len) in &parts {
-            p.push(p.last().expect("non-empty") + len);
-            c.push(c.last().expect("non-empty") + params.ciphertext_len(*len));
+        for e in &parts {
+            p.push(p.last().expect("non-empty") + e.plain_len);
+            c.push(c.last().expect("non-empty") + params.ciphertext_len(e.plain_len));
         }
         Self { params, parts, plain_start: p, ct_start: c }
     }
@@ -39,7 +40,7 @@ impl Layout {
         self.params
     }
 
-    pub fn parts(&self) -> &[(u32, u64)] {
+    pub fn parts(&self) -> &[PartEntry] {
         &self.parts
     }
 
@@ -60,7 +61,7 @@ impl Layout {
     fn part_at(&self, off: u64) -> usize {
         // Last part whose start <= off, among parts that are non-empty.
         let mut i = self.plain_start.partition_point(|s| *s <= off) - 1;
-        while i < self.parts.len() && self.parts[i].1 == 0 {
+        while i < self.parts.len() && self.parts[i].plain_len == 0 {
             i += 1;
         }
         i
@@ -77,7 +78,7 @@ impl Layout {
         let mut plans = Vec::with_capacity(last - first + 1);
         let mut ct = 0..0;
         for i in first..=last {
-            let (part, len) = self.parts[i];
+            let PartEntry { number: part, attempt, plain_len: len } = self.parts[i];
             let (pr, cr) = self.part_bounds(i);
             let local = range.start.max(pr.start) - pr.start..range.end.min(pr.end) - pr.start;
             let plan = if local.start < local.end {
@@ -90,6 +91,7 @@ impl Layout {
                 }
                 DecryptPlan {
                     part,
+                    attempt,
                     part_plain_len: len,
                     first_segment: m.first_segment,
                     last_segment: m.last_segment,
@@ -98,7 +100,7 @@ impl Layout {
                 }
             } else {
                 // An empty part between two others: open its single segment.
-                DecryptPlan { part, part_plain_len: 0, first_segment: 0, last_segment: 0, skip: 0, take: 0 }
+                DecryptPlan { part, attempt, part_plain_len: 0, first_segment: 0, last_segment: 0, skip: 0, take: 0 }
             };
             plans.push(plan);
         }
@@ -107,17 +109,7 @@ impl Layout {
 
     /// Plans that read the whole object (empty objects included).
     pub fn full_plans(&self) -> Vec<DecryptPlan> {
-        self.parts
-            .iter()
-            .map(|&(part, len)| DecryptPlan {
-                part,
-                part_plain_len: len,
-                first_segment: 0,
-                last_segment: self.params.segment_count(len) - 1,
-                skip: 0,
-                take: len,
-            })
-            .collect()
+        self.parts.iter().map(|e| DecryptPlan::whole_part(self.params, e)).collect()
     }
 }
 
@@ -140,7 +132,8 @@ mod tests {
         #[test]
         fn ranges_map_to_contiguous_ciphertext(sizes in proptest::collection::vec(0u64..20000, 1..6), a in 0u64..100000, n in 1u64..100000) {
             let p = FormatParams::new(4096).unwrap();
-            let parts: Vec<(u32, u64)> = sizes.iter().enumerate().map(|(i, s)| (i as u32 + 1, *s)).collect();
+            let parts: Vec<PartEntry> =
+                sizes.iter().enumerate().map(|(i, s)| PartEntry { number: i as u32 + 1, attempt: 0, plain_len: *s }).collect();
             let l = Layout::new(p, parts);
             prop_assume!(l.plain_len() > 0);
             let start = a % l.plain_len();

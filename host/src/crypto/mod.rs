@@ -5,6 +5,7 @@
 //! - [`keys`]: object keys, per-part payload keys (HKDF), sealing of the
 //!   object key under a key-encryption key with a binding AAD.
 //! - [`format`]: the segment layout: nonces, AAD, sizes, range mapping.
+//! - [`manifest`]: format v2's authenticated object layout (part table).
 //! - [`stream`]: encrypting and decrypting byte streams, one segment at a time.
 //!
 //! The byte-level specification lives in `docs/format.md`; the committed test
@@ -14,6 +15,7 @@ pub mod aead;
 pub mod format;
 pub mod keys;
 pub mod layout;
+pub mod manifest;
 pub mod stream;
 
 pub use aead::{AeadImpl, SegmentCipher};
@@ -32,6 +34,9 @@ pub enum CryptoError {
     /// The ciphertext stream ended before the expected end, or ran past it.
     #[error("ciphertext length mismatch: {0}")]
     Length(&'static str),
+    /// The object's layout tag (format v2) does not match its record.
+    #[error("object layout authentication failed")]
+    Layout,
     /// Parameters outside what format v1 allows.
     #[error("invalid format parameter: {0}")]
     InvalidParams(&'static str),

@@ -182,6 +182,8 @@ where
 pub struct DecryptPlan {
     /// Part number the segments were sealed with (0 for a single PUT).
     pub part: u32,
+    /// Upload attempt of the part (format v2 part keys; 0 otherwise).
+    pub attempt: u32,
     /// Plaintext length of the whole part.
     pub part_plain_len: u64,
     /// First and last segment present in the input stream.
@@ -190,6 +192,21 @@ pub struct DecryptPlan {
     /// Plaintext bytes to drop at the start, then to return.
     pub skip: u64,
     pub take: u64,
+}
+
+impl DecryptPlan {
+    /// A plan that reads all of one part.
+    pub fn whole_part(params: FormatParams, e: &super::manifest::PartEntry) -> Self {
+        Self {
+            part: e.number,
+            attempt: e.attempt,
+            part_plain_len: e.plain_len,
+            first_segment: 0,
+            last_segment: params.segment_count(e.plain_len) - 1,
+            skip: 0,
+            take: e.plain_len,
+        }
+    }
 }
 
 /// Decrypts a run of sealed segments, across one or more consecutive parts

@@ -430,21 +430,43 @@ impl KmsConfig {
 
     /// Carry over a blank Vault token (or AppRole secret id) from the
     /// running configuration, so an operator can reconfigure other fields
-    /// without handling the secret again.
-    pub fn inherit_secrets(&mut self, previous: Option<&KmsConfig>) {
-        let (BackendConfig::Vault(new), Some(BackendConfig::Vault(old))) = (&mut self.backend, previous.map(|p| &p.backend))
-        else {
-            return;
+    /// without handling the secret again. Only towards the same Vault: the
+    /// same address, namespace and (AppRole) auth mount and role. A blank
+    /// secret for another Vault is refused, never sent there.
+    pub fn inherit_secrets(&mut self, previous: Option<&KmsConfig>) -> Result<(), ConfigError> {
+        let BackendConfig::Vault(new) = &mut self.backend else { return Ok(()) };
+        let old = match previous.map(|p| &p.backend) {
+            Some(BackendConfig::Vault(old)) => Some(old.as_ref()),
+            _ => None,
         };
-        match (&mut new.auth, &old.auth) {
-            (VaultAuth::Token(t), VaultAuth::Token(old_t)) if t.expose().is_empty() => *t = old_t.clone(),
-            (VaultAuth::AppRole { secret_id: Some(s), .. }, VaultAuth::AppRole { secret_id: Some(old_s), .. })
-                if s.expose().is_empty() =>
-            {
-                *s = old_s.clone()
+        let same_vault = |old: &VaultConfig| {
+            old.address.trim_end_matches('/') == new.address.trim_end_matches('/') && old.namespace == new.namespace
+        };
+        let refused = || {
+            bad(
+                "the Vault secret (`auth_method` token or secret_id) must be given again: the address, namespace or auth mount changed",
+            )
+        };
+        match (&mut new.auth, old) {
+            (VaultAuth::Token(t), Some(old)) if t.expose().is_empty() => match &old.auth {
+                VaultAuth::Token(old_t) if same_vault(old) => *t = old_t.clone(),
+                _ => return Err(refused()),
+            },
+            (VaultAuth::AppRole { secret_id: Some(s), role_id, mount, .. }, Some(old)) if s.expose().is_empty() => {
+                match &old.auth {
+                    VaultAuth::AppRole { secret_id: Some(old_s), role_id: old_role, mount: old_mount, .. }
+                        if same_vault(old) && old_role == role_id && old_mount == mount =>
+                    {
+                        *s = old_s.clone()
+                    }
+                    _ => return Err(refused()),
+                }
             }
+            (VaultAuth::Token(t), None) if t.expose().is_empty() => return Err(refused()),
+            (VaultAuth::AppRole { secret_id: Some(s), .. }, None) if s.expose().is_empty() => return Err(refused()),
             _ => {}
         }
+        Ok(())
     }
 }
 

@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::config::{BackendConfig, KmsConfig, SecretSealer, SecretSink, SecretSource};
 use super::local::LocalBackend;
 use super::resilience::{CircuitBreaker, RetryPolicy};
+use super::secret_files::{Origin, SecretFilePolicy};
 use super::service::{BackendPair, KmsService, Observer};
 use super::vault::VaultBackend;
 use super::{CreateKeyRequest, KeyBackend, KeyId, KmsError};
@@ -64,6 +65,8 @@ pub struct ManagerContext {
     pub probe_interval: Duration,
     /// Default key when a configuration names none.
     pub fallback_key: KeyId,
+    /// Which files a configuration may name as secrets.
+    pub secret_files: SecretFilePolicy,
 }
 
 struct Snapshot {
@@ -143,7 +146,7 @@ impl KmsManager {
             None => None,
         };
         match (startup, stored) {
-            (Startup::Explicit(cfg), _) | (Startup::Default(cfg), None) => me.reconfigure(cfg).await?,
+            (Startup::Explicit(cfg), _) | (Startup::Default(cfg), None) => me.reconfigure_from(cfg, Origin::Operator).await?,
             (_, Some(cfg)) if persisted.running => {
                 me.publish(KmsStatus::Configured, Some(cfg), None);
                 if let Err(e) = me.start(false).await {
@@ -192,7 +195,8 @@ impl KmsManager {
         }
         let mut cfg = cfg;
         let old = self.config();
-        cfg.inherit_secrets(old.as_ref());
+        cfg.inherit_secrets(old.as_ref()).map_err(|e| LifecycleError::Invalid(e.to_string()))?;
+        self.ctx.secret_files.check(&cfg, Origin::Admin).map_err(|e| LifecycleError::Invalid(e.to_string()))?;
         if let Some(old) = &old {
             self.retire(&mut retired, old, &cfg).await;
         }
@@ -244,10 +248,15 @@ impl KmsManager {
     /// Replace the configuration: build and health-check the candidate,
     /// then publish it (starting the KMS if it was not running).
     pub async fn reconfigure(&self, cfg: KmsConfig) -> Result<(), LifecycleError> {
+        self.reconfigure_from(cfg, Origin::Admin).await
+    }
+
+    async fn reconfigure_from(&self, cfg: KmsConfig, origin: Origin) -> Result<(), LifecycleError> {
         let mut retired = self.lifecycle.lock().await;
         let mut cfg = cfg;
         let old = self.config();
-        cfg.inherit_secrets(old.as_ref());
+        cfg.inherit_secrets(old.as_ref()).map_err(|e| LifecycleError::Invalid(e.to_string()))?;
+        self.ctx.secret_files.check(&cfg, origin).map_err(|e| LifecycleError::Invalid(e.to_string()))?;
         let pair = self.prepare(&cfg).await.map_err(LifecycleError::Backend)?;
         if let Some(old) = &old {
             self.retire(&mut retired, old, &cfg).await;

@@ -8,6 +8,7 @@
 //! - [`local`]: JSON key files on disk, sealed under a master key.
 //! - [`vault`]: HashiCorp Vault / OpenBao (Transit + KV v2).
 //! - [`config`]: what `configure` accepts; stored form with sealed secrets.
+//! - [`secret_files`]: which files a configuration may name as secrets.
 //! - [`resilience`]: timeouts, retries, circuit breaker for remote backends.
 //! - [`cache`]: data-key caches (unwrapped keys, bucket keys).
 //! - [`service`]: one running version: backend + caches + metrics/audit.
@@ -19,6 +20,7 @@ pub mod local;
 pub mod manager;
 pub mod master;
 pub mod resilience;
+pub mod secret_files;
 pub mod service;
 pub mod types;
 pub mod vault;

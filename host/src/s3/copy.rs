@@ -54,11 +54,11 @@ impl Gateway {
             .build()
             .expect("set");
         let head = self.upstream.head_object(sub_request(&req, head_in)).await?.output;
-        let src_rec = ObjectCrypto::read_from(head.metadata.as_ref()).map_err(record_error)?;
+        let src_rec = self.stored_record(&src_bucket, head.metadata.as_ref())?;
         self.check_read_headers(src_rec.as_ref(), src_customer.as_ref())?;
         let src_oek = match &src_rec {
             Some(r) => {
-                Some(self.open_object_key(r, src_customer.as_ref(), &src_bucket, &src_key, principal(&req).as_deref()).await?)
+                Some(self.open_for_read(r, src_customer.as_ref(), &src_bucket, &src_key, principal(&req).as_deref()).await?)
             }
             None => None,
         };
@@ -156,9 +156,14 @@ impl Gateway {
             .await?
             .expect("an encrypting SSE request seals");
         let mut new = sealed.record;
+        // The payload is untouched: its format version (and with it how its
+        // part keys are derived) stays; a v2 layout is re-tagged, since the
+        // tag covers the mode.
+        new.version = rec.version;
         new.params = rec.params;
         new.plain_size = rec.plain_size;
         new.multipart = rec.multipart.clone();
+        new.seal_layout(&oek.layout_key(), &bucket, &key);
         // The plaintext MD5 is sealed under the object key, which is
         // unchanged: it stays valid through any number of re-keys.
         new.sealed_etag = sealed_etag;

@@ -6,7 +6,7 @@
 //! model predates `BlockedEncryptionTypes`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use hyper::http::Extensions;
 use hyper::{HeaderMap, Method, StatusCode, Uri};
@@ -59,7 +59,13 @@ impl std::str::FromStr for GatewayDefault {
 pub struct EncryptionDefaults {
     store: StateStore,
     cache: RwLock<HashMap<String, Option<Arc<BucketEncryption>>>>,
+    /// Held across a store access and the cache update that follows, so
+    /// the cache never keeps a value older than the file (a read that
+    /// missed the cache cannot overwrite a concurrent write's entry).
+    writes: Mutex<()>,
     gateway: GatewayDefault,
+    /// `--require-encryption`: nothing is stored or served unencrypted.
+    require: bool,
 }
 
 impl EncryptionDefaults {
@@ -82,11 +88,22 @@ impl EncryptionDefaults {
 }
 
 impl EncryptionDefaults {
-    pub fn new(store: StateStore, gateway: GatewayDefault) -> Self {
-        Self { store, cache: RwLock::default(), gateway }
+    pub fn new(store: StateStore, gateway: GatewayDefault, require: bool) -> Self {
+        Self { store, cache: RwLock::default(), writes: Mutex::default(), gateway, require }
+    }
+
+    /// Must every object of `bucket` be in the gateway's format? (Today
+    /// gateway-wide; bucket policies that require encryption will add a
+    /// per-bucket answer.)
+    pub fn encryption_required(&self, _bucket: &str) -> bool {
+        self.require
     }
 
     pub fn get(&self, bucket: &str) -> S3Result<Option<Arc<BucketEncryption>>> {
+        if let Some(hit) = self.cache.read().expect("cache lock").get(bucket) {
+            return Ok(hit.clone());
+        }
+        let _w = self.writes.lock().expect("defaults write lock");
         if let Some(hit) = self.cache.read().expect("cache lock").get(bucket) {
             return Ok(hit.clone());
         }
@@ -97,6 +114,7 @@ impl EncryptionDefaults {
     }
 
     fn set(&self, bucket: &str, cfg: Option<BucketEncryption>) -> S3Result<()> {
+        let _w = self.writes.lock().expect("defaults write lock");
         match &cfg {
             Some(c) => self.store.put(NS, bucket, c).map_err(state_error)?,
             None => {
@@ -110,6 +128,17 @@ impl EncryptionDefaults {
     /// The SSE a write gets: its own headers, else the bucket's default,
     /// else the gateway's. SSE-C on a bucket that blocks it is refused.
     pub fn resolve(&self, bucket: &str, sse: SseRequest) -> S3Result<SseRequest> {
+        let resolved = self.resolve_default(bucket, sse)?;
+        if matches!(resolved, SseRequest::None) && self.encryption_required(bucket) {
+            return Err(s3_error!(
+                AccessDenied,
+                "This gateway requires encryption: send SSE headers or set a bucket default encryption."
+            ));
+        }
+        Ok(resolved)
+    }
+
+    fn resolve_default(&self, bucket: &str, sse: SseRequest) -> S3Result<SseRequest> {
         let cfg = self.get(bucket)?;
         match (sse, cfg) {
             (SseRequest::Customer(_), Some(c)) if c.blocked.iter().any(|t| t == "SSE-C") => {

@@ -27,8 +27,8 @@ struct Fetch {
 /// The plaintext and ciphertext bounds of part `n`, and its decrypt plan.
 /// A single-PUT object has one part, number 1 to clients.
 fn part_slice(layout: &Layout, n: i32) -> S3Result<(std::ops::Range<u64>, std::ops::Range<u64>, DecryptPlan)> {
-    let single = layout.parts().len() == 1 && layout.parts()[0].0 == 0;
-    let idx = if single && n == 1 { Some(0) } else { layout.parts().iter().position(|(p, _)| i64::from(*p) == i64::from(n)) };
+    let single = layout.parts().len() == 1 && layout.parts()[0].number == 0;
+    let idx = if single && n == 1 { Some(0) } else { layout.parts().iter().position(|e| i64::from(e.number) == i64::from(n)) };
     let Some(idx) = idx else {
         let mut e = S3Error::with_message(
             s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
@@ -37,19 +37,10 @@ fn part_slice(layout: &Layout, n: i32) -> S3Result<(std::ops::Range<u64>, std::o
         e.set_status_code(StatusCode::RANGE_NOT_SATISFIABLE);
         return Err(e);
     };
-    let (part, len) = layout.parts()[idx];
     let (pr, cr) = layout.part_bounds(idx);
-    let plan = DecryptPlan {
-        part,
-        part_plain_len: len,
-        first_segment: 0,
-        last_segment: layout.params().segment_count(len) - 1,
-        skip: 0,
-        take: len,
-    };
-    Ok((pr, cr, plan))
+    Ok((pr, cr, DecryptPlan::whole_part(layout.params(), &layout.parts()[idx])))
 }
-use crate::sse::{CustomerKey, ObjectCrypto, SseMode, strip_reserved};
+use crate::sse::{CustomerKey, ObjectCrypto, strip_reserved};
 
 macro_rules! take_preconditions {
     ($input:expr) => {
@@ -115,7 +106,7 @@ impl Gateway {
 
         if range.is_none() && part_number.is_none() {
             let resp = self.upstream.get_object(sub_request(&req, req.input.clone())).await?;
-            let rec = ObjectCrypto::read_from(resp.output.metadata.as_ref()).map_err(record_error)?;
+            let rec = self.stored_record(&bucket, resp.output.metadata.as_ref())?;
             self.check_read_headers(rec.as_ref(), customer.as_ref())?;
             let Some(rec) = rec else {
                 pre.check(resp.output.e_tag.as_ref(), resp.output.last_modified.as_ref())?;
@@ -132,7 +123,7 @@ impl Gateway {
             .build()
             .expect("bucket and key set");
         let head = self.upstream.head_object(sub_request(&req, head_in)).await?.output;
-        let rec = ObjectCrypto::read_from(head.metadata.as_ref()).map_err(record_error)?;
+        let rec = self.stored_record(&bucket, head.metadata.as_ref())?;
         self.check_read_headers(rec.as_ref(), customer.as_ref())?;
         let Some(rec) = rec else {
             // Plaintext: the upstream evaluates the rest; the range is
@@ -145,10 +136,15 @@ impl Gateway {
             }
             return self.upstream.get_object(sub_request(&req, plain)).await;
         };
-        let oek = self.open_object_key(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?;
+        let oek = self.open_for_read(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?;
         let etag = Self::visible_etag(&rec, Some(&oek), head.e_tag.clone())?;
         pre.check(etag.as_ref(), head.last_modified.as_ref())?;
         let layout = rec.layout().map_err(record_error)?;
+        // A store object cut or extended against its layout is refused even
+        // where the requested bytes themselves are intact.
+        if head.content_length.map(|l| l as u64) != Some(layout.ciphertext_len()) {
+            return Err(stored_length_error());
+        }
         let (want, ct, plans, parts_count) = match part_number {
             Some(n) => {
                 let (want, ct, plan) = part_slice(&layout, n)?;
@@ -178,7 +174,7 @@ impl Gateway {
         (bucket, key): (&str, &str),
         principal: Option<&str>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        let oek = self.open_object_key(rec, customer, bucket, key, principal).await?;
+        let oek = self.open_for_read(rec, customer, bucket, key, principal).await?;
         let etag = Self::visible_etag(rec, Some(&oek), resp.output.e_tag.clone())?;
         pre.check(etag.as_ref(), resp.output.last_modified.as_ref())?;
         self.finish_decrypt(resp, rec, customer, oek, etag, None).await
@@ -217,7 +213,7 @@ impl Gateway {
         self.metrics.upstream_ciphertext_bytes.inc_by(expect_ct);
         self.metrics.bytes_decrypted.inc_by(take);
         let body = resp.output.body.take().ok_or_else(|| s3_error!(InternalError, "upstream returned no body"))?;
-        let keyed = plans.into_iter().map(|pl| (oek.part_key(pl.part, p.segment_size()), pl)).collect();
+        let keyed = plans.into_iter().map(|pl| (rec.part_key(&oek, pl.part, pl.attempt), pl)).collect();
         let mut dec = DecryptStream::multipart(body, p, keyed);
         // Authenticate the first segment before the headers go out.
         let head = match dec.next().await {
@@ -252,30 +248,31 @@ impl Gateway {
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
         self.require_tls_for_sse_c(&req.extensions, customer.is_some())?;
         let mut resp = self.upstream.head_object(sub_request(&req, req.input.clone())).await?;
-        let rec = ObjectCrypto::read_from(resp.output.metadata.as_ref()).map_err(record_error)?;
+        let rec = self.stored_record(&bucket, resp.output.metadata.as_ref())?;
         self.check_read_headers(rec.as_ref(), customer.as_ref())?;
         let Some(rec) = rec else {
             if range.is_some() || part_number.is_some() || !pre.is_empty() {
                 let mut plain = original;
-                (plain.sse_customer_algorithm, plain.sse_customer_key, plain.sse_customer_key_md5) = (None, None, None);
+                super::keys::wipe(&mut plain.sse_customer_key);
+                (plain.sse_customer_algorithm, plain.sse_customer_key_md5) = (None, None);
                 return self.upstream.head_object(sub_request(&req, plain)).await;
             }
             return Ok(resp);
         };
-        // Only SSE-S3 needs the object key here (its ETag is sealed).
-        let oek = match (rec.mode, &rec.sealed_etag) {
-            (SseMode::S3, Some(_)) => {
-                Some(self.open_object_key(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?)
-            }
-            _ => None,
-        };
-        let etag = Self::visible_etag(&rec, oek.as_ref(), resp.output.e_tag.clone())?;
+        // The key opens the sealed SSE-S3 ETag and checks the layout tag; a
+        // stored length that does not match the layout is refused too.
+        let oek = self.open_for_read(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?;
+        let layout = rec.layout().map_err(record_error)?;
+        if resp.output.content_length.map(|l| l as u64) != Some(layout.ciphertext_len()) {
+            return Err(stored_length_error());
+        }
+        let etag = Self::visible_etag(&rec, Some(&oek), resp.output.e_tag.clone())?;
         pre.check(etag.as_ref(), resp.output.last_modified.as_ref())?;
         let out = &mut resp.output;
         let want = match part_number {
             Some(n) => {
                 out.parts_count = rec.multipart.as_ref().map(|p| p.len() as i32);
-                Some(part_slice(&rec.layout().map_err(record_error)?, n)?.0)
+                Some(part_slice(&layout, n)?.0)
             }
             None => range_of(range.as_ref(), rec.plain_size)?,
         };

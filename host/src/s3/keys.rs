@@ -24,9 +24,17 @@ pub(super) fn take_customer_fields(
     key: &mut Option<String>,
     md5: &mut Option<String>,
 ) -> S3Result<Option<CustomerKey>> {
-    let ck = CustomerKey::parse(alg.as_deref(), key.as_deref(), md5.as_deref(), false).map_err(sse_error)?;
-    (*alg, *key, *md5) = (None, None, None);
-    Ok(ck)
+    let ck = CustomerKey::parse(alg.as_deref(), key.as_deref(), md5.as_deref(), false);
+    wipe(key);
+    (*alg, *md5) = (None, None);
+    ck.map_err(sse_error)
+}
+
+/// Clear a header field that held key material, zeroizing its bytes.
+pub(crate) fn wipe(field: &mut Option<String>) {
+    if let Some(mut v) = field.take() {
+        zeroize::Zeroize::zeroize(&mut v);
+    }
 }
 
 /// `take_customer!(input)` for the SSE-C fields, `take_customer!(copy_source input)`
@@ -202,7 +210,18 @@ impl Gateway {
         kms: Option<KmsSeal>,
         customer: Option<CustomerSeal>,
     ) -> ObjectCrypto {
-        ObjectCrypto { mode, params: self.params, plain_size: 0, sealed_oek, kms, customer, sealed_etag: None, multipart: None }
+        ObjectCrypto {
+            version: crate::sse::record::CURRENT_VERSION,
+            mode,
+            params: self.params,
+            plain_size: 0,
+            sealed_oek,
+            kms,
+            customer,
+            sealed_etag: None,
+            multipart: None,
+            layout_tag: None,
+        }
     }
 
     /// Enforce the read-side header rules, and check an SSE-C key against
@@ -250,6 +269,40 @@ impl Gateway {
         };
         // A sealed key moved from another object, or damaged, fails here.
         kek.unseal(&rec.sealed_oek, &binding).map_err(crypto_error)
+    }
+
+    /// The record of a stored object, for reading it. An object without
+    /// one is plaintext, unless encryption is required: then it is refused,
+    /// never served as the store holds it.
+    pub(crate) fn stored_record(
+        &self,
+        bucket: &str,
+        meta: Option<&std::collections::HashMap<String, String>>,
+    ) -> S3Result<Option<ObjectCrypto>> {
+        let rec = ObjectCrypto::read_from(meta).map_err(record_error)?;
+        if rec.is_none() && self.defaults.encryption_required(bucket) {
+            tracing::error!(bucket, "an object without the gateway's record was refused: encryption is required");
+            return Err(s3s::s3_error!(
+                InternalError,
+                "The stored object is not encrypted by the gateway, and this gateway requires encryption."
+            ));
+        }
+        Ok(rec)
+    }
+
+    /// Open a stored object's key for reading, and check its layout tag
+    /// (format v2) so that nothing of a manipulated object is answered.
+    pub(crate) async fn open_for_read(
+        &self,
+        rec: &ObjectCrypto,
+        customer: Option<&CustomerKey>,
+        bucket: &str,
+        key: &str,
+        principal: Option<&str>,
+    ) -> S3Result<ObjectKey> {
+        let oek = self.open_object_key(rec, customer, bucket, key, principal).await?;
+        rec.verify_layout(&oek, bucket, key).map_err(crypto_error)?;
+        Ok(oek)
     }
 
     /// The SSE-S3 plaintext ETag, sealed under the object's metadata key.

@@ -5,6 +5,10 @@
 //! comes from a bounded cache keyed by (bucket, key, upstream ETag) — filled
 //! by the gateway's own writes and by earlier lookups — and, on a miss, from
 //! one HEAD of that object (up to 16 at a time).
+//!
+//! A lookup that fails (an object deleted between the listing and its HEAD,
+//! a damaged record, a store error) never fails the page: the entry keeps
+//! the size the store listed, and the failure is logged.
 
 use futures::{StreamExt, stream};
 use moka::sync::Cache;
@@ -19,7 +23,7 @@ use s3s::{S3Request, S3Response, S3Result};
 use super::errors::record_error;
 use super::keys::take_customer;
 use super::{Gateway, principal, sub_request};
-use crate::sse::{ObjectCrypto, SseMode};
+use crate::sse::ObjectCrypto;
 
 /// Plaintext sizes of objects as listed: `None` = not encrypted.
 pub struct SizeCache(Cache<(String, String, String), Option<u64>>);
@@ -43,55 +47,77 @@ impl SizeCache {
 const PARALLEL_HEADS: usize = 16;
 
 impl Gateway {
-    /// Plaintext sizes for `(key, upstream etag, listed size)` entries.
+    /// Plaintext sizes for `(key, upstream etag, version)` entries; `None`
+    /// keeps the listed size (not encrypted, or not known).
     async fn plaintext_sizes<T>(
         &self,
         req: &S3Request<T>,
         bucket: &str,
         entries: Vec<(String, String, Option<String>)>,
-    ) -> S3Result<Vec<Option<u64>>> {
+    ) -> Vec<Option<u64>> {
         let lookups = entries.into_iter().map(|(key, etag, version)| async move {
             if let Some(hit) = self.sizes.lookup(bucket, &key, &etag) {
-                return Ok(hit);
+                return hit;
             }
-            let head_in =
-                HeadObjectInput::builder().bucket(bucket.to_owned()).key(key.clone()).version_id(version).build().expect("set");
-            let head = self.upstream.head_object(sub_request(req, head_in)).await?.output;
-            let plain = ObjectCrypto::read_from(head.metadata.as_ref()).map_err(record_error)?.map(|r| r.plain_size);
-            self.sizes.remember(bucket, &key, head.e_tag.as_ref(), plain);
-            Ok(plain)
+            match self.plaintext_size(req, bucket, &key, version).await {
+                Ok(plain) => plain,
+                Err(e) if e.code() == &s3s::S3ErrorCode::NoSuchKey => {
+                    tracing::debug!(bucket, key, "listed object gone before its HEAD");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(bucket, key, error = %e, "listing keeps the stored size of an object whose record could not be read");
+                    None
+                }
+            }
         });
-        stream::iter(lookups).buffered(PARALLEL_HEADS).collect::<Vec<S3Result<Option<u64>>>>().await.into_iter().collect()
+        stream::iter(lookups).buffered(PARALLEL_HEADS).collect().await
+    }
+
+    /// One object's plaintext size from its record (`None`: not encrypted).
+    async fn plaintext_size<T>(
+        &self,
+        req: &S3Request<T>,
+        bucket: &str,
+        key: &str,
+        version: Option<String>,
+    ) -> S3Result<Option<u64>> {
+        let head_in =
+            HeadObjectInput::builder().bucket(bucket.to_owned()).key(key.to_owned()).version_id(version).build().expect("set");
+        let head = self.upstream.head_object(sub_request(req, head_in)).await?.output;
+        let rec = ObjectCrypto::read_from(head.metadata.as_ref()).map_err(record_error)?;
+        let plain = rec.map(|r| r.plain_size);
+        self.sizes.remember(bucket, key, head.e_tag.as_ref(), plain);
+        Ok(plain)
     }
 
     /// Replace listed ciphertext sizes by plaintext sizes.
-    async fn fix_sizes<T>(&self, ctx: &S3Request<T>, bucket: &str, objs: &mut [Object]) -> S3Result<()> {
+    async fn fix_sizes<T>(&self, ctx: &S3Request<T>, bucket: &str, objs: &mut [Object]) {
         let entries = objs
             .iter()
             .map(|o| {
                 (o.key.clone().unwrap_or_default(), o.e_tag.as_ref().map(|e| e.value().to_owned()).unwrap_or_default(), None)
             })
             .collect();
-        let sizes = self.plaintext_sizes(ctx, bucket, entries).await?;
+        let sizes = self.plaintext_sizes(ctx, bucket, entries).await;
         for (o, s) in objs.iter_mut().zip(sizes) {
             if let Some(s) = s {
                 o.size = Some(s as i64);
             }
         }
-        Ok(())
     }
 
     pub(crate) async fn list_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
         let (bucket, ctx) = (req.input.bucket.clone(), sub_request(&req, ()));
         let mut resp = self.upstream.list_objects_v2(req).await?;
-        self.fix_sizes(&ctx, &bucket, resp.output.contents.get_or_insert_with(Vec::new)).await?;
+        self.fix_sizes(&ctx, &bucket, resp.output.contents.get_or_insert_with(Vec::new)).await;
         Ok(resp)
     }
 
     pub(crate) async fn list_v1(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
         let (bucket, ctx) = (req.input.bucket.clone(), sub_request(&req, ()));
         let mut resp = self.upstream.list_objects(req).await?;
-        self.fix_sizes(&ctx, &bucket, resp.output.contents.get_or_insert_with(Vec::new)).await?;
+        self.fix_sizes(&ctx, &bucket, resp.output.contents.get_or_insert_with(Vec::new)).await;
         Ok(resp)
     }
 
@@ -113,7 +139,7 @@ impl Gateway {
                 )
             })
             .collect();
-        let sizes = self.plaintext_sizes(&ctx, &bucket, entries).await?;
+        let sizes = self.plaintext_sizes(&ctx, &bucket, entries).await;
         for (v, s) in vers.iter_mut().zip(sizes) {
             if let Some(s) = s {
                 v.size = Some(s as i64);
@@ -137,15 +163,11 @@ impl Gateway {
             .build()
             .expect("set");
         let head = self.upstream.head_object(sub_request(&req, head_in)).await?.output;
-        let rec = ObjectCrypto::read_from(head.metadata.as_ref()).map_err(record_error)?;
+        let rec = self.stored_record(&bucket, head.metadata.as_ref())?;
         self.check_read_headers(rec.as_ref(), customer.as_ref())?;
         let Some(rec) = rec else { return self.upstream.get_object_attributes(req).await };
-        let oek = match (rec.mode, &rec.sealed_etag) {
-            (SseMode::S3, Some(_)) => {
-                Some(self.open_object_key(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?)
-            }
-            _ => None,
-        };
+        // Opening the key checks the layout tag before any of it is reported.
+        let oek = Some(self.open_for_read(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?);
         // Some clients send the list as one comma-separated value.
         let want = |name: &str| req.input.object_attributes.iter().flat_map(|a| a.as_str().split(',')).any(|a| a.trim() == name);
         let mut out = GetObjectAttributesOutput {
@@ -168,11 +190,11 @@ impl Gateway {
         {
             let marker = i64::from(req.input.part_number_marker.unwrap_or(0));
             let max = req.input.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
-            let after: Vec<&(u32, u64)> = parts.iter().filter(|(n, _)| i64::from(*n) > marker).collect();
+            let after: Vec<_> = parts.iter().filter(|e| i64::from(e.number) > marker).collect();
             let page: Vec<ObjectPart> = after
                 .iter()
                 .take(max)
-                .map(|(n, s)| ObjectPart { part_number: Some(*n as i32), size: Some(*s as i64), ..Default::default() })
+                .map(|e| ObjectPart { part_number: Some(e.number as i32), size: Some(e.plain_len as i64), ..Default::default() })
                 .collect();
             out.object_parts = Some(GetObjectAttributesParts {
                 total_parts_count: Some(parts.len() as i32),

@@ -3,7 +3,7 @@
 //!
 //! - [`put`]: PutObject (and POST object, which s3s routes through it).
 //! - [`get`]: GetObject and HeadObject, with ranges and preconditions.
-//! - [`multipart`], [`part_copy`]: encrypted multipart uploads.
+//! - [`multipart`], [`part_copy`], [`complete`]: encrypted multipart uploads.
 //! - [`copy`]: CopyObject in every mode, and metadata-only re-keying.
 //! - [`defaults`]: bucket default encryption (a custom route) and its use.
 //! - [`listing`]: plaintext sizes in listings; GetObjectAttributes.
@@ -14,6 +14,7 @@
 
 mod body;
 mod checksum;
+mod complete;
 mod conditional;
 mod copy;
 pub mod defaults;
@@ -33,7 +34,7 @@ use hyper::StatusCode;
 use hyper::http::Extensions;
 use s3s::S3Request;
 
-use crate::crypto::FormatParams;
+use crate::crypto::{FormatParams, SealingKey};
 use crate::kms::manager::KmsManager;
 use crate::metrics::Metrics;
 use crate::policy::registry::PolicyRegistry;
@@ -66,6 +67,7 @@ pub struct Gateway {
     allow_insecure_sse_c: bool,
     metrics: Arc<Metrics>,
     state: StateStore,
+    state_seal: SealingKey,
     defaults: Arc<EncryptionDefaults>,
     sizes: SizeCache,
     policies: Arc<PolicyRegistry>,
@@ -77,13 +79,15 @@ pub struct GatewayParts {
     pub kms: Arc<KmsManager>,
     pub metrics: Arc<Metrics>,
     pub state: StateStore,
+    /// Seals secrets kept in upload state (derived from the master key).
+    pub state_seal: SealingKey,
     pub defaults: Arc<EncryptionDefaults>,
     pub policies: Arc<PolicyRegistry>,
 }
 
 impl Gateway {
     pub fn new(parts: GatewayParts, opts: GatewayOptions) -> Self {
-        let GatewayParts { upstream, kms, metrics, state, defaults, policies } = parts;
+        let GatewayParts { upstream, kms, metrics, state, state_seal, defaults, policies } = parts;
         Self {
             upstream,
             kms,
@@ -92,6 +96,7 @@ impl Gateway {
             allow_insecure_sse_c: opts.allow_insecure_sse_c,
             metrics,
             state,
+            state_seal,
             defaults,
             sizes: SizeCache::new(100_000),
             policies,

@@ -2,18 +2,27 @@
 //!
 //! CreateMultipartUpload decides the mode and key and seals one object key
 //! for the whole upload; the record goes upstream as the upload's metadata
-//! and into the gateway state (keyed by upload id) for the parts. Each part
-//! is its own format v1 stream under a part key derived from its number.
-//! CompleteMultipartUpload reads the parts' ciphertext sizes back from the
-//! upstream, derives their plaintext sizes in closed form, and attaches the
-//! part table to the object with a conditional metadata-only self-copy.
+//! and into the gateway state (keyed by upload id) for the parts, with the
+//! upload's layout key sealed under the gateway's state key.
+//!
+//! Each UploadPart (or UploadPartCopy) call claims the next attempt number
+//! of its part exclusively in the state and encrypts under a key derived
+//! from (part, attempt): a retried, replaced or concurrent upload of one
+//! part number never reuses a key and nonce sequence (format v2).
+//!
+//! Completion (matching each listed part to the attempt that wrote it,
+//! tagging the layout, attaching the record) lives in [`super::complete`].
+//! Uploads begun in format v1 finish in v1.
 
 use std::collections::HashMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
 use s3s::dto::{
-    AbortMultipartUploadInput, AbortMultipartUploadOutput, CompleteMultipartUploadInput, CompleteMultipartUploadOutput,
-    CopyObjectInput, CopySource, CreateMultipartUploadInput, CreateMultipartUploadOutput, ETagCondition, ListPartsInput,
-    ListPartsOutput, MetadataDirective, StreamingBlob, UploadPartInput, UploadPartOutput,
+    AbortMultipartUploadInput, AbortMultipartUploadOutput, CopyObjectInput, CopySource, CreateMultipartUploadInput,
+    CreateMultipartUploadOutput, ETagCondition, ListPartsInput, ListPartsOutput, MetadataDirective, StreamingBlob,
+    UploadPartInput, UploadPartOutput,
 };
 use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 use serde::{Deserialize, Serialize};
@@ -24,21 +33,31 @@ use super::errors::{crypto_error, record_error, sse_error, state_error};
 use super::keys::take_customer;
 use super::keys::{apply_echo, set_checksums};
 use super::put::{reserved_metadata_error, take_sse, upload_error, verify_plain_upload};
-use super::{Gateway, declared_length, principal, sub_request};
+use super::{Gateway, declared_length, principal};
+use crate::crypto::keys::LayoutKey;
 use crate::crypto::stream::EncryptStream;
 use crate::sse::{CustomerKey, ObjectCrypto, SseError, SseMode, has_reserved_keys};
+use crate::state::digest_name;
 
 const UPLOADS: &str = "uploads";
-const PARTS: &str = "upload-parts";
+pub(super) const PARTS: &str = "upload-parts";
 
-/// A part as the gateway wrote it: its upstream ETag and plaintext size.
+/// A part attempt as the gateway wrote it: its upstream ETag (empty until
+/// the store has it), plaintext size, and (format v2) number and attempt.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct PartDoc {
-    etag: String,
-    plain: u64,
+pub(super) struct PartDoc {
+    pub(super) etag: String,
+    pub(super) plain: u64,
+    #[serde(default)]
+    pub(super) number: u32,
+    #[serde(default)]
+    pub(super) attempt: u32,
 }
 
-fn unquote(s: &str) -> &str {
+/// More attempts of one part number than any client retries.
+const MAX_ATTEMPTS: u32 = 10_000;
+
+pub(super) fn unquote(s: &str) -> &str {
     s.trim_matches('"')
 }
 
@@ -50,6 +69,10 @@ pub(super) struct UploadDoc {
     /// Metadata sent upstream at creation: the client's plus the record.
     pub(super) metadata: HashMap<String, String>,
     pub(super) headers: ObjectHeaders,
+    /// Format v2: the object's layout key, sealed under the state key, so
+    /// completion can tag the layout without the client's SSE-C key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) layout_key: Option<String>,
 }
 
 /// Object headers a metadata-only self-copy must carry over.
@@ -105,7 +128,28 @@ pub(super) fn self_copy(
     c
 }
 
-fn part_number(n: i32) -> S3Result<u32> {
+/// An upload as the gateway knows it.
+pub(super) enum Upload {
+    /// No record: not created through this gateway (or its state was lost).
+    Unknown,
+    /// Created through the gateway without encryption.
+    Plain,
+    Encrypted(Box<(UploadDoc, ObjectCrypto)>),
+}
+
+fn unknown_upload() -> S3Error {
+    s3_error!(
+        NoSuchUpload,
+        "The specified multipart upload does not exist: this gateway has no record of it. Uploads must be created through the gateway."
+    )
+}
+
+/// The state namespace of one upload's part records.
+pub(super) fn parts_ns(upload_id: &str) -> String {
+    format!("{PARTS}/{}", digest_name(upload_id))
+}
+
+pub(super) fn part_number(n: i32) -> S3Result<u32> {
     u32::try_from(n)
         .ok()
         .filter(|n| (1..=10_000).contains(n))
@@ -113,15 +157,31 @@ fn part_number(n: i32) -> S3Result<u32> {
 }
 
 impl Gateway {
-    pub(super) fn upload_doc(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<Option<(UploadDoc, ObjectCrypto)>> {
-        let Some(doc) = self.state.get::<UploadDoc>(UPLOADS, upload_id).map_err(state_error)? else { return Ok(None) };
+    /// What the gateway knows of an upload. Every upload created through
+    /// the gateway is recorded, plaintext ones included, so an id without
+    /// a record (another gateway's, lost state, made up) is never taken for
+    /// a plaintext upload.
+    pub(super) fn upload(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<Upload> {
+        let Some(doc) = self.state.get::<UploadDoc>(UPLOADS, upload_id).map_err(state_error)? else {
+            return Ok(Upload::Unknown);
+        };
         if doc.bucket != bucket || doc.key != key {
             return Err(s3_error!(NoSuchUpload));
         }
-        let rec = ObjectCrypto::read_from(Some(&doc.metadata))
-            .map_err(record_error)?
-            .ok_or_else(|| s3_error!(InternalError, "upload record missing"))?;
-        Ok(Some((doc, rec)))
+        Ok(match ObjectCrypto::read_from(Some(&doc.metadata)).map_err(record_error)? {
+            Some(rec) => Upload::Encrypted(Box::new((doc, rec))),
+            None => Upload::Plain,
+        })
+    }
+
+    /// [`upload`](Self::upload) for the operations that write into an
+    /// upload: an unknown id is refused.
+    pub(super) fn known_upload(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<Option<(UploadDoc, ObjectCrypto)>> {
+        match self.upload(upload_id, bucket, key)? {
+            Upload::Unknown => Err(unknown_upload()),
+            Upload::Plain => Ok(None),
+            Upload::Encrypted(up) => Ok(Some(*up)),
+        }
     }
 
     /// SSE-C rules of parts: same key on every part of an SSE-C upload, none
@@ -161,7 +221,14 @@ impl Gateway {
         let sse = self.defaults.resolve(&bucket, sse)?;
         let sse = self.apply_policies(&req, "CreateMultipartUpload", (&bucket, &key), sse)?;
         let Some(sealed) = self.seal_new_object(sse, &bucket, &key, principal(&req).as_deref()).await? else {
-            return self.upstream.create_multipart_upload(req).await;
+            // Recorded all the same: parts for an unrecorded id are refused.
+            let headers = object_headers!(req.input);
+            let resp = self.upstream.create_multipart_upload(req).await?;
+            let upload_id =
+                resp.output.upload_id.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no upload id"))?;
+            let doc = UploadDoc { bucket, key, metadata: HashMap::new(), headers, layout_key: None };
+            self.state.put(UPLOADS, &upload_id, &doc).map_err(state_error)?;
+            return Ok(resp);
         };
         let mut record = sealed.record;
         record.multipart = Some(Vec::new());
@@ -175,7 +242,8 @@ impl Gateway {
         let mut resp = self.upstream.create_multipart_upload(req).await?;
         let upload_id =
             resp.output.upload_id.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no upload id"))?;
-        self.state.put(UPLOADS, &upload_id, &UploadDoc { bucket, key, metadata, headers }).map_err(state_error)?;
+        let layout_key = Some(self.seal_layout_key(&sealed.oek.layout_key(), &upload_id, &bucket, &key)?);
+        self.state.put(UPLOADS, &upload_id, &UploadDoc { bucket, key, metadata, headers, layout_key }).map_err(state_error)?;
         self.metrics.requests.with_label_values(&["create_multipart_upload", record.mode.as_str()]).inc();
         apply_echo!(all resp.output, sealed.echo);
         resp.output.checksum_algorithm = None;
@@ -198,7 +266,7 @@ impl Gateway {
         trailer_names: Option<String>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let part = part_number(req.input.part_number)?;
-        let Some((_, rec)) = self.upload_doc(&req.input.upload_id, &req.input.bucket, &req.input.key)? else {
+        let Some((_, rec)) = self.known_upload(&req.input.upload_id, &req.input.bucket, &req.input.key)? else {
             if customer.is_some() {
                 return Err(sse_error(SseError::InvalidRequest("The encryption parameters are not applicable to this object.")));
             }
@@ -221,19 +289,29 @@ impl Gateway {
         )?;
         // The trailers were ours to verify; the upstream must not see them.
         req.trailing_headers = None;
-        let part_key = oek.part_key(part, rec.params.segment_size());
+        let (upload_id, n) = (req.input.upload_id.clone(), req.input.part_number);
+        // v2: this call's own attempt, hence its own key; v1 uploads keep
+        // their v1 keys to the end.
+        let attempt = match rec.version {
+            1 => None,
+            _ => Some(self.claim_attempt(&upload_id, part, plain_len)?),
+        };
+        let part_key = rec.part_key(&oek, part, attempt.unwrap_or(0));
         let body = record_body_errors(body, outcome.clone());
         let enc = EncryptStream::new(body, &part_key, part, rec.params, Some(plain_len), Box::new(observer));
         req.input.content_length = Some(rec.params.ciphertext_len(plain_len) as i64);
         req.input.body = Some(StreamingBlob::new(enc));
-        let (upload_id, n) = (req.input.upload_id.clone(), req.input.part_number);
         let up = self.upstream.upload_part(req).await.map_err(|e| upload_error(e, &outcome))?;
         self.metrics.bytes_encrypted.inc_by(plain_len);
         // Remember the part's size: completion needs it, and not every store
         // answers ListParts in a form clients parse.
         if let Some(etag) = &up.output.e_tag {
-            let doc = PartDoc { etag: unquote(etag.value()).to_owned(), plain: plain_len };
-            self.state.put(PARTS, &format!("{upload_id}/{n}"), &doc).map_err(state_error)?;
+            let etag = unquote(etag.value()).to_owned();
+            let (doc_key, doc) = match attempt {
+                Some(a) => (format!("{part}.{a}"), PartDoc { etag, plain: plain_len, number: part, attempt: a }),
+                None => (n.to_string(), PartDoc { etag, plain: plain_len, number: part, attempt: 0 }),
+            };
+            self.state.put(&parts_ns(&upload_id), &doc_key, &doc).map_err(state_error)?;
         }
         let c = outcome.lock().expect("outcome lock").checksums.clone();
         let echo = Self::echo_of(&rec, customer.as_ref());
@@ -243,140 +321,40 @@ impl Gateway {
         Ok(S3Response::new(out))
     }
 
-    /// Ciphertext sizes of an upload's parts, as the upstream has them.
-    async fn upstream_part_sizes<T>(
-        &self,
-        req: &S3Request<T>,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> S3Result<HashMap<i32, i64>> {
-        let mut sizes = HashMap::new();
-        let mut marker: Option<i32> = None;
-        loop {
-            let mut li = ListPartsInput::builder()
-                .bucket(bucket.to_owned())
-                .key(key.to_owned())
-                .upload_id(upload_id.to_owned())
-                .build()
-                .expect("set");
-            li.part_number_marker = marker;
-            let out = self.upstream.list_parts(sub_request(req, li)).await?.output;
-            for p in out.parts.unwrap_or_default() {
-                if let (Some(n), Some(s)) = (p.part_number, p.size) {
-                    sizes.insert(n, s);
-                }
-            }
-            match (out.is_truncated, out.next_part_number_marker) {
-                (Some(true), Some(m)) if marker != Some(m) => marker = Some(m),
-                _ => break,
+    /// Claim the next attempt of `part` exclusively (across threads and,
+    /// with shared state, across gateways).
+    fn claim_attempt(&self, upload_id: &str, part: u32, plain: u64) -> S3Result<u32> {
+        let ns = parts_ns(upload_id);
+        for attempt in 0..MAX_ATTEMPTS {
+            let doc = PartDoc { etag: String::new(), plain, number: part, attempt };
+            if self.state.create(&ns, &format!("{part}.{attempt}"), &doc).map_err(state_error)? {
+                return Ok(attempt);
             }
         }
-        Ok(sizes)
+        Err(s3_error!(InvalidRequest, "Too many uploads of this part number; start a new multipart upload."))
     }
 
-    pub(crate) async fn complete_multipart(
-        &self,
-        mut req: S3Request<CompleteMultipartUploadInput>,
-    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        let (bucket, key, upload_id) = (req.input.bucket.clone(), req.input.key.clone(), req.input.upload_id.clone());
-        let Some((doc, mut rec)) = self.upload_doc(&upload_id, &bucket, &key)? else {
-            return self.upstream.complete_multipart_upload(req).await;
-        };
-        let i = &mut req.input;
-        (i.sse_customer_algorithm, i.sse_customer_key, i.sse_customer_key_md5) = (None, None, None);
-        (i.checksum_crc32, i.checksum_crc32c, i.checksum_sha1, i.checksum_sha256, i.checksum_crc64nvme) =
-            (None, None, None, None, None);
-        i.checksum_type = None;
-        i.mpu_object_size = None;
-        let wanted: Vec<(i32, Option<String>)> = i
-            .multipart_upload
-            .as_ref()
-            .and_then(|m| m.parts.as_ref())
-            .map(|ps| {
-                ps.iter().filter_map(|p| p.part_number.map(|n| (n, p.e_tag.as_ref().map(|e| e.value().to_owned())))).collect()
-            })
-            .unwrap_or_default();
-        if let Some(parts) = i.multipart_upload.as_mut().and_then(|m| m.parts.as_mut()) {
-            for p in parts {
-                (p.checksum_crc32, p.checksum_crc32c, p.checksum_sha1, p.checksum_sha256, p.checksum_crc64nvme) =
-                    (None, None, None, None, None);
-            }
+    fn layout_key_aad(upload_id: &str, bucket: &str, key: &str) -> Vec<u8> {
+        let mut aad = b"kms-gateway/v2/upload-layout-key".to_vec();
+        for f in [upload_id, bucket, key] {
+            aad.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            aad.extend_from_slice(f.as_bytes());
         }
-        let mut upstream_sizes: Option<HashMap<i32, i64>> = None;
-        let mut table = Vec::with_capacity(wanted.len());
-        for (n, etag) in &wanted {
-            let doc: Option<PartDoc> = self.state.get(PARTS, &format!("{upload_id}/{n}")).map_err(state_error)?;
-            let plain = match doc {
-                Some(d) if etag.as_deref().is_none_or(|e| unquote(e) == d.etag) => d.plain,
-                _ => {
-                    // A part this gateway did not record: ask the upstream.
-                    if upstream_sizes.is_none() {
-                        upstream_sizes = Some(self.upstream_part_sizes(&req, &bucket, &key, &upload_id).await?);
-                    }
-                    let ct = *upstream_sizes
-                        .as_ref()
-                        .and_then(|m| m.get(n))
-                        .ok_or_else(|| s3_error!(InvalidPart, "One or more of the specified parts could not be found."))?;
-                    rec.params.plaintext_len(ct as u64).map_err(crypto_error)?
-                }
-            };
-            table.push((part_number(*n)?, plain));
-        }
-        let ctx = sub_request(&req, ());
-        let mut resp = self.upstream.complete_multipart_upload(req).await?;
-        // A store may finish the upload in a future (to keep the client
-        // connection alive); the record can only be attached once it is done.
-        if let Some(done) = resp.output.future.take() {
-            resp.output = done.await?;
-        }
-        let etag = resp.output.e_tag.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no ETag"))?;
-        rec.plain_size = table.iter().map(|(_, s)| s).sum();
-        rec.multipart = Some(table);
-        let mut metadata = doc.metadata.clone();
-        rec.write_to(&mut metadata).map_err(record_error)?;
-        // The listing size cache learns the object under its final ETag.
-        let stored = self.attach_record(&ctx, &bucket, &key, metadata, &doc.headers, etag.clone()).await?;
-        self.sizes.remember(&bucket, &key, stored.as_ref().or(Some(&etag)), Some(rec.plain_size));
-        self.forget_upload(&upload_id);
-        let echo = Self::echo_of(&rec, None);
-        let mut out = resp.output;
-        out.server_side_encryption = echo.sse;
-        out.ssekms_key_id = echo.kms_key_id;
-        set_checksums!(out, Default::default());
-        out.checksum_type = None;
-        Ok(S3Response::new(out))
+        aad
     }
 
-    /// Write the final record onto a just-completed object (retried: the
-    /// object is unreadable without its part table).
-    async fn attach_record<T>(
-        &self,
-        ctx: &S3Request<T>,
-        bucket: &str,
-        key: &str,
-        metadata: HashMap<String, String>,
-        h: &ObjectHeaders,
-        etag: s3s::dto::ETag,
-    ) -> S3Result<Option<s3s::dto::ETag>> {
-        let mut last: Option<S3Error> = None;
-        for attempt in 0..3u32 {
-            let copy = self_copy(bucket, key, metadata.clone(), h, etag.clone());
-            match self.upstream.copy_object(sub_request(ctx, copy)).await {
-                Ok(r) => return Ok(r.output.copy_object_result.and_then(|c| c.e_tag)),
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, bucket, key, "attaching the part table failed");
-                    last = Some(e);
-                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
-                }
-            }
-        }
-        tracing::error!(
-            bucket,
-            key,
-            "object completed upstream but its part table could not be attached; it is unreadable until repaired"
-        );
-        Err(last.unwrap_or_else(|| s3_error!(InternalError)))
+    fn seal_layout_key(&self, lk: &LayoutKey, upload_id: &str, bucket: &str, key: &str) -> S3Result<String> {
+        let sealed =
+            self.state_seal.seal_bytes(lk.as_bytes(), &Self::layout_key_aad(upload_id, bucket, key)).map_err(crypto_error)?;
+        Ok(B64.encode(sealed))
+    }
+
+    pub(super) fn open_layout_key(&self, doc: &UploadDoc, upload_id: &str, bucket: &str, key: &str) -> S3Result<LayoutKey> {
+        let damaged = || s3_error!(InternalError, "The upload's state is damaged.");
+        let sealed = doc.layout_key.as_deref().and_then(|s| B64.decode(s).ok()).ok_or_else(damaged)?;
+        let plain = self.state_seal.open_bytes(&sealed, &Self::layout_key_aad(upload_id, bucket, key)).map_err(|_| damaged())?;
+        let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| damaged())?;
+        Ok(LayoutKey::from_bytes(bytes))
     }
 
     pub(crate) async fn abort_multipart(
@@ -390,20 +368,32 @@ impl Gateway {
     }
 
     /// Drop an upload's state once the upstream has finished with it.
-    fn forget_upload(&self, upload_id: &str) {
-        let r = self.state.delete(UPLOADS, upload_id).and_then(|_| self.state.delete_prefix(PARTS, &format!("{upload_id}/")));
+    pub(super) fn forget_upload(&self, upload_id: &str) {
+        let r = self
+            .state
+            .delete(UPLOADS, upload_id)
+            .and_then(|_| self.state.delete_namespace(&parts_ns(upload_id)))
+            .and_then(|_| self.state.delete_prefix(PARTS, &format!("{upload_id}/")));
         if let Err(e) = r {
             tracing::warn!(error = %e, %upload_id, "could not remove a finished upload's state");
         }
     }
 
-    pub(crate) async fn list_parts_plain(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
-        let upload = self.upload_doc(&req.input.upload_id, &req.input.bucket, &req.input.key)?;
+    pub(crate) async fn list_parts_plain(&self, mut req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        // ListParts may carry the SSE-C key (AWS accepts it); it is never
+        // the store's business.
+        let i = &mut req.input;
+        super::keys::wipe(&mut i.sse_customer_key);
+        (i.sse_customer_algorithm, i.sse_customer_key_md5) = (None, None);
+        let upload = match self.upload(&req.input.upload_id, &req.input.bucket, &req.input.key)? {
+            Upload::Encrypted(up) => Some(up.1),
+            Upload::Plain | Upload::Unknown => None,
+        };
         let mut resp = self.upstream.list_parts(req).await?;
         if let Some(parts) = resp.output.parts.as_mut() {
             parts.sort_by_key(|p| p.part_number);
         }
-        if let Some((_, rec)) = upload {
+        if let Some(rec) = upload {
             for p in resp.output.parts.iter_mut().flatten() {
                 if let Some(s) = p.size {
                     p.size = Some(rec.params.plaintext_len(s as u64).map_err(crypto_error)? as i64);

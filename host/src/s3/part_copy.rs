@@ -8,10 +8,9 @@ use s3s::dto::{
 };
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::errors::{not_implemented, record_error};
+use super::errors::not_implemented;
 use super::keys::take_customer;
 use super::{Gateway, sub_request};
-use crate::sse::ObjectCrypto;
 
 impl Gateway {
     pub(crate) async fn upload_part_copy(
@@ -29,7 +28,7 @@ impl Gateway {
         let (src_bucket, src_key, src_version) = (sb.to_string(), sk.to_string(), sv.as_ref().map(|v| v.to_string()));
         let (bucket, key, upload_id) = (i.bucket.clone(), i.key.clone(), i.upload_id.clone());
 
-        let upload = self.upload_doc(&upload_id, &bucket, &key)?;
+        let upload = self.known_upload(&upload_id, &bucket, &key)?;
         let head_in = HeadObjectInput::builder()
             .bucket(src_bucket.clone())
             .key(src_key.clone())
@@ -37,7 +36,7 @@ impl Gateway {
             .build()
             .expect("set");
         let head = self.upstream.head_object(sub_request(&req, head_in)).await?.output;
-        let src_rec = ObjectCrypto::read_from(head.metadata.as_ref()).map_err(record_error)?;
+        let src_rec = self.stored_record(&src_bucket, head.metadata.as_ref())?;
         if upload.is_none() && src_rec.is_none() && src_customer.is_none() && dst_customer.is_none() {
             return self.upstream.upload_part_copy(req).await;
         }

@@ -36,7 +36,7 @@ macro_rules! take_sse {
         i.ssekms_key_id = None;
         i.ssekms_encryption_context = None;
         i.sse_customer_algorithm = None;
-        i.sse_customer_key = None;
+        $crate::s3::keys::wipe(&mut i.sse_customer_key);
         i.sse_customer_key_md5 = None;
         i.bucket_key_enabled = None;
         sse
@@ -167,6 +167,8 @@ impl Gateway {
         let plain_len = declared_length(&req.headers, req.input.content_length)?;
         let mut body = req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
         record.plain_size = plain_len;
+        // The stream refuses a body of another length, so the size is final.
+        record.seal_layout(&oek.layout_key(), &req.input.bucket, &req.input.key);
 
         // SSE-S3 ETag = plaintext MD5, stored sealed in the record. It is
         // known up front from Content-MD5 or, for bodies of at most one
@@ -208,7 +210,7 @@ impl Gateway {
         record.write_to(&mut meta).map_err(record_error)?;
         req.input.metadata = Some(meta.clone());
 
-        let part_key = oek.part_key(0, self.params.segment_size());
+        let part_key = record.part_key(&oek, 0, 0);
         let body = record_body_errors(body, outcome.clone());
         let enc = EncryptStream::new(body, &part_key, 0, self.params, Some(plain_len), Box::new(observer));
         req.input.content_length = Some(self.params.ciphertext_len(plain_len) as i64);

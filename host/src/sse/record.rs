@@ -11,9 +11,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::SseMode;
-use crate::crypto::FormatParams;
-use crate::crypto::format::VERSION;
+use crate::crypto::keys::{LayoutKey, PartKey};
 use crate::crypto::layout::Layout;
+use crate::crypto::manifest::{LayoutBinding, PartEntry};
+use crate::crypto::{CryptoError, FormatParams, ObjectKey};
 use crate::kms::{EncryptionContext, KeyId};
 
 /// Reserved metadata prefix (after `x-amz-meta-`).
@@ -33,6 +34,10 @@ const K_C_CHECK: &str = "kgw-c-check";
 const K_ETAG: &str = "kgw-etag";
 const K_MULTIPART: &str = "kgw-mp";
 const K_PARTS: &str = "kgw-parts";
+const K_LAYOUT: &str = "kgw-layout";
+
+/// The format version new objects are written in (see `docs/format.md`).
+pub const CURRENT_VERSION: u8 = 2;
 
 /// Largest metadata record (keys + values) the gateway writes.
 pub const MAX_RECORD_BYTES: usize = 1536;
@@ -59,6 +64,9 @@ pub struct CustomerSeal {
 /// Everything needed to decrypt an object, minus the keys themselves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectCrypto {
+    /// 1: part keys from (part, segment size), layout unauthenticated.
+    /// 2: part keys per upload attempt, layout tag (`crypto::manifest`).
+    pub version: u8,
     pub mode: SseMode,
     pub params: FormatParams,
     pub plain_size: u64,
@@ -68,8 +76,10 @@ pub struct ObjectCrypto {
     /// SSE-S3: the plaintext MD5, sealed under the object's metadata key.
     pub sealed_etag: Option<Vec<u8>>,
     /// Multipart objects: `Some` from CreateMultipartUpload on; the part
-    /// table (number, plaintext size) is filled in at completion.
-    pub multipart: Option<Vec<(u32, u64)>>,
+    /// table (number, attempt, plaintext size) is filled in at completion.
+    pub multipart: Option<Vec<PartEntry>>,
+    /// Version 2: the layout tag, set once the layout is final.
+    pub layout_tag: Option<Vec<u8>>,
 }
 
 /// Why a stored record could not be read. Always a server-side fault.
@@ -98,7 +108,7 @@ impl ObjectCrypto {
     /// Write the record into `meta`.
     pub fn write_to(&self, meta: &mut Meta) -> Result<(), RecordError> {
         let mut put = |k: &str, v: String| meta.insert(k.to_owned(), v);
-        put(K_FORMAT, VERSION.to_string());
+        put(K_FORMAT, self.version.to_string());
         put(K_MODE, self.mode.as_str().to_owned());
         put(K_SEGMENT, self.params.segment_size().to_string());
         put(K_SIZE, self.plain_size.to_string());
@@ -126,6 +136,9 @@ impl ObjectCrypto {
                 put(K_PARTS, encode_parts(parts));
             }
         }
+        if let Some(t) = &self.layout_tag {
+            put(K_LAYOUT, B64.encode(t));
+        }
         let size: usize = meta.iter().filter(|(k, _)| k.starts_with(RESERVED_PREFIX)).map(|(k, v)| k.len() + v.len()).sum();
         if size > MAX_RECORD_BYTES {
             return Err(RecordError("record exceeds the metadata budget (encryption context too large?)"));
@@ -138,10 +151,19 @@ impl ObjectCrypto {
         let Some(meta) = meta else { return Ok(None) };
         // Upstreams may change the case of metadata keys.
         let get = |k: &str| meta.iter().find(|(mk, _)| mk.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str());
-        let Some(format) = get(K_FORMAT) else { return Ok(None) };
-        if format != VERSION.to_string() {
-            return Err(RecordError("unsupported format version"));
-        }
+        let Some(format) = get(K_FORMAT) else {
+            // Clients can never write the reserved prefix: reserved keys
+            // without a format version are a damaged record, not plaintext.
+            if meta.keys().any(|k| k.to_ascii_lowercase().starts_with(RESERVED_PREFIX)) {
+                return Err(RecordError("record without a format version"));
+            }
+            return Ok(None);
+        };
+        let version = match format {
+            "1" => 1,
+            "2" => 2,
+            _ => return Err(RecordError("unsupported format version")),
+        };
         let b64 = |k: &str| -> Result<Vec<u8>, RecordError> {
             B64.decode(get(k).ok_or(RecordError("missing field"))?).map_err(|_| RecordError("bad base64"))
         };
@@ -172,7 +194,63 @@ impl ObjectCrypto {
             (Some(_), None) => Some(Vec::new()),
             (Some(_), Some(p)) => Some(decode_parts(p).ok_or(RecordError("bad part table"))?),
         };
-        Ok(Some(Self { mode, params, plain_size, sealed_oek: b64(K_OEK)?, kms, customer, sealed_etag, multipart }))
+        if version == 1 && multipart.iter().flatten().any(|p| p.attempt != 0) {
+            return Err(RecordError("part attempts in a version 1 record"));
+        }
+        let layout_tag = if get(K_LAYOUT).is_some() { Some(b64(K_LAYOUT)?) } else { None };
+        // A layout tag only exists from v2 on: a v1 record carrying one is a
+        // v2 record whose version was rewritten.
+        if version == 1 && layout_tag.is_some() {
+            return Err(RecordError("layout tag in a version 1 record"));
+        }
+        Ok(Some(Self {
+            version,
+            mode,
+            params,
+            plain_size,
+            sealed_oek: b64(K_OEK)?,
+            kms,
+            customer,
+            sealed_etag,
+            multipart,
+            layout_tag,
+        }))
+    }
+
+    /// The payload key of one part (attempt) of this object.
+    pub fn part_key(&self, oek: &ObjectKey, part: u32, attempt: u32) -> PartKey {
+        match self.version {
+            1 => oek.part_key(part, self.params.segment_size()),
+            _ => oek.part_key_v2(part, attempt, self.params.segment_size()),
+        }
+    }
+
+    fn layout_binding<'a>(&'a self, bucket: &'a str, key: &'a str) -> LayoutBinding<'a> {
+        LayoutBinding {
+            mode: self.mode.as_str(),
+            bucket,
+            key,
+            segment_size: self.params.segment_size(),
+            plain_size: self.plain_size,
+            parts: self.multipart.as_deref(),
+        }
+    }
+
+    /// Version 2: tag the final layout (after the size and part table are set).
+    pub fn seal_layout(&mut self, key: &LayoutKey, bucket: &str, object: &str) {
+        if self.version >= 2 {
+            self.layout_tag = Some(self.layout_binding(bucket, object).tag(key).to_vec());
+        }
+    }
+
+    /// Version 2: check the layout tag; a missing tag fails. Version 1
+    /// objects carry none (see `docs/format.md`).
+    pub fn verify_layout(&self, oek: &ObjectKey, bucket: &str, object: &str) -> Result<(), CryptoError> {
+        if self.version < 2 {
+            return Ok(());
+        }
+        let tag = self.layout_tag.as_deref().ok_or(CryptoError::Layout)?;
+        self.layout_binding(bucket, object).verify(&oek.layout_key(), tag)
     }
 
     /// The object's parts; a single PUT is part 0.
@@ -191,18 +269,27 @@ impl ObjectCrypto {
     }
 }
 
-/// `1-127x8388608,128x1234`: runs of consecutive part numbers of one size.
-pub fn encode_parts(parts: &[(u32, u64)]) -> String {
+/// `1-127x8388608,128x1234,129x5@2`: runs of consecutive part numbers of
+/// one size and upload attempt; `@n` marks an attempt other than 0.
+pub fn encode_parts(parts: &[PartEntry]) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut i = 0;
     while i < parts.len() {
-        let (start, size) = parts[i];
+        let first = parts[i];
         let mut j = i;
-        while j + 1 < parts.len() && parts[j + 1].1 == size && parts[j + 1].0 == parts[j].0 + 1 {
+        while j + 1 < parts.len()
+            && parts[j + 1].plain_len == first.plain_len
+            && parts[j + 1].attempt == first.attempt
+            && parts[j + 1].number == parts[j].number + 1
+        {
             j += 1;
         }
-        let end = parts[j].0;
-        out.push(if end == start { format!("{start}x{size}") } else { format!("{start}-{end}x{size}") });
+        let (start, end, size) = (first.number, parts[j].number, first.plain_len);
+        let mut run = if end == start { format!("{start}x{size}") } else { format!("{start}-{end}x{size}") };
+        if first.attempt != 0 {
+            run.push_str(&format!("@{}", first.attempt));
+        }
+        out.push(run);
         i = j + 1;
     }
     out.join(",")
@@ -210,9 +297,13 @@ pub fn encode_parts(parts: &[(u32, u64)]) -> String {
 
 /// Inverse of [`encode_parts`]; `None` on malformed input or part numbers
 /// that do not strictly increase.
-pub fn decode_parts(s: &str) -> Option<Vec<(u32, u64)>> {
-    let mut out: Vec<(u32, u64)> = Vec::new();
+pub fn decode_parts(s: &str) -> Option<Vec<PartEntry>> {
+    let mut out: Vec<PartEntry> = Vec::new();
     for run in s.split(',') {
+        let (run, attempt) = match run.split_once('@') {
+            Some((r, a)) => (r, a.parse::<u32>().ok().filter(|a| *a != 0)?),
+            None => (run, 0),
+        };
         let (nums, size) = run.split_once('x')?;
         let size: u64 = size.parse().ok()?;
         let (a, b) = match nums.split_once('-') {
@@ -222,10 +313,10 @@ pub fn decode_parts(s: &str) -> Option<Vec<(u32, u64)>> {
                 (n, n)
             }
         };
-        if a > b || b > 10_000 || out.last().is_some_and(|(last, _)| *last >= a) {
+        if a > b || b > 10_000 || out.last().is_some_and(|last| last.number >= a) {
             return None;
         }
-        out.extend((a..=b).map(|n| (n, size)));
+        out.extend((a..=b).map(|number| PartEntry { number, attempt, plain_len: size }));
     }
     Some(out)
 }
@@ -236,6 +327,7 @@ mod tests {
 
     fn sample(mode: SseMode) -> ObjectCrypto {
         ObjectCrypto {
+            version: CURRENT_VERSION,
             mode,
             params: FormatParams::default(),
             plain_size: 12345,
@@ -249,6 +341,7 @@ mod tests {
             customer: (mode == SseMode::Customer).then(|| CustomerSeal { salt: vec![3; 32], check: vec![4; 32] }),
             sealed_etag: (mode == SseMode::S3).then(|| vec![5; 45]),
             multipart: None,
+            layout_tag: Some(vec![6; 32]),
         }
     }
 
@@ -271,18 +364,61 @@ mod tests {
         assert!(ObjectCrypto::read_from(Some(&Meta::from([(K_FORMAT.into(), "9".into())]))).is_err());
     }
 
+    fn e(number: u32, plain_len: u64, attempt: u32) -> PartEntry {
+        PartEntry { number, attempt, plain_len }
+    }
+
     #[test]
     fn part_tables_are_compact_and_roundtrip() {
-        let mut parts: Vec<(u32, u64)> = (1..=9999).map(|n| (n, 8 << 20)).collect();
-        parts.push((10000, 12345));
+        let mut parts: Vec<PartEntry> = (1..=9999).map(|n| e(n, 8 << 20, 0)).collect();
+        parts.push(e(10000, 12345, 0));
         let enc = encode_parts(&parts);
         assert_eq!(enc, "1-9999x8388608,10000x12345");
         assert_eq!(decode_parts(&enc).unwrap(), parts);
-        let sparse = vec![(1, 5), (3, 5), (4, 5), (7, 0)];
+        let sparse = vec![e(1, 5, 0), e(3, 5, 0), e(4, 5, 0), e(7, 0, 0)];
         assert_eq!(decode_parts(&encode_parts(&sparse)).unwrap(), sparse);
-        for bad in ["", "x5", "3-1x5", "2x5,1x5", "1x-1", "1-20000x5"] {
+        // A re-uploaded part costs a few bytes, not a whole table.
+        let mut retried: Vec<PartEntry> = (1..=1000).map(|n| e(n, 8 << 20, 0)).collect();
+        retried[499].attempt = 2;
+        let enc = encode_parts(&retried);
+        assert_eq!(enc, "1-499x8388608,500x8388608@2,501-1000x8388608");
+        assert_eq!(decode_parts(&enc).unwrap(), retried);
+        for bad in ["", "x5", "3-1x5", "2x5,1x5", "1x-1", "1-20000x5", "1x5@0", "1x5@x", "1x5@"] {
             assert!(decode_parts(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn version_1_records_stay_readable_and_cannot_claim_attempts() {
+        let mut meta = Meta::new();
+        let mut v1 = sample(SseMode::Kms);
+        (v1.version, v1.layout_tag) = (1, None);
+        v1.multipart = Some(vec![e(1, 5, 0)]);
+        v1.plain_size = 5;
+        v1.write_to(&mut meta).unwrap();
+        assert_eq!(meta["kgw-format"], "1");
+        assert_eq!(ObjectCrypto::read_from(Some(&meta)).unwrap().unwrap(), v1);
+        meta.insert("kgw-parts".into(), "1x5@3".into());
+        assert!(ObjectCrypto::read_from(Some(&meta)).is_err());
+    }
+
+    #[test]
+    fn layout_tags_verify_only_their_own_layout() {
+        let oek = ObjectKey::from_bytes([4; 32]);
+        let mut rec = sample(SseMode::S3);
+        rec.multipart = Some(vec![e(1, 12000, 0), e(2, 345, 1)]);
+        rec.seal_layout(&oek.layout_key(), "b", "k");
+        rec.verify_layout(&oek, "b", "k").unwrap();
+        assert!(rec.verify_layout(&oek, "b", "other").is_err());
+        let mut dropped = rec.clone();
+        dropped.multipart = Some(vec![e(1, 12345, 0)]);
+        assert!(dropped.verify_layout(&oek, "b", "k").is_err());
+        let mut untagged = rec.clone();
+        untagged.layout_tag = None;
+        assert!(untagged.verify_layout(&oek, "b", "k").is_err());
+        let mut v1 = untagged;
+        v1.version = 1;
+        v1.verify_layout(&oek, "b", "k").unwrap();
     }
 
     #[test]

@@ -29,6 +29,7 @@ fn decrypt(
     let slice = &ct[m.ciphertext.start as usize..(m.ciphertext.end as usize).min(ct.len())];
     let plan = DecryptPlan {
         part,
+        attempt: 0,
         part_plain_len: plain_len,
         first_segment: m.first_segment,
         last_segment: m.last_segment,
@@ -47,7 +48,7 @@ fn decrypt(
 fn full(ct: &[u8], key: &PartKey, params: FormatParams, plain_len: u64) -> Result<Vec<u8>, String> {
     if plain_len == 0 {
         // An empty object still has one sealed segment to authenticate.
-        let plan = DecryptPlan { part: 0, part_plain_len: 0, first_segment: 0, last_segment: 0, skip: 0, take: 0 };
+        let plan = DecryptPlan { part: 0, attempt: 0, part_plain_len: 0, first_segment: 0, last_segment: 0, skip: 0, take: 0 };
         let s = DecryptStream::new(chunks(ct, 100), key, params, plan);
         let r: Vec<Result<Bytes, StdError>> = block_on(s.collect());
         return r
@@ -199,6 +200,7 @@ fn ranges_span_parts_and_parts_cannot_be_swapped() {
     let m2 = p.map_range(9000, 0..20).unwrap();
     let plan = |part, len, m: &SegmentRange| DecryptPlan {
         part,
+        attempt: 0,
         part_plain_len: len,
         first_segment: m.first_segment,
         last_segment: m.last_segment,

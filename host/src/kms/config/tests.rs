@@ -76,10 +76,38 @@ fn stored_form_seals_secrets_and_round_trips() {
 }
 
 #[test]
-fn blank_token_is_inherited() {
+fn blank_token_is_inherited_only_by_the_same_vault() {
     let old = parse(r#"{"backend_type":"vault","address":"http://v:1","auth_method":{"token":"s.old"}}"#).unwrap();
-    let mut new = parse(r#"{"backend_type":"vault","address":"http://v:2","auth_method":{"token":""}}"#).unwrap();
-    new.inherit_secrets(Some(&old));
+    let mut new =
+        parse(r#"{"backend_type":"vault","address":"http://v:1/","auth_method":{"token":""},"timeout_seconds":9}"#).unwrap();
+    new.inherit_secrets(Some(&old)).unwrap();
     let BackendConfig::Vault(v) = new.backend else { panic!() };
     assert!(matches!(&v.auth, VaultAuth::Token(t) if t.expose() == "s.old"));
+    // Another address or namespace never gets the stored token.
+    for body in [
+        r#"{"backend_type":"vault","address":"http://attacker:1","auth_method":{"token":""}}"#,
+        r#"{"backend_type":"vault","address":"http://v:1","namespace":"other","auth_method":{"token":""}}"#,
+    ] {
+        let mut new = parse(body).unwrap();
+        let e = new.inherit_secrets(Some(&old)).unwrap_err().to_string();
+        assert!(e.contains("must be given again"), "{e}");
+        let BackendConfig::Vault(v) = new.backend else { panic!() };
+        assert!(matches!(&v.auth, VaultAuth::Token(t) if t.expose().is_empty()));
+    }
+    // Nor does a blank secret pass without a previous Vault.
+    let mut new = parse(r#"{"backend_type":"vault","address":"http://v:1","auth_method":{"token":""}}"#).unwrap();
+    assert!(new.inherit_secrets(None).is_err());
+    // An AppRole secret id stays with its mount and role.
+    let ar = |mount: &str, role: &str, secret: &str| {
+        parse(&format!(
+            r#"{{"backend_type":"vault","address":"http://v:1","auth_method":{{"approle":{{"role_id":"{role}","secret_id":"{secret}","mount":"{mount}"}}}}}}"#
+        ))
+        .unwrap()
+    };
+    let old = ar("approle", "r", "sid");
+    let mut same = ar("approle", "r", "");
+    same.inherit_secrets(Some(&old)).unwrap();
+    for (mount, role) in [("other", "r"), ("approle", "r2")] {
+        assert!(ar(mount, role, "").inherit_secrets(Some(&old)).is_err(), "{mount} {role}");
+    }
 }
