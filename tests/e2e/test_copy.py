@@ -87,3 +87,29 @@ def test_rekey_in_place_moves_no_payload(gw, bucket):
         c.get_object(Bucket=bucket, Key="r", **ssec(K2))
     assert err(e)[1] == 403
     assert c.get_object(Bucket=bucket, Key="r", **ssec(K1))["Body"].read() == data
+
+
+def test_rekey_is_not_revocation_unless_a_fresh_key_is_asked_for(gw, bucket):
+    """A re-key in place re-seals the same object key: whoever restores the
+    old record (a backup, the store's operator) reads the data again.
+    `x-kgw-fresh-key: true` rewrites the data under a new object key, so the
+    old record opens nothing."""
+    c = gw.client()
+    data = payload(2 * MIB + 3, seed=78)
+    c.put_object(Bucket=bucket, Key="v", Body=data, ServerSideEncryption="aws:kms")
+    old_meta, old_raw = gw.raw_meta(bucket, "v"), gw.raw_get(bucket, "v")
+    c.copy_object(Bucket=bucket, Key="v", CopySource={"Bucket": bucket, "Key": "v"}, **ssec(K1))
+    assert gw.raw_get(bucket, "v") == old_raw, "metadata-only"
+    gw.raw_put(bucket, "v", old_raw, old_meta)
+    assert c.get_object(Bucket=bucket, Key="v")["Body"].read() == data, "the old record still opens the data"
+
+    fresh = gw.client()
+    fresh.meta.events.register("before-sign.s3.CopyObject", lambda request, **kw: request.headers.add_header("x-kgw-fresh-key", "true"))
+    fresh.copy_object(Bucket=bucket, Key="v", CopySource={"Bucket": bucket, "Key": "v"}, **ssec(K1))
+    new_raw = gw.raw_get(bucket, "v")
+    assert new_raw != old_raw, "the data was rewritten"
+    assert c.get_object(Bucket=bucket, Key="v", **ssec(K1))["Body"].read() == data
+    gw.raw_put(bucket, "v", new_raw, old_meta)
+    with pytest.raises(ClientError) as e:
+        c.get_object(Bucket=bucket, Key="v")
+    assert err(e)[1] == 500, "the old record opens nothing"

@@ -451,3 +451,30 @@ def test_secret_files_only_from_allowed_directories(bao, tmp_path):
         assert c.get_object(Bucket="secret-files", Key="o")["Body"].read() == b"v"
     finally:
         g.close()
+
+
+def test_concurrent_vault_key_updates_lose_nothing(bao):
+    """Key metadata in Vault KV is updated by check-and-set: concurrent
+    admin calls (here, on one gateway; the same holds across gateways) never
+    overwrite each other's changes."""
+    import concurrent.futures
+    import uuid
+
+    from conftest import admin_call
+
+    g = Gateway(extra_args=["--kms-backend", "vault", "--kms-vault-address", bao.addr, "--kms-vault-token", bao.root_token,
+                            "--kms-vault-key-prefix", "kgw-test/keys"])
+    try:
+        k = "cas-" + uuid.uuid4().hex[:8]
+        assert g.admin("POST", "keys", {"key_id": k})[0] == 200
+
+        def tag(i):
+            return admin_call(g.endpoint, "POST", "keys/tag", {"key_id": k, "tags": {f"t{i}": str(i)}})[0]
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(tag, range(24)))
+        assert statuses == [200] * 24, statuses
+        kv = bao.api("GET", f"secret/data/kgw-test/keys/{k}")["data"]["data"]
+        assert {f"t{i}" for i in range(24)} <= set(kv["tags"]), sorted(kv["tags"])
+    finally:
+        g.close()

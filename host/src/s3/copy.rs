@@ -3,7 +3,9 @@
 //!
 //! - plaintext → plaintext: the upstream copies server-side;
 //! - same object, encrypted → encrypted: the object key is re-sealed under
-//!   the new KMS key / version or SSE-C key; no payload byte moves;
+//!   the new KMS key / version or SSE-C key; no payload byte moves. With
+//!   `x-kgw-fresh-key: true` the data is rewritten under a new object key
+//!   instead (revocation: an old record no longer opens it);
 //! - anything else: a streaming GET (decrypting) feeds a PUT (encrypting),
 //!   one segment in memory at a time.
 
@@ -21,6 +23,13 @@ use super::multipart::{object_headers, self_copy};
 use super::put::{reserved_metadata_error, take_sse};
 use super::{Gateway, principal, sub_request};
 use crate::sse::{ObjectCrypto, SseRequest, has_reserved_keys};
+
+/// Header asking a copy onto itself for a fresh object key.
+const FRESH_KEY_HEADER: &str = "x-kgw-fresh-key";
+
+fn fresh_key_requested(headers: &hyper::HeaderMap) -> bool {
+    headers.get(FRESH_KEY_HEADER).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
 
 fn source_of(input: &CopyObjectInput) -> S3Result<(String, String, Option<String>)> {
     match &input.copy_source {
@@ -84,7 +93,11 @@ impl Gateway {
         }
         self.metrics.requests.with_label_values(&["copy", crate::s3::put::mode_label(&dst_sse)]).inc();
 
-        if let (true, Some(rec), Some(oek)) = (same, &src_rec, src_oek)
+        // A re-key in place keeps the object key, so restoring the old record
+        // restores access. Revocation needs a fresh key, the data rewritten:
+        // asked for with `x-kgw-fresh-key: true`.
+        let fresh = fresh_key_requested(&req.headers);
+        if let (true, false, Some(rec), Some(oek)) = (same, fresh, &src_rec, src_oek)
             && !matches!(dst_sse, SseRequest::None)
         {
             return self.rekey_in_place(req, rec, oek, dst_sse, head, replace).await;

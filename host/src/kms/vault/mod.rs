@@ -24,6 +24,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use vaultrs::api::kv2::requests::{ReadSecretRequest, SetSecretRequestOptions};
 use vaultrs::api::transit::KeyType;
 use vaultrs::api::transit::requests::{
     CreateKeyRequest as TransitCreate, DataKeyType, DecryptDataRequest, GenerateDataKeyRequest, RewrapDataRequest,
@@ -44,6 +45,16 @@ use session::{Session, classify, is_not_found};
 /// The key the health probe generates and unwraps a data key under.
 pub const PROBE_KEY: &str = "kms-gateway-probe";
 const WRAP_PREFIX: &[u8] = b"vault:v";
+/// Read-modify-write rounds before a contended key update gives up.
+const CAS_ATTEMPTS: u32 = 20;
+
+/// Outcome of a check-and-set write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cas {
+    Written,
+    /// Someone else wrote first (or, for a create, the record exists).
+    Conflict,
+}
 
 /// The KV v2 record of a key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,11 +147,22 @@ impl VaultBackend {
     }
 
     async fn read_record(&self, id: &KeyId) -> Result<Option<KvRecord>, KmsError> {
+        Ok(self.read_versioned(id).await?.map(|(rec, _)| rec))
+    }
+
+    /// A key's metadata record with its KV v2 version (for check-and-set).
+    async fn read_versioned(&self, id: &KeyId) -> Result<Option<(KvRecord, u64)>, KmsError> {
         let (mount, path) = (self.cfg.kv_mount.as_str(), self.kv_path(id));
         let r = self
             .run(Idempotency::Retry, "read key metadata", Some(id), |c| {
                 let path = path.clone();
-                async move { vaultrs::kv2::read::<KvRecord>(&*c, mount, &path).await }
+                async move {
+                    let req = ReadSecretRequest::builder().mount(mount).path(&path).build().expect("mount and path set");
+                    let res = vaultrs::api::exec_with_result(&*c, req).await?;
+                    let rec: KvRecord =
+                        serde_json::from_value(res.data).map_err(|source| ClientError::JsonParseError { source })?;
+                    Ok((rec, res.metadata.version))
+                }
             })
             .await;
         match r {
@@ -150,15 +172,46 @@ impl VaultBackend {
         }
     }
 
-    async fn write_record(&self, id: &KeyId, rec: &KvRecord) -> Result<(), KmsError> {
+    /// Write a record only over `version` (0: only if there is none): KV
+    /// v2 check-and-set, so concurrent updates never overwrite each other.
+    async fn write_record(&self, id: &KeyId, rec: &KvRecord, version: u64) -> Result<Cas, KmsError> {
         let (mount, path) = (self.cfg.kv_mount.as_str(), self.kv_path(id));
-        self.run(Idempotency::Once, "write key metadata", None, |c| {
-            let path = path.clone();
-            async move { vaultrs::kv2::set(&*c, mount, &path, rec).await.map(|_| ()) }
-        })
-        .await?;
+        let cas = u32::try_from(version).map_err(|_| KmsError::Rejected("key metadata version out of range".into()))?;
+        let out = self
+            .run(Idempotency::Once, "write key metadata", None, |c| {
+                let path = path.clone();
+                async move {
+                    let opts = SetSecretRequestOptions { cas };
+                    match vaultrs::kv2::set_with_options(&*c, mount, &path, rec, opts).await {
+                        Ok(_) => Ok(Cas::Written),
+                        Err(e) if session::is_cas_mismatch(&e) => Ok(Cas::Conflict),
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+            .await?;
         self.meta.invalidate(id);
-        Ok(())
+        Ok(out)
+    }
+
+    /// Read-modify-write of a key's record under check-and-set, retried on
+    /// a concurrent update (another admin call, another gateway).
+    async fn modify_record(&self, id: &KeyId, change: impl Fn(&mut KvRecord) -> Result<(), KmsError>) -> Result<(), KmsError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut rec, version) = match self.read_versioned(id).await? {
+                Some(found) => found,
+                None => (self.default_record(id).await?, 0),
+            };
+            change(&mut rec)?;
+            if self.write_record(id, &rec, version).await? == Cas::Written {
+                return Ok(());
+            }
+            // Back off a random while, so contending writers spread out.
+            let mut r = [0u8; 1];
+            random_bytes(&mut r).map_err(|_| KmsError::Unavailable("random source failed".into()))?;
+            tokio::time::sleep(std::time::Duration::from_millis(5 + u64::from(r[0] % 50))).await;
+        }
+        Err(KmsError::Unavailable("key metadata kept changing under concurrent updates; retry".into()))
     }
 
     /// Metadata plus the Transit key's versions.
@@ -195,11 +248,10 @@ impl VaultBackend {
         Ok(info)
     }
 
-    async fn record_or_default(&self, id: &KeyId) -> Result<KvRecord, KmsError> {
+    /// The record of a Transit key that has none yet in KV.
+    async fn default_record(&self, id: &KeyId) -> Result<KvRecord, KmsError> {
         let info = self.load(id).await?;
-        Ok(self.read_record(id).await?.unwrap_or_else(|| {
-            KvRecord::new(KeyRecord { created_at: info.created_at, ..KeyRecord::new(String::new(), Default::default()) })
-        }))
+        Ok(KvRecord::new(KeyRecord { created_at: info.created_at, ..KeyRecord::new(String::new(), Default::default()) }))
     }
 
     async fn ensure_probe_key(&self) -> Result<KeyId, KmsError> {
@@ -367,7 +419,9 @@ impl KeyAdmin for VaultBackend {
         }
         self.create_transit_key(&id).await?;
         let rec = KvRecord::new(KeyRecord::new(req.description, req.tags));
-        self.write_record(&id, &rec).await?;
+        if self.write_record(&id, &rec, 0).await? == Cas::Conflict {
+            return Err(KmsError::AlreadyExists(id));
+        }
         Ok(info_of(&id, &rec, 1))
     }
 
@@ -396,9 +450,7 @@ impl KeyAdmin for VaultBackend {
     }
 
     async fn update_key(&self, key_id: &KeyId, update: KeyUpdate) -> Result<KeyInfo, KmsError> {
-        let mut rec = self.record_or_default(key_id).await?;
-        rec.record.meta.apply(key_id, update)?;
-        self.write_record(key_id, &rec).await?;
+        self.modify_record(key_id, |rec| rec.record.meta.apply(key_id, update.clone())).await?;
         self.describe_key(key_id).await
     }
 
@@ -409,9 +461,12 @@ impl KeyAdmin for VaultBackend {
             vaultrs::transit::key::rotate(&*c, mount, key_id.as_str()).await
         })
         .await?;
-        let mut rec = self.record_or_default(key_id).await?;
-        rec.record.rotated_at = Some(OffsetDateTime::now_utc());
-        self.write_record(key_id, &rec).await?;
+        let now = OffsetDateTime::now_utc();
+        self.modify_record(key_id, |rec| {
+            rec.record.rotated_at = Some(now);
+            Ok(())
+        })
+        .await?;
         self.meta.invalidate(key_id);
         self.describe_key(key_id).await
     }

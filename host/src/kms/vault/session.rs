@@ -146,6 +146,12 @@ fn build_client(cfg: &VaultConfig, token: &Secret, timeout: Duration) -> Result<
 
 /// Vault's answer in KMS terms. 404 is left to the caller (it knows what
 /// was missing); `what` names the call in messages.
+/// Did a KV v2 write fail its check-and-set? Vault answers 400 with this
+/// text and no other marker (pinned by the OpenBao end-to-end tests).
+pub(super) fn is_cas_mismatch(e: &ClientError) -> bool {
+    matches!(e, ClientError::APIError { code: 400, errors } if errors.iter().any(|m| m.contains("check-and-set")))
+}
+
 pub(super) fn classify(e: ClientError, what: &str) -> KmsError {
     let status = |code: u16, detail: String| -> KmsError {
         match code {
