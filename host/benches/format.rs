@@ -1,6 +1,7 @@
 //! Format throughput: sealing and opening 1 MiB segments through the
 //! streaming format, against raw AES-256-GCM of the same library in the
-//! same run (the format's overhead is the ratio).
+//! same run (the format's overhead is the ratio); and what format v2 adds
+//! per read: deriving the layout key and checking the layout tag.
 
 use std::hint::black_box;
 
@@ -8,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::{StreamExt, executor::block_on, stream};
 use kms_gateway::crypto::aead::{AeadImpl, SegmentCipher};
+use kms_gateway::crypto::manifest::{LayoutBinding, PartEntry};
 use kms_gateway::crypto::stream::{DecryptPlan, DecryptStream, EncryptStream, NoObserver, StdError};
 use kms_gateway::crypto::{FormatParams, ObjectKey};
 
@@ -84,5 +86,29 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Format v2's check before the first byte: layout key derivation plus
+/// the tag over a single PUT, a 128-part and a 10 000-part table.
+fn layout_tag(c: &mut Criterion) {
+    let oek = ObjectKey::from_bytes([9; 32]);
+    let mut g = c.benchmark_group("layout tag check");
+    for parts in [0usize, 128, 10_000] {
+        let table: Vec<PartEntry> =
+            (1..=parts as u32).map(|number| PartEntry { number, attempt: 0, plain_len: 8 << 20 }).collect();
+        let b = LayoutBinding {
+            mode: "SSE-KMS",
+            bucket: "bucket",
+            key: "some/object/key.bin",
+            segment_size: 1 << 20,
+            plain_size: table.iter().map(|p| p.plain_len).sum(),
+            parts: (parts > 0).then_some(table.as_slice()),
+        };
+        let tag = b.tag(&oek.layout_key());
+        g.bench_function(format!("{parts} parts"), |bench| {
+            bench.iter(|| black_box(&b).verify(&black_box(&oek).layout_key(), &tag).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, layout_tag);
 criterion_main!(benches);
