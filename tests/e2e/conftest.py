@@ -438,6 +438,12 @@ def bao():
     b.close()
 
 
+def vault_gateway(bao, *extra):
+    """A gateway started on the vault backend of `bao` with its root token."""
+    return Gateway(extra_args=["--allow-insecure-sse-c", "--kms-backend", "vault", "--kms-vault-address", bao.addr,
+                               "--kms-vault-token", bao.root_token, "--kms-vault-key-prefix", "kgw-test/keys", *extra])
+
+
 def vault_config(bao, **extra):
     """The admin API body that configures the vault backend on `bao`."""
     cfg = {"backend_type": "vault", "address": bao.addr, "auth_method": {"token": bao.root_token},

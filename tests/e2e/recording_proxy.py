@@ -17,13 +17,13 @@ PAD = "-" + "x" * 230
 
 
 class Recorded:
-    def __init__(self, method, path, headers, body):
+    def __init__(self, method, path, headers, body, keep_body):
         self.method = method
         self.path = path
         self.headers = headers
         self.body_len = len(body)
         # What a store operator sees of an upload (kept only when asked).
-        self.body = body
+        self.body = body if keep_body else b""
 
 
 class RecordingProxy:
@@ -53,9 +53,7 @@ class RecordingProxy:
                 body = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items()}
                 with proxy.lock:
-                    kept = body if proxy.keep_bodies else b""
-                    proxy.requests.append(Recorded(self.command, self.path, dict(headers), kept))
-                    proxy.requests[-1].body_len = len(body)
+                    proxy.requests.append(Recorded(self.command, self.path, dict(headers), body, proxy.keep_bodies))
                 if any(k.lower() == "x-amz-copy-source" for k in headers) and proxy._copy_fault():
                     err = b"<?xml version='1.0'?><Error><Code>InternalError</Code><Message>injected</Message></Error>"
                     self.send_response(500)

@@ -11,11 +11,19 @@ import hashlib
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import MIB, Gateway, payload, ssec
+from conftest import MIB, Gateway, payload, ssec, vault_gateway
 from recording_proxy import PAD, RecordingProxy
 
 CKEY = b"k" * 32
 OTHER = b"o" * 32
+
+
+def assert_kms_round_trip(g, bucket):
+    """The KMS as configured now really wraps and unwraps a data key."""
+    c = g.client()
+    c.create_bucket(Bucket=bucket)
+    c.put_object(Bucket=bucket, Key="o", Body=b"v", ServerSideEncryption="aws:kms")
+    assert c.get_object(Bucket=bucket, Key="o")["Body"].read() == b"v"
 
 
 def err_of(e):
@@ -232,8 +240,7 @@ def test_stored_vault_token_never_follows_a_new_address(bao):
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    g = Gateway(extra_args=["--allow-insecure-sse-c", "--kms-backend", "vault", "--kms-vault-address", bao.addr,
-                            "--kms-vault-token", bao.root_token, "--kms-vault-key-prefix", "kgw-test/keys"])
+    g = vault_gateway(bao)
     try:
         evil = vault_config(bao, address=f"http://127.0.0.1:{srv.server_address[1]}", auth_method={"token": ""})
         s, r = g.admin("POST", "reconfigure", evil)
@@ -242,10 +249,7 @@ def test_stored_vault_token_never_follows_a_new_address(bao):
         # The same Vault with a blank token keeps the stored one, and works.
         s, r = g.admin("POST", "reconfigure", vault_config(bao, auth_method={"token": ""}, timeout_seconds=7))
         assert s == 200, r
-        c = g.client()
-        c.create_bucket(Bucket="inherit-ok")
-        c.put_object(Bucket="inherit-ok", Key="k", Body=b"v", ServerSideEncryption="aws:kms")
-        assert c.get_object(Bucket="inherit-ok", Key="k")["Body"].read() == b"v"
+        assert_kms_round_trip(g, "inherit-ok")
     finally:
         g.close()
         srv.shutdown()
@@ -445,10 +449,7 @@ def test_secret_files_only_from_allowed_directories(bao, tmp_path):
         assert g.admin("GET", "status")[1]["status"] != "Running", "nothing was started"
         s, r = g.admin("POST", "reconfigure", approle(allowed / "secret-id"))
         assert s == 200, r
-        c = g.client()
-        c.create_bucket(Bucket="secret-files")
-        c.put_object(Bucket="secret-files", Key="o", Body=b"v", ServerSideEncryption="aws:kms")
-        assert c.get_object(Bucket="secret-files", Key="o")["Body"].read() == b"v"
+        assert_kms_round_trip(g, "secret-files")
     finally:
         g.close()
 
@@ -462,8 +463,7 @@ def test_concurrent_vault_key_updates_lose_nothing(bao):
 
     from conftest import admin_call
 
-    g = Gateway(extra_args=["--kms-backend", "vault", "--kms-vault-address", bao.addr, "--kms-vault-token", bao.root_token,
-                            "--kms-vault-key-prefix", "kgw-test/keys"])
+    g = vault_gateway(bao)
     try:
         k = "cas-" + uuid.uuid4().hex[:8]
         assert g.admin("POST", "keys", {"key_id": k})[0] == 200

@@ -12,12 +12,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import BAO, Gateway, eventually, free_port, payload, vault_config, wait_port
-
-
-def vault_gateway(bao, *extra):
-    return Gateway(extra_args=["--allow-insecure-sse-c", "--kms-backend", "vault", "--kms-vault-address", bao.addr,
-                               "--kms-vault-token", bao.root_token, "--kms-vault-key-prefix", "kgw-test/keys", *extra])
+from conftest import BAO, Gateway, eventually, free_port, payload, vault_config, vault_gateway, wait_port
 
 
 def stored_dek(g, bucket, key):

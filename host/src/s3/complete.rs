@@ -86,7 +86,6 @@ impl Gateway {
             _ => self.part_table(&upload_id, &wanted)?,
         };
         let ctx = sub_request(&req, ());
-        let upload_rec = rec.clone();
         rec.plain_size = table.iter().map(|e| e.plain_len).sum();
         rec.multipart = Some(table);
         if rec.version >= 2 {
@@ -102,7 +101,7 @@ impl Gateway {
             // second completion differently (S3: NoSuchUpload), so any
             // error is checked against what the key holds.
             Err(e) => {
-                return self.repair_completion(&ctx, &doc, &upload_id, &upload_rec, &rec, metadata).await.map_err(|r| {
+                return self.repair_completion(&ctx, &doc, &upload_id, &rec, metadata).await.map_err(|r| {
                     tracing::debug!(error = %r, %upload_id, "no completed object to repair");
                     e
                 });
@@ -226,14 +225,15 @@ impl Gateway {
         ctx: &S3Request<()>,
         doc: &UploadDoc,
         upload_id: &str,
-        upload_rec: &ObjectCrypto,
         rec: &ObjectCrypto,
         metadata: HashMap<String, String>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let head_in = HeadObjectInput::builder().bucket(doc.bucket.clone()).key(doc.key.clone()).build().expect("set");
         let head = self.upstream.head_object(sub_request(ctx, head_in)).await?.output;
         let stored = ObjectCrypto::read_from(head.metadata.as_ref()).map_err(record_error)?;
-        let Some(stored) = stored.filter(|s| s.sealed_oek == upload_rec.sealed_oek) else {
+        // The sealed object key is random per upload: only this upload's
+        // object (or its completion) carries the one in `rec`.
+        let Some(stored) = stored.filter(|s| s.sealed_oek == rec.sealed_oek) else {
             return Err(s3_error!(NoSuchUpload));
         };
         let layout = rec.layout().map_err(record_error)?;

@@ -77,6 +77,12 @@ fn range_of(range: Option<&Range>, size: u64) -> S3Result<Option<std::ops::Range
     }
 }
 
+/// Appended or cut ciphertext is refused before any byte is sent: the
+/// store's length of the object (or of a fetched range) must be `expected`.
+fn check_stored_length(stored: Option<i64>, expected: u64) -> S3Result<()> {
+    if stored.map(|l| l as u64) == Some(expected) { Ok(()) } else { Err(stored_length_error()) }
+}
+
 fn stored_length_error() -> S3Error {
     crypto_error(crate::crypto::CryptoError::Length("stored ciphertext length does not match the record"))
 }
@@ -142,9 +148,7 @@ impl Gateway {
         let layout = rec.layout().map_err(record_error)?;
         // A store object cut or extended against its layout is refused even
         // where the requested bytes themselves are intact.
-        if head.content_length.map(|l| l as u64) != Some(layout.ciphertext_len()) {
-            return Err(stored_length_error());
-        }
+        check_stored_length(head.content_length, layout.ciphertext_len())?;
         let (want, ct, plans, parts_count) = match part_number {
             Some(n) => {
                 let (want, ct, plan) = part_slice(&layout, n)?;
@@ -204,10 +208,7 @@ impl Gateway {
                 (f.plans, f.ciphertext_len, cr)
             }
         };
-        // Appended or cut ciphertext is refused before any byte is sent.
-        if resp.output.content_length.map(|l| l as u64) != Some(expect_ct) {
-            return Err(stored_length_error());
-        }
+        check_stored_length(resp.output.content_length, expect_ct)?;
         let take: u64 = plans.iter().map(|pl| pl.take).sum();
         self.metrics.requests.with_label_values(&["get", rec.mode.as_str()]).inc();
         self.metrics.upstream_ciphertext_bytes.inc_by(expect_ct);
@@ -263,9 +264,7 @@ impl Gateway {
         // stored length that does not match the layout is refused too.
         let oek = self.open_for_read(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?;
         let layout = rec.layout().map_err(record_error)?;
-        if resp.output.content_length.map(|l| l as u64) != Some(layout.ciphertext_len()) {
-            return Err(stored_length_error());
-        }
+        check_stored_length(resp.output.content_length, layout.ciphertext_len())?;
         let etag = Self::visible_etag(&rec, Some(&oek), resp.output.e_tag.clone())?;
         pre.check(etag.as_ref(), resp.output.last_modified.as_ref())?;
         let out = &mut resp.output;
