@@ -28,7 +28,9 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-wasip2 >/dev/null
 cargo fmt --all -- --check
 (cd policies && cargo fmt --all -- --check)
+(cd fuzz && cargo fmt --all -- --check)
 cargo clippy --workspace --all-targets -- -D warnings
+(cd fuzz && cargo clippy --locked --all-targets --quiet -- -D warnings)
 
 # The example and test policies: WebAssembly components built from the WIT
 # contract with the guest SDK (a separate workspace: they target wasm32).
@@ -41,6 +43,13 @@ PATH="$PWD/$VENV/bin:$PATH" policies/python/build.sh policies/target/python
 # `cargo test` also builds the gateway binary (with the same dependency
 # features, so nothing is compiled twice).
 cargo test --workspace
+
+# Fuzzing of the pure core (records, part tables, ranges, SSE headers, KMS
+# configuration): every committed corpus and regression input through the
+# targets' checks, then a bounded coverage-guided run of each target
+# (FUZZ_SECONDS per target; longer runs: docs/security.md).
+(cd fuzz && cargo test --locked --quiet)
+tests/fuzz.sh "${FUZZ_SECONDS:-20}"
 
 # Free disk where the end-to-end tests write: a full disk fails every test
 # after it, so a failed run should say how much there was.

@@ -65,11 +65,13 @@ pub struct ServeArgs {
     /// none, sse-s3 or sse-kms [default: none]
     #[arg(long, env = "KMS_GATEWAY_DEFAULT_ENCRYPTION")]
     pub default_encryption: Option<String>,
-    /// Refuse to store or serve anything unencrypted: writes that resolve
+    /// Where nothing unencrypted is stored or served: writes that resolve
     /// to no encryption get 403, and an object without the gateway's
-    /// record is never served as stored [default: false]
-    #[arg(long, env = "KMS_GATEWAY_REQUIRE_ENCRYPTION", num_args = 0..=1, default_missing_value = "true")]
-    pub require_encryption: Option<bool>,
+    /// record is never served as stored. `all` (the flag alone; also
+    /// `true`), `bucket-defaults` (buckets with a default encryption
+    /// configuration) or `off` (also `false`) [default: off]
+    #[arg(long, env = "KMS_GATEWAY_REQUIRE_ENCRYPTION", num_args = 0..=1, default_missing_value = "all")]
+    pub require_encryption: Option<RequireEncryption>,
     /// PEM certificate chain: serve HTTPS instead of HTTP
     #[arg(long, env = "KMS_GATEWAY_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -339,6 +341,49 @@ impl ServeArgs {
     }
 }
 
+/// Where encryption is required (`--require-encryption`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequireEncryption {
+    /// Writes without SSE are stored as sent; objects without the
+    /// gateway's record are served as stored (a store holding data from
+    /// before the gateway stays readable).
+    #[default]
+    Off,
+    /// In buckets that have a default encryption configuration.
+    BucketDefaults,
+    /// Everywhere.
+    All,
+}
+
+impl std::str::FromStr for RequireEncryption {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" | "false" => Ok(Self::Off),
+            "bucket-defaults" => Ok(Self::BucketDefaults),
+            "all" | "true" => Ok(Self::All),
+            other => Err(format!("expected all, bucket-defaults or off, got {other}")),
+        }
+    }
+}
+
+/// In TOML: `require_encryption = true | false | "all" | "bucket-defaults" | "off"`.
+impl<'de> Deserialize<'de> for RequireEncryption {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Flag(bool),
+            Name(String),
+        }
+        match Wire::deserialize(d)? {
+            Wire::Flag(true) => Ok(Self::All),
+            Wire::Flag(false) => Ok(Self::Off),
+            Wire::Name(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// S3 and admin credentials of the gateway.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Credentials {
@@ -437,6 +482,19 @@ mod tests {
         let bad = d.path().join("bad.toml");
         std::fs::write(&bad, "no_such_key = 1\n").unwrap();
         assert!(ServeArgs { config: Some(bad), ..Default::default() }.merge_file().is_err());
+    }
+
+    #[test]
+    fn require_encryption_takes_a_flag_or_a_scope() {
+        let parse = |toml: &str| -> Result<Option<RequireEncryption>, toml::de::Error> {
+            toml::from_str::<ServeArgs>(toml).map(|a| a.require_encryption)
+        };
+        assert_eq!(parse("require_encryption = true").unwrap(), Some(RequireEncryption::All));
+        assert_eq!(parse("require_encryption = false").unwrap(), Some(RequireEncryption::Off));
+        assert_eq!(parse("require_encryption = \"bucket-defaults\"").unwrap(), Some(RequireEncryption::BucketDefaults));
+        assert!(parse("require_encryption = \"some\"").is_err());
+        assert_eq!("all".parse(), Ok(RequireEncryption::All));
+        assert!("yes".parse::<RequireEncryption>().is_err());
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! - [`config`]: flags, environment and TOML configuration; credentials.
 //! - [`server`]: builds the service from the configuration and serves it.
 //! - [`s3`]: the `s3s::S3` implementation that intercepts object operations.
-//! - [`sse`]: SSE header parsing and the per-object crypto record.
-//! - [`crypto`]: envelope keys and the streaming format v1.
+//! - [`sse`]: SSE header parsing and the per-object crypto record, and
+//!   [`crypto`]: keys and the object format; both from the pure
+//!   `kgw-core` crate (fuzzed), plus the encrypting/decrypting streams.
 //! - [`kms`]: key backends (`local`, `vault`), caches, the KMS lifecycle.
 //! - [`admin`]: the SigV4-signed admin REST API (`/rustfs/admin/v3/kms/…`).
 //! - [`policy`]: WebAssembly policies (wasmtime sandbox, registry, bindings).
@@ -37,6 +38,6 @@ pub mod rotation;
 pub mod routes;
 pub mod s3;
 pub mod server;
-pub mod sse;
+pub use kgw_core::sse;
 pub mod state;
 pub mod upstream;

@@ -151,7 +151,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     let state = StateStore::open(&data_dir.join("state"))?;
     // Seals what multipart state must keep secret (an upload's layout key).
     let state_seal = master.derive(b"kms-gateway/v2/upload-state");
-    let defaults = Arc::new(EncryptionDefaults::new(state.clone(), gateway_default, args.require_encryption.unwrap_or(false)));
+    let defaults = Arc::new(EncryptionDefaults::new(state.clone(), gateway_default, args.require_encryption.unwrap_or_default()));
     let kms = boot_kms(
         args,
         &data_dir,
@@ -241,7 +241,8 @@ async fn boot_kms(
     defaults: &Arc<EncryptionDefaults>,
     observer: Arc<Observer>,
 ) -> Result<Arc<KmsManager>, StartError> {
-    let fallback_key = KeyId::new(args.kms_default_key_id.clone().unwrap_or_else(|| "gateway-default".into()))?;
+    let fallback_key = KeyId::new(args.kms_default_key_id.clone().unwrap_or_else(|| "gateway-default".into()))
+        .map_err(crate::kms::KmsError::from)?;
     let startup = match args.kms_config_json()? {
         Some(v) => Startup::Explicit(
             KmsConfig::parse(v.to_string().as_bytes(), SecretSource::Request, &fallback_key)

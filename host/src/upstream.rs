@@ -102,7 +102,7 @@ pub fn embedded_store(dir: &Path) -> Result<crate::embedded::EmbeddedStore, Upst
         |source: Box<dyn std::error::Error + Send + Sync>| UpstreamError::Embedded { path: dir.display().to_string(), source };
     std::fs::create_dir_all(dir).map_err(|e| err(Box::new(e)))?;
     let fs = s3s_fs::FileSystem::new(dir).map_err(|e| err(format!("{e:?}").into()))?;
-    Ok(crate::embedded::EmbeddedStore::new(fs, dir.to_owned()))
+    crate::embedded::EmbeddedStore::open(fs, dir.to_owned()).map_err(|e| err(Box::new(e)))
 }
 
 #[cfg(test)]

@@ -29,6 +29,12 @@ impl ApiError {
     }
 }
 
+impl From<crate::kms::types::InvalidKeyId> for ApiError {
+    fn from(e: crate::kms::types::InvalidKeyId) -> Self {
+        KmsError::from(e).into()
+    }
+}
+
 impl From<KmsError> for ApiError {
     fn from(e: KmsError) -> Self {
         let msg = e.to_string();

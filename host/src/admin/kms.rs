@@ -14,7 +14,7 @@ use super::{AdminCall, Reply};
 use crate::kms::config::{KmsConfig, SecretSink, SecretSource};
 use crate::kms::manager::{KmsManager, KmsStatus};
 use crate::kms::service::{KeyUse, KmsService};
-use crate::kms::{CreateKeyRequest, KeyId, KeyInfo, KeyUpdate, KmsError};
+use crate::kms::{CreateKeyRequest, KeyId, KeyInfo, KeyUpdate};
 use crate::metrics::Metrics;
 
 pub struct KmsAdmin {
@@ -337,5 +337,5 @@ fn key_id_of(call: &AdminCall, body: Option<&str>) -> Result<KeyId, ApiError> {
         .or_else(|| call.query("key_id"))
         .or_else(|| call.query("key"))
         .ok_or_else(|| ApiError::bad_request("field `key_id` is required"))?;
-    KeyId::new(raw).map_err(|e: KmsError| e.into())
+    Ok(KeyId::new(raw)?)
 }

@@ -16,6 +16,7 @@ use super::CryptoError;
 use super::aead::{AeadImpl, SegmentCipher, TAG_LEN};
 use super::format::{FormatParams, segment_aad, segment_nonce};
 use super::keys::PartKey;
+pub use super::layout::DecryptPlan;
 
 /// Boxed error type of s3s byte streams.
 pub type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -173,38 +174,6 @@ where
         match self.expected_len {
             Some(len) => RemainingLength::new_exact((self.params.ciphertext_len(len) - self.emitted) as usize),
             None => RemainingLength::unknown(),
-        }
-    }
-}
-
-/// Which part of a part's ciphertext a [`DecryptStream`] reads.
-#[derive(Debug, Clone)]
-pub struct DecryptPlan {
-    /// Part number the segments were sealed with (0 for a single PUT).
-    pub part: u32,
-    /// Upload attempt of the part (format v2 part keys; 0 otherwise).
-    pub attempt: u32,
-    /// Plaintext length of the whole part.
-    pub part_plain_len: u64,
-    /// First and last segment present in the input stream.
-    pub first_segment: u64,
-    pub last_segment: u64,
-    /// Plaintext bytes to drop at the start, then to return.
-    pub skip: u64,
-    pub take: u64,
-}
-
-impl DecryptPlan {
-    /// A plan that reads all of one part.
-    pub fn whole_part(params: FormatParams, e: &super::manifest::PartEntry) -> Self {
-        Self {
-            part: e.number,
-            attempt: e.attempt,
-            part_plain_len: e.plain_len,
-            first_segment: 0,
-            last_segment: params.segment_count(e.plain_len) - 1,
-            skip: 0,
-            take: e.plain_len,
         }
     }
 }

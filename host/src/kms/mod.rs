@@ -15,7 +15,7 @@
 //! - [`manager`]: the lifecycle (`NotConfigured → Configured → Running`).
 
 pub mod cache;
-pub mod config;
+pub use kgw_core::kms_config as config;
 pub mod local;
 pub mod manager;
 pub mod master;
@@ -75,6 +75,12 @@ pub enum KmsError {
     Rejected(String),
     #[error("KMS is not running")]
     NotRunning,
+}
+
+impl From<types::InvalidKeyId> for KmsError {
+    fn from(e: types::InvalidKeyId) -> Self {
+        Self::InvalidKeyId(e.0)
+    }
 }
 
 impl KmsError {

@@ -1,7 +1,6 @@
 //! Types shared by every KMS backend.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -9,69 +8,7 @@ use time::OffsetDateTime;
 use super::KmsError;
 use crate::crypto::SealingKey;
 
-/// A validated key id: 1-128 of `[A-Za-z0-9._-]`, not starting with `.`,
-/// so it is safe as a file name and a Vault path segment.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct KeyId(String);
-
-impl KeyId {
-    pub fn new(s: impl Into<String>) -> Result<Self, KmsError> {
-        let s = s.into();
-        let ok = !s.is_empty()
-            && s.len() <= 128
-            && !s.starts_with('.')
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if ok { Ok(Self(s)) } else { Err(KmsError::InvalidKeyId(truncate_for_message(&s))) }
-    }
-
-    /// Accept the forms S3 clients send: a bare id, `alias/<id>`, or an ARN
-    /// `arn:aws:kms:<region>:<account>:key/<id>` (or `:alias/<id>`).
-    pub fn from_client(s: &str) -> Result<Self, KmsError> {
-        let tail = match s.strip_prefix("arn:") {
-            Some(rest) => rest.rsplit_once(":key/").or_else(|| rest.rsplit_once(":alias/")).map(|(_, id)| id).unwrap_or(s),
-            None => s.strip_prefix("alias/").unwrap_or(s),
-        };
-        Self::new(tail)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-fn truncate_for_message(s: &str) -> String {
-    s.chars().take(80).collect()
-}
-
-impl TryFrom<String> for KeyId {
-    type Error = KmsError;
-    fn try_from(s: String) -> Result<Self, KmsError> {
-        Self::new(s)
-    }
-}
-
-impl From<KeyId> for String {
-    fn from(k: KeyId) -> String {
-        k.0
-    }
-}
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An encryption context: string pairs bound to a wrapped data key.
-/// Sorted, so its canonical JSON encoding is deterministic.
-pub type EncryptionContext = BTreeMap<String, String>;
-
-/// Canonical bytes of a context, for use as associated data.
-pub fn canonical_context(ctx: &EncryptionContext) -> Vec<u8> {
-    // A BTreeMap of strings always serialises.
-    serde_json::to_vec(ctx).expect("string map serialises")
-}
+pub use kgw_core::ids::{EncryptionContext, InvalidKeyId, KeyId, canonical_context};
 
 /// A data key as issued by a backend.
 #[derive(Clone)]

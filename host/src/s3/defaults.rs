@@ -16,6 +16,7 @@ use s3s::{Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error}
 use serde::{Deserialize, Serialize};
 
 use super::errors::state_error;
+use crate::config::RequireEncryption;
 use crate::kms::KeyId;
 use crate::sse::SseRequest;
 use crate::state::StateStore;
@@ -64,8 +65,8 @@ pub struct EncryptionDefaults {
     /// missed the cache cannot overwrite a concurrent write's entry).
     writes: Mutex<()>,
     gateway: GatewayDefault,
-    /// `--require-encryption`: nothing is stored or served unencrypted.
-    require: bool,
+    /// `--require-encryption`: where nothing is stored or served unencrypted.
+    require: RequireEncryption,
 }
 
 impl EncryptionDefaults {
@@ -88,15 +89,19 @@ impl EncryptionDefaults {
 }
 
 impl EncryptionDefaults {
-    pub fn new(store: StateStore, gateway: GatewayDefault, require: bool) -> Self {
+    pub fn new(store: StateStore, gateway: GatewayDefault, require: RequireEncryption) -> Self {
         Self { store, cache: RwLock::default(), writes: Mutex::default(), gateway, require }
     }
 
-    /// Must every object of `bucket` be in the gateway's format? (Today
-    /// gateway-wide; bucket policies that require encryption will add a
-    /// per-bucket answer.)
-    pub fn encryption_required(&self, _bucket: &str) -> bool {
-        self.require
+    /// Must every object of `bucket` be in the gateway's format? With
+    /// `bucket-defaults`, a bucket default that cannot be read counts as
+    /// set (fail closed).
+    pub fn encryption_required(&self, bucket: &str) -> bool {
+        match self.require {
+            RequireEncryption::Off => false,
+            RequireEncryption::All => true,
+            RequireEncryption::BucketDefaults => self.get(bucket).map_or(true, |d| d.is_some()),
+        }
     }
 
     pub fn get(&self, bucket: &str) -> S3Result<Option<Arc<BucketEncryption>>> {

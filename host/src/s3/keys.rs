@@ -163,7 +163,7 @@ impl Gateway {
         let (mode, key_id, user_ctx) = match sse {
             SseRequest::Kms { key_id, context } => {
                 let id = match key_id {
-                    Some(k) => KeyId::from_client(&k).map_err(kms_error)?,
+                    Some(k) => KeyId::from_client(&k).map_err(|e| kms_error(e.into()))?,
                     None => kms.default_key_id().clone(),
                 };
                 (SseMode::Kms, id, context)

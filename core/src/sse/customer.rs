@@ -2,6 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use md5::Digest;
 use zeroize::Zeroizing;
 
 use super::SseError;
@@ -45,7 +46,7 @@ impl CustomerKey {
             B64.decode(key.trim())
                 .map_err(|_| SseError::InvalidArgument("The secret key was invalid for the specified algorithm."))?,
         );
-        let actual_md5 = B64.encode(<s3s::crypto::Md5 as s3s::crypto::Checksum>::checksum(&raw));
+        let actual_md5 = B64.encode(md5::Md5::digest(&raw[..]));
         // AWS checks the MD5 before the key length.
         if let Some(m) = md5
             && !ct_eq(m.trim().as_bytes(), actual_md5.as_bytes())
@@ -81,7 +82,7 @@ mod tests {
     use super::*;
 
     fn md5(k: &[u8]) -> String {
-        B64.encode(<s3s::crypto::Md5 as s3s::crypto::Checksum>::checksum(k))
+        B64.encode(md5::Md5::digest(k))
     }
 
     #[test]

@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::{CustomerKey, SseError};
-use crate::kms::EncryptionContext;
+use crate::ids::EncryptionContext;
 
 /// The raw SSE header values of a request, independent of the S3 DTO types.
 #[derive(Debug, Default, Clone, Copy)]
@@ -119,7 +119,7 @@ mod tests {
     #[test]
     fn customer_with_managed_headers_conflicts() {
         let key = B64.encode([2u8; 32]);
-        let md5 = B64.encode(<s3s::crypto::Md5 as s3s::crypto::Checksum>::checksum(&[2u8; 32]));
+        let md5 = B64.encode(<md5::Md5 as md5::Digest>::digest([2u8; 32]));
         let mut hh = h(Some("AES256"), None, None);
         hh.customer_algorithm = Some("AES256");
         hh.customer_key = Some(&key);

@@ -10,7 +10,6 @@ use std::ops::Range;
 use super::CryptoError;
 use super::format::FormatParams;
 use super::manifest::PartEntry;
-use super::stream::DecryptPlan;
 
 /// Parts of an object in storage order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +109,38 @@ impl Layout {
     /// Plans that read the whole object (empty objects included).
     pub fn full_plans(&self) -> Vec<DecryptPlan> {
         self.parts.iter().map(|e| DecryptPlan::whole_part(self.params, e)).collect()
+    }
+}
+
+/// Which part of a part's ciphertext a decrypting stream reads.
+#[derive(Debug, Clone)]
+pub struct DecryptPlan {
+    /// Part number the segments were sealed with (0 for a single PUT).
+    pub part: u32,
+    /// Upload attempt of the part (format v2 part keys; 0 otherwise).
+    pub attempt: u32,
+    /// Plaintext length of the whole part.
+    pub part_plain_len: u64,
+    /// First and last segment present in the input stream.
+    pub first_segment: u64,
+    pub last_segment: u64,
+    /// Plaintext bytes to drop at the start, then to return.
+    pub skip: u64,
+    pub take: u64,
+}
+
+impl DecryptPlan {
+    /// A plan that reads all of one part.
+    pub fn whole_part(params: FormatParams, e: &PartEntry) -> Self {
+        Self {
+            part: e.number,
+            attempt: e.attempt,
+            part_plain_len: e.plain_len,
+            first_segment: 0,
+            last_segment: params.segment_count(e.plain_len) - 1,
+            skip: 0,
+            take: e.plain_len,
+        }
     }
 }
 

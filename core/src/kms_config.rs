@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::KeyId;
 use crate::crypto::SealingKey;
+use crate::ids::KeyId;
 
 /// Why a configuration was refused. The message names the field.
 #[derive(Debug, thiserror::Error)]

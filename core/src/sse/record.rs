@@ -15,7 +15,7 @@ use crate::crypto::keys::{LayoutKey, PartKey};
 use crate::crypto::layout::Layout;
 use crate::crypto::manifest::{LayoutBinding, PartEntry};
 use crate::crypto::{CryptoError, FormatParams, ObjectKey};
-use crate::kms::{EncryptionContext, KeyId};
+use crate::ids::{EncryptionContext, KeyId};
 
 /// Reserved metadata prefix (after `x-amz-meta-`).
 pub const RESERVED_PREFIX: &str = "kgw-";
@@ -38,6 +38,12 @@ const K_LAYOUT: &str = "kgw-layout";
 
 /// The format version new objects are written in (see `docs/format.md`).
 pub const CURRENT_VERSION: u8 = 2;
+
+/// Largest object or part size a record may name (256 TiB; S3 stores hold at
+/// most 5 TiB). A store could write any number: this bound keeps every
+/// offset computed from a record (10 000 parts, their tags) far from
+/// overflowing.
+pub const MAX_RECORDED_SIZE: u64 = 1 << 48;
 
 /// Largest metadata record (keys + values) the gateway writes.
 pub const MAX_RECORD_BYTES: usize = 1536;
@@ -117,7 +123,7 @@ impl ObjectCrypto {
             put(K_KMS_KEY, k.key_id.to_string());
             put(K_KMS_DEK, B64.encode(&k.wrapped_dek));
             if !k.context.is_empty() {
-                put(K_KMS_CTX, B64.encode(crate::kms::types::canonical_context(&k.context)));
+                put(K_KMS_CTX, B64.encode(crate::ids::canonical_context(&k.context)));
             }
             if k.bucket_key {
                 put(K_KMS_BUCKET_KEY, "1".to_owned());
@@ -170,7 +176,8 @@ impl ObjectCrypto {
         let mode = get(K_MODE).and_then(SseMode::parse).ok_or(RecordError("bad mode"))?;
         let seg: u32 = get(K_SEGMENT).and_then(|s| s.parse().ok()).ok_or(RecordError("bad segment size"))?;
         let params = FormatParams::new(seg).map_err(|_| RecordError("segment size out of range"))?;
-        let plain_size: u64 = get(K_SIZE).and_then(|s| s.parse().ok()).ok_or(RecordError("bad size"))?;
+        let plain_size: u64 =
+            get(K_SIZE).and_then(|s| s.parse().ok()).filter(|s| *s <= MAX_RECORDED_SIZE).ok_or(RecordError("bad size"))?;
         let kms = match mode {
             SseMode::S3 | SseMode::Kms => Some(KmsSeal {
                 key_id: KeyId::new(get(K_KMS_KEY).ok_or(RecordError("missing key id"))?)
@@ -305,7 +312,7 @@ pub fn decode_parts(s: &str) -> Option<Vec<PartEntry>> {
             None => (run, 0),
         };
         let (nums, size) = run.split_once('x')?;
-        let size: u64 = size.parse().ok()?;
+        let size: u64 = size.parse().ok().filter(|s| *s <= MAX_RECORDED_SIZE)?;
         let (a, b) = match nums.split_once('-') {
             Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
             None => {
@@ -324,6 +331,18 @@ pub fn decode_parts(s: &str) -> Option<Vec<PartEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_no_store_holds_are_refused() {
+        // A store that writes a size near u64::MAX would overflow the
+        // layout arithmetic (found by the `record` fuzz target).
+        let mut meta = Meta::new();
+        sample(SseMode::S3).write_to(&mut meta).unwrap();
+        meta.insert(K_SIZE.into(), (MAX_RECORDED_SIZE + 1).to_string());
+        assert!(ObjectCrypto::read_from(Some(&meta)).is_err());
+        assert!(decode_parts(&format!("1x{}", MAX_RECORDED_SIZE + 1)).is_none());
+        assert_eq!(decode_parts(&format!("1x{MAX_RECORDED_SIZE}")).map(|p| p.len()), Some(1));
+    }
 
     fn sample(mode: SseMode) -> ObjectCrypto {
         ObjectCrypto {

@@ -1,0 +1,428 @@
+//! The embedded object store: s3s-fs in-process, with the fixes a store
+//! needs to face real clients and crashes.
+//!
+//! - `mod.rs`: the wrapper (which calls are serialised and journaled);
+//! - `journal.rs`: the undo journal that makes a write all-or-nothing;
+//! - `layout.rs`: which files of s3s-fs a write touches.
+
+mod journal;
+mod layout;
+
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::FutureExt;
+
+use s3s::dto::{
+    CompleteMultipartUploadInput, CompleteMultipartUploadOutput, CopyObjectInput, CopyObjectOutput, CopySource,
+    DeleteObjectInput, DeleteObjectOutput, GetObjectInput, GetObjectOutput, HeadObjectInput, HeadObjectOutput, PutObjectInput,
+    PutObjectOutput,
+};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use tokio::sync::Mutex;
+
+use self::journal::{Journal, Save};
+use crate::s3::forward::s3_forwarding_impl;
+
+/// Writer locks, striped by (bucket, key): enough to keep unrelated keys
+/// apart, bounded in memory.
+const WRITE_STRIPES: usize = 64;
+
+/// Where the journal lives, under the store root: not a valid bucket name,
+/// so never listed or addressable as one.
+const JOURNAL_DIR: &str = ".kgw-journal";
+
+/// s3s-fs behind a thin wrapper:
+/// - a key that names a directory of the store (a common prefix, e.g. `dir`
+///   when `dir/file` exists) is answered with `NoSuchKey`, as S3 does, where
+///   s3s-fs fails with `InternalError` (which clients such as rclone retry
+///   for minutes);
+/// - writes of one key are serialised and journaled. s3s-fs replaces an
+///   object's data file and then its metadata files; a writer interleaving
+///   with another, an error between the steps (a bad Content-MD5 is found
+///   after the data is in place) or a crash left data of one write with
+///   metadata of another, an object that never reads again. Each write now
+///   runs to its end in its own task (a client that hangs up does not stop
+///   it halfway), and a write that fails, or never finished before a
+///   crash, is rolled back. A reader racing a writer may still see a mixed
+///   pair for a moment (the gateway then fails closed).
+pub struct EmbeddedStore {
+    fs: Arc<s3s_fs::FileSystem>,
+    root: PathBuf,
+    journal: Journal,
+    writers: Vec<Arc<Mutex<()>>>,
+    hasher: RandomState,
+    /// Set when a write could be neither committed nor rolled back.
+    broken: Arc<AtomicBool>,
+}
+
+impl EmbeddedStore {
+    /// Wrap `fs`, rooted at `root`, rolling back the writes a crash left
+    /// unfinished.
+    pub fn open(fs: s3s_fs::FileSystem, root: PathBuf) -> io::Result<Self> {
+        let (journal, rolled_back) = Journal::open(&root, &root.join(JOURNAL_DIR))?;
+        if rolled_back > 0 {
+            tracing::warn!(rolled_back, "embedded store: rolled back writes that a crash left unfinished");
+        }
+        let writers = (0..WRITE_STRIPES).map(|_| Arc::new(Mutex::new(()))).collect();
+        Ok(Self { fs: Arc::new(fs), root, journal, writers, hasher: RandomState::new(), broken: Arc::default() })
+    }
+
+    fn writer(&self, bucket: &str, key: &str) -> Arc<Mutex<()>> {
+        self.writers[(self.hasher.hash_one((bucket, key)) as usize) % WRITE_STRIPES].clone()
+    }
+
+    fn names_a_directory(&self, bucket: &str, key: &str) -> bool {
+        // Bucket and key were validated by the S3 layer; `..` cannot escape
+        // because s3s-fs resolves paths under its root the same way.
+        !key.ends_with('/') && !key.split('/').any(|s| s == "..") && self.root.join(bucket).join(key).is_dir()
+    }
+
+    /// Run `write` on `bucket/key` under its writer lock and an intent
+    /// saving `targets`, in a task of its own; commit it if it succeeds,
+    /// roll it back if not (a panic included).
+    async fn journaled<T, F>(&self, bucket: &str, key: &str, targets: Vec<PathBuf>, save: Save, write: F) -> S3Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = S3Result<T>> + Send + 'static,
+    {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(store_error("has a write it could neither finish nor undo; restart the gateway", &"refused"));
+        }
+        let lock = self.writer(bucket, key);
+        let journal = self.journal.clone();
+        let broken = self.broken.clone();
+        let task = tokio::spawn(async move {
+            let _w = lock.lock_owned().await;
+            let intent = match tokio::task::spawn_blocking(move || journal.begin(&targets, save)).await {
+                Ok(Ok(intent)) => intent,
+                Ok(Err(e)) => return Err(store_error("could not record the write", &e)),
+                Err(e) => return Err(store_error("could not record the write", &e)),
+            };
+            let out = match AssertUnwindSafe(write).catch_unwind().await {
+                Ok(out) => out,
+                Err(_) => Err(store_error("write panicked", &"rolled back")),
+            };
+            let ok = out.is_ok();
+            let end = tokio::task::spawn_blocking(move || {
+                if ok {
+                    match intent.commit() {
+                        Ok(()) => return Ok(true),
+                        Err(e) => tracing::error!(error = %e, "embedded store: could not commit a write; rolling it back"),
+                    }
+                }
+                intent.roll_back().map(|()| false)
+            })
+            .await;
+            match end {
+                Ok(Ok(true)) => out,
+                Ok(Ok(false)) if ok => Err(store_error("could not make the write durable", &"rolled back")),
+                Ok(Ok(false)) => out,
+                // Left as the intent says, for the next start to roll back.
+                // Later writes of the key would be undone with it: refuse
+                // every write until then.
+                Ok(Err(e)) => {
+                    broken.store(true, Ordering::Release);
+                    Err(store_error("could not undo a failed write", &e))
+                }
+                Err(e) => {
+                    broken.store(true, Ordering::Release);
+                    Err(store_error("could not finish the write", &e))
+                }
+            }
+        });
+        task.await.map_err(|e| store_error("the write stopped", &e))?
+    }
+
+    fn object_files(&self, bucket: &str, key: &str) -> Vec<PathBuf> {
+        // A path s3s-fs refuses touches nothing, so nothing to save.
+        layout::object_files(&self.root, bucket, key).unwrap_or_default()
+    }
+}
+
+fn store_error(what: &str, e: &dyn std::fmt::Display) -> s3s::S3Error {
+    tracing::error!(error = %e, "embedded store: {what}");
+    s3_error!(InternalError, "The embedded store {what}.")
+}
+
+/// The source object of a copy, when it names one in this store.
+fn copy_source(source: &CopySource) -> Option<(&str, &str)> {
+    match source {
+        CopySource::Bucket { bucket, key, .. } => Some((bucket, key)),
+        _ => None,
+    }
+}
+
+fn same_file(a: &[PathBuf], b: &[PathBuf]) -> bool {
+    a.first().zip(b.first()).is_some_and(|(a, b)| a == b)
+}
+
+s3_forwarding_impl! {
+    EmbeddedStore,
+    fs,
+    hand {
+        async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+            let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+            let fs = self.fs.clone();
+            self.journaled(&bucket, &key, self.object_files(&bucket, &key), Save::Link, async move { fs.put_object(req).await }).await
+        }
+        async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+            let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+            let targets = self.object_files(&bucket, &key);
+            // s3s-fs copies into the destination's files in place (a link
+            // would share them): move them aside, unless the copy is onto
+            // itself (then only the metadata is replaced, by rename).
+            let onto_itself = copy_source(&req.input.copy_source).is_some_and(|(b, k)| same_file(&self.object_files(b, k), &targets));
+            let save = if onto_itself { Save::Link } else { Save::Move };
+            let fs = self.fs.clone();
+            self.journaled(&bucket, &key, targets, save, async move { fs.copy_object(req).await }).await
+        }
+        async fn complete_multipart_upload(&self, req: S3Request<CompleteMultipartUploadInput>) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+            let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+            // A failed or interrupted completion puts the upload back too,
+            // so that the client can retry it.
+            let parts: Vec<i32> = req.input.multipart_upload.iter().flat_map(|m| m.parts.iter().flatten()).filter_map(|p| p.part_number).collect();
+            let mut targets = self.object_files(&bucket, &key);
+            targets.extend(layout::upload_files(&self.root, &bucket, &key, &req.input.upload_id, &parts));
+            let fs = self.fs.clone();
+            self.journaled(&bucket, &key, targets, Save::Link, async move { fs.complete_multipart_upload(req).await }).await
+        }
+        async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+            // One unlink: atomic as it is; serialised with the writers.
+            let _w = self.writer(&req.input.bucket, &req.input.key).lock_owned().await;
+            self.fs.delete_object(req).await
+        }
+        async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+            if self.names_a_directory(&req.input.bucket, &req.input.key) {
+                return Err(s3_error!(NoSuchKey));
+            }
+            self.fs.head_object(req).await
+        }
+        async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+            if self.names_a_directory(&req.input.bucket, &req.input.key) {
+                return Err(s3_error!(NoSuchKey));
+            }
+            self.fs.get_object(req).await
+        }
+    }
+    forward {
+            abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput;
+            create_bucket(CreateBucketInput) -> CreateBucketOutput;
+            create_bucket_metadata_table_configuration(CreateBucketMetadataTableConfigurationInput) -> CreateBucketMetadataTableConfigurationOutput;
+            create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput;
+            create_session(CreateSessionInput) -> CreateSessionOutput;
+            delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
+            delete_bucket_analytics_configuration(DeleteBucketAnalyticsConfigurationInput) -> DeleteBucketAnalyticsConfigurationOutput;
+            delete_bucket_cors(DeleteBucketCorsInput) -> DeleteBucketCorsOutput;
+            delete_bucket_encryption(DeleteBucketEncryptionInput) -> DeleteBucketEncryptionOutput;
+            delete_bucket_intelligent_tiering_configuration(DeleteBucketIntelligentTieringConfigurationInput) -> DeleteBucketIntelligentTieringConfigurationOutput;
+            delete_bucket_inventory_configuration(DeleteBucketInventoryConfigurationInput) -> DeleteBucketInventoryConfigurationOutput;
+            delete_bucket_lifecycle(DeleteBucketLifecycleInput) -> DeleteBucketLifecycleOutput;
+            delete_bucket_metadata_table_configuration(DeleteBucketMetadataTableConfigurationInput) -> DeleteBucketMetadataTableConfigurationOutput;
+            delete_bucket_metrics_configuration(DeleteBucketMetricsConfigurationInput) -> DeleteBucketMetricsConfigurationOutput;
+            delete_bucket_ownership_controls(DeleteBucketOwnershipControlsInput) -> DeleteBucketOwnershipControlsOutput;
+            delete_bucket_policy(DeleteBucketPolicyInput) -> DeleteBucketPolicyOutput;
+            delete_bucket_replication(DeleteBucketReplicationInput) -> DeleteBucketReplicationOutput;
+            delete_bucket_tagging(DeleteBucketTaggingInput) -> DeleteBucketTaggingOutput;
+            delete_bucket_website(DeleteBucketWebsiteInput) -> DeleteBucketWebsiteOutput;
+            delete_object_tagging(DeleteObjectTaggingInput) -> DeleteObjectTaggingOutput;
+            delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput;
+            delete_public_access_block(DeletePublicAccessBlockInput) -> DeletePublicAccessBlockOutput;
+            get_bucket_accelerate_configuration(GetBucketAccelerateConfigurationInput) -> GetBucketAccelerateConfigurationOutput;
+            get_bucket_acl(GetBucketAclInput) -> GetBucketAclOutput;
+            get_bucket_analytics_configuration(GetBucketAnalyticsConfigurationInput) -> GetBucketAnalyticsConfigurationOutput;
+            get_bucket_cors(GetBucketCorsInput) -> GetBucketCorsOutput;
+            get_bucket_encryption(GetBucketEncryptionInput) -> GetBucketEncryptionOutput;
+            get_bucket_intelligent_tiering_configuration(GetBucketIntelligentTieringConfigurationInput) -> GetBucketIntelligentTieringConfigurationOutput;
+            get_bucket_inventory_configuration(GetBucketInventoryConfigurationInput) -> GetBucketInventoryConfigurationOutput;
+            get_bucket_lifecycle_configuration(GetBucketLifecycleConfigurationInput) -> GetBucketLifecycleConfigurationOutput;
+            get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput;
+            get_bucket_logging(GetBucketLoggingInput) -> GetBucketLoggingOutput;
+            get_bucket_metadata_table_configuration(GetBucketMetadataTableConfigurationInput) -> GetBucketMetadataTableConfigurationOutput;
+            get_bucket_metrics_configuration(GetBucketMetricsConfigurationInput) -> GetBucketMetricsConfigurationOutput;
+            get_bucket_notification_configuration(GetBucketNotificationConfigurationInput) -> GetBucketNotificationConfigurationOutput;
+            get_bucket_ownership_controls(GetBucketOwnershipControlsInput) -> GetBucketOwnershipControlsOutput;
+            get_bucket_policy(GetBucketPolicyInput) -> GetBucketPolicyOutput;
+            get_bucket_policy_status(GetBucketPolicyStatusInput) -> GetBucketPolicyStatusOutput;
+            get_bucket_replication(GetBucketReplicationInput) -> GetBucketReplicationOutput;
+            get_bucket_request_payment(GetBucketRequestPaymentInput) -> GetBucketRequestPaymentOutput;
+            get_bucket_tagging(GetBucketTaggingInput) -> GetBucketTaggingOutput;
+            get_bucket_versioning(GetBucketVersioningInput) -> GetBucketVersioningOutput;
+            get_bucket_website(GetBucketWebsiteInput) -> GetBucketWebsiteOutput;
+            get_object_acl(GetObjectAclInput) -> GetObjectAclOutput;
+            get_object_attributes(GetObjectAttributesInput) -> GetObjectAttributesOutput;
+            get_object_legal_hold(GetObjectLegalHoldInput) -> GetObjectLegalHoldOutput;
+            get_object_lock_configuration(GetObjectLockConfigurationInput) -> GetObjectLockConfigurationOutput;
+            get_object_retention(GetObjectRetentionInput) -> GetObjectRetentionOutput;
+            get_object_tagging(GetObjectTaggingInput) -> GetObjectTaggingOutput;
+            get_object_torrent(GetObjectTorrentInput) -> GetObjectTorrentOutput;
+            get_public_access_block(GetPublicAccessBlockInput) -> GetPublicAccessBlockOutput;
+            head_bucket(HeadBucketInput) -> HeadBucketOutput;
+            list_bucket_analytics_configurations(ListBucketAnalyticsConfigurationsInput) -> ListBucketAnalyticsConfigurationsOutput;
+            list_bucket_intelligent_tiering_configurations(ListBucketIntelligentTieringConfigurationsInput) -> ListBucketIntelligentTieringConfigurationsOutput;
+            list_bucket_inventory_configurations(ListBucketInventoryConfigurationsInput) -> ListBucketInventoryConfigurationsOutput;
+            list_bucket_metrics_configurations(ListBucketMetricsConfigurationsInput) -> ListBucketMetricsConfigurationsOutput;
+            list_buckets(ListBucketsInput) -> ListBucketsOutput;
+            list_directory_buckets(ListDirectoryBucketsInput) -> ListDirectoryBucketsOutput;
+            list_multipart_uploads(ListMultipartUploadsInput) -> ListMultipartUploadsOutput;
+            list_object_versions(ListObjectVersionsInput) -> ListObjectVersionsOutput;
+            list_objects(ListObjectsInput) -> ListObjectsOutput;
+            list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output;
+            list_parts(ListPartsInput) -> ListPartsOutput;
+            put_bucket_accelerate_configuration(PutBucketAccelerateConfigurationInput) -> PutBucketAccelerateConfigurationOutput;
+            put_bucket_acl(PutBucketAclInput) -> PutBucketAclOutput;
+            put_bucket_analytics_configuration(PutBucketAnalyticsConfigurationInput) -> PutBucketAnalyticsConfigurationOutput;
+            put_bucket_cors(PutBucketCorsInput) -> PutBucketCorsOutput;
+            put_bucket_encryption(PutBucketEncryptionInput) -> PutBucketEncryptionOutput;
+            put_bucket_intelligent_tiering_configuration(PutBucketIntelligentTieringConfigurationInput) -> PutBucketIntelligentTieringConfigurationOutput;
+            put_bucket_inventory_configuration(PutBucketInventoryConfigurationInput) -> PutBucketInventoryConfigurationOutput;
+            put_bucket_lifecycle_configuration(PutBucketLifecycleConfigurationInput) -> PutBucketLifecycleConfigurationOutput;
+            put_bucket_logging(PutBucketLoggingInput) -> PutBucketLoggingOutput;
+            put_bucket_metrics_configuration(PutBucketMetricsConfigurationInput) -> PutBucketMetricsConfigurationOutput;
+            put_bucket_notification_configuration(PutBucketNotificationConfigurationInput) -> PutBucketNotificationConfigurationOutput;
+            put_bucket_ownership_controls(PutBucketOwnershipControlsInput) -> PutBucketOwnershipControlsOutput;
+            put_bucket_policy(PutBucketPolicyInput) -> PutBucketPolicyOutput;
+            put_bucket_replication(PutBucketReplicationInput) -> PutBucketReplicationOutput;
+            put_bucket_request_payment(PutBucketRequestPaymentInput) -> PutBucketRequestPaymentOutput;
+            put_bucket_tagging(PutBucketTaggingInput) -> PutBucketTaggingOutput;
+            put_bucket_versioning(PutBucketVersioningInput) -> PutBucketVersioningOutput;
+            put_bucket_website(PutBucketWebsiteInput) -> PutBucketWebsiteOutput;
+            put_object_acl(PutObjectAclInput) -> PutObjectAclOutput;
+            put_object_legal_hold(PutObjectLegalHoldInput) -> PutObjectLegalHoldOutput;
+            put_object_lock_configuration(PutObjectLockConfigurationInput) -> PutObjectLockConfigurationOutput;
+            put_object_retention(PutObjectRetentionInput) -> PutObjectRetentionOutput;
+            put_object_tagging(PutObjectTaggingInput) -> PutObjectTaggingOutput;
+            put_public_access_block(PutPublicAccessBlockInput) -> PutPublicAccessBlockOutput;
+            restore_object(RestoreObjectInput) -> RestoreObjectOutput;
+            select_object_content(SelectObjectContentInput) -> SelectObjectContentOutput;
+            upload_part(UploadPartInput) -> UploadPartOutput;
+            upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput;
+            write_get_object_response(WriteGetObjectResponseInput) -> WriteGetObjectResponseOutput;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use s3s::dto::{CreateBucketInput, CreateMultipartUploadInput, StreamingBlob, UploadPartInput};
+
+    use s3s::S3;
+
+    use super::*;
+
+    fn req<T>(input: T) -> S3Request<T> {
+        S3Request {
+            input,
+            method: Default::default(),
+            uri: Default::default(),
+            headers: Default::default(),
+            extensions: Default::default(),
+            credentials: None,
+            region: None,
+            service: None,
+            trailing_headers: None,
+        }
+    }
+
+    fn body(b: &'static [u8]) -> Option<StreamingBlob> {
+        Some(StreamingBlob::from(s3s::Body::from(bytes::Bytes::from_static(b))))
+    }
+
+    /// The journal saves the files s3s-fs really writes: if a new s3s-fs
+    /// names them differently, this fails (and writes would not be atomic).
+    #[tokio::test]
+    async fn the_journal_knows_where_the_store_keeps_an_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = s3s_fs::FileSystem::new(dir.path()).unwrap();
+        fs.create_bucket(req(CreateBucketInput::builder().bucket("b".into()).build().unwrap())).await.unwrap();
+        let mut put = PutObjectInput::builder().bucket("b".into()).key("dir/k".into()).build().unwrap();
+        put.body = body(b"hello");
+        put.metadata = Some([("m".to_owned(), "v".to_owned())].into());
+        fs.put_object(req(put)).await.unwrap();
+        for f in layout::object_files(dir.path(), "b", "dir/k").unwrap() {
+            assert!(f.is_file(), "{} is where s3s-fs keeps it", f.display());
+        }
+        let mut create = CreateMultipartUploadInput::builder().bucket("b".into()).key("u".into()).build().unwrap();
+        create.metadata = Some([("m".to_owned(), "v".to_owned())].into());
+        let upload_id = fs.create_multipart_upload(req(create)).await.unwrap().output.upload_id.unwrap();
+        let mut part = UploadPartInput::builder()
+            .bucket("b".into())
+            .key("u".into())
+            .upload_id(upload_id.clone())
+            .part_number(1)
+            .build()
+            .unwrap();
+        part.body = body(b"part");
+        fs.upload_part(req(part)).await.unwrap();
+        let files = layout::upload_files(dir.path(), "b", "u", &upload_id, &[1]);
+        assert_eq!(files.len(), 3);
+        for f in files {
+            assert!(f.is_file(), "{} is where s3s-fs keeps it", f.display());
+        }
+    }
+
+    async fn store_with(dir: &std::path::Path, key: &str, body_bytes: &'static [u8]) -> EmbeddedStore {
+        let fs = s3s_fs::FileSystem::new(dir).unwrap();
+        let store = EmbeddedStore::open(fs, dir.to_owned()).unwrap();
+        store.create_bucket(req(CreateBucketInput::builder().bucket("b".into()).build().unwrap())).await.unwrap();
+        let mut put = PutObjectInput::builder().bucket("b".into()).key(key.into()).build().unwrap();
+        put.body = body(body_bytes);
+        put.metadata = Some([("m".to_owned(), "old".to_owned())].into());
+        store.put_object(req(put)).await.unwrap();
+        store
+    }
+
+    async fn read(store: &EmbeddedStore, key: &str) -> (Vec<u8>, Option<String>) {
+        let out = store.get_object(req(GetObjectInput::builder().bucket("b".into()).key(key.into()).build().unwrap())).await.unwrap();
+        let mut data = Vec::new();
+        let mut blob = out.output.body.unwrap();
+        while let Some(chunk) = futures::StreamExt::next(&mut blob).await {
+            data.extend_from_slice(&chunk.unwrap());
+        }
+        (data, out.output.metadata.and_then(|m| m.get("m").cloned()))
+    }
+
+    /// s3s-fs puts the new data in place before it checks Content-MD5: a
+    /// PUT with a wrong digest used to leave new data under old metadata.
+    #[tokio::test]
+    async fn a_refused_put_leaves_the_old_object_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path(), "k", b"old body").await;
+        let mut put = PutObjectInput::builder().bucket("b".into()).key("k".into()).build().unwrap();
+        put.body = body(b"new body!");
+        put.metadata = Some([("m".to_owned(), "new".to_owned())].into());
+        put.content_md5 = Some("1B2M2Y8AsgTpgAmY7PhCfg==".into());
+        assert!(store.put_object(req(put)).await.is_err());
+        assert_eq!(read(&store, "k").await, (b"old body".to_vec(), Some("old".into())));
+    }
+
+    /// A copy onto a key moves its files aside first (s3s-fs copies in
+    /// place); a copy that fails puts them back.
+    #[tokio::test]
+    async fn a_failed_copy_puts_the_destination_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path(), "dst", b"destination").await;
+        let mut copy = CopyObjectInput::builder()
+            .bucket("b".into())
+            .key("dst".into())
+            .copy_source(CopySource::Bucket { bucket: "b".into(), key: "missing".into(), version_id: None })
+            .build()
+            .unwrap();
+        copy.metadata_directive = None;
+        assert!(store.copy_object(req(copy)).await.is_err());
+        assert_eq!(read(&store, "dst").await, (b"destination".to_vec(), Some("old".into())));
+        let copy = CopyObjectInput::builder()
+            .bucket("b".into())
+            .key("dst".into())
+            .copy_source(CopySource::Bucket { bucket: "b".into(), key: "dst".into(), version_id: None })
+            .build()
+            .unwrap();
+        store.copy_object(req(copy)).await.unwrap();
+        assert_eq!(read(&store, "dst").await, (b"destination".to_vec(), Some("old".into())), "a copy onto itself");
+    }
+
+}
