@@ -69,3 +69,27 @@ pub fn canonical_context(ctx: &EncryptionContext) -> Vec<u8> {
     // A BTreeMap of strings always serialises.
     serde_json::to_vec(ctx).expect("string map serialises")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ids_reject_path_tricks() {
+        for bad in ["", "../x", "a/b", ".hidden", "a b", "x\0", &"k".repeat(129), "é"] {
+            assert!(KeyId::new(bad).is_err(), "{bad:?}");
+        }
+        for good in ["gateway-default", "tenant_1.key", "A-9"] {
+            assert!(KeyId::new(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn client_forms_are_normalised() {
+        let k = |s| KeyId::from_client(s).unwrap().to_string();
+        assert_eq!(k("arn:aws:kms:us-east-1:123456789012:key/my-key"), "my-key");
+        assert_eq!(k("alias/my-key"), "my-key");
+        assert_eq!(k("my-key"), "my-key");
+        assert!(KeyId::from_client("arn:aws:kms:us-east-1:1:key/../../etc").is_err());
+    }
+}

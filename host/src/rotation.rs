@@ -56,7 +56,7 @@ impl RotationScheduler {
                 version: k.current_version,
                 created_at: unix(k.created_at),
                 rotated_at: k.rotated_at.map(unix),
-                state: format!("{:?}", k.state),
+                state: k.state.as_str().to_owned(),
                 data_keys_issued: service.data_keys_issued(&k.key_id, k.current_version),
                 tags: k.tags.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
             };

@@ -6,6 +6,20 @@ import time
 from conftest import Gateway, payload, vault_config
 
 
+def test_configure_without_a_key_id_uses_the_gateways_default_key(tmp_path):
+    """`--kms-not-configured --kms-default-key-id X`: a later configure that
+    names no default key gets X (it once got `gateway-default`)."""
+    g = Gateway(extra_args=["--kms-not-configured", "--kms-default-key-id", "team-x"])
+    try:
+        s, r = g.admin("POST", "configure", {"backend_type": "local", "key_dir": str(tmp_path / "keys")})
+        assert s == 200, r
+        assert g.admin("POST", "start")[0] == 200
+        s, status = g.admin("GET", "status")
+        assert status["default_key_id"] == "team-x", status
+    finally:
+        g.close()
+
+
 def test_swap_backends_under_load(bao, tmp_path):
     g = Gateway(extra_args=["--kms-not-configured"])
     try:

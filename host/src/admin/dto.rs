@@ -79,19 +79,11 @@ fn opt_ts(t: &Option<OffsetDateTime>) -> Value {
     t.as_ref().map(ts).unwrap_or(Value::Null)
 }
 
-fn state_name(s: KeyState) -> &'static str {
-    match s {
-        KeyState::Enabled => "Enabled",
-        KeyState::Disabled => "Disabled",
-        KeyState::PendingDeletion => "PendingDeletion",
-    }
-}
-
 /// The list status spelling (`Active` for enabled).
 pub fn status_name(s: KeyState) -> &'static str {
     match s {
         KeyState::Enabled => "Active",
-        other => state_name(other),
+        other => other.as_str(),
     }
 }
 
@@ -99,7 +91,7 @@ pub fn status_name(s: KeyState) -> &'static str {
 pub fn key_metadata(k: &KeyInfo) -> Value {
     json!({
         "key_id": k.key_id,
-        "key_state": state_name(k.state),
+        "key_state": k.state.as_str(),
         "key_usage": "EncryptDecrypt",
         "key_spec": "AES_256",
         "description": k.description,

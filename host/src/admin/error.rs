@@ -37,24 +37,19 @@ impl From<crate::kms::types::InvalidKeyId> for ApiError {
 
 impl From<KmsError> for ApiError {
     fn from(e: KmsError) -> Self {
+        use crate::kms::KmsErrorClass as C;
         let msg = e.to_string();
-        match e {
-            KmsError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "KeyNotFound", msg),
-            KmsError::InvalidKeyId(_) => Self::new(StatusCode::BAD_REQUEST, "InvalidKeyId", msg),
-            KmsError::AlreadyExists(_) => Self::new(StatusCode::CONFLICT, "KeyAlreadyExists", msg),
-            KmsError::Disabled(_) | KmsError::PendingDeletion(_) | KmsError::InvalidState(_) => {
-                Self::new(StatusCode::CONFLICT, "InvalidKeyState", msg)
-            }
-            KmsError::Unsupported(_) => Self::new(StatusCode::NOT_IMPLEMENTED, "UnsupportedCapability", msg),
-            KmsError::NotRunning => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "KMSNotRunning", "KMS is not running; start it first")
-            }
-            KmsError::Rejected(_) => Self::new(StatusCode::BAD_REQUEST, "BackendRejected", msg),
-            KmsError::Denied(_) | KmsError::Unavailable(_) | KmsError::Io { .. } => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "KMSUnavailable", msg)
-            }
-            other => {
-                tracing::error!(error = %other, "KMS failure in an admin call");
+        match e.class() {
+            C::NotFound if matches!(e, KmsError::InvalidKeyId(_)) => Self::new(StatusCode::BAD_REQUEST, "InvalidKeyId", msg),
+            C::NotFound => Self::new(StatusCode::NOT_FOUND, "KeyNotFound", msg),
+            C::AlreadyExists => Self::new(StatusCode::CONFLICT, "KeyAlreadyExists", msg),
+            C::InvalidState => Self::new(StatusCode::CONFLICT, "InvalidKeyState", msg),
+            C::Unsupported => Self::new(StatusCode::NOT_IMPLEMENTED, "UnsupportedCapability", msg),
+            C::NotRunning => Self::new(StatusCode::SERVICE_UNAVAILABLE, "KMSNotRunning", "KMS is not running; start it first"),
+            C::Rejected => Self::new(StatusCode::BAD_REQUEST, "BackendRejected", msg),
+            C::Denied | C::Unavailable => Self::new(StatusCode::SERVICE_UNAVAILABLE, "KMSUnavailable", msg),
+            C::UnwrapFailed | C::Internal => {
+                tracing::error!(error = %e, "KMS failure in an admin call");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "internal KMS error; see the gateway log")
             }
         }

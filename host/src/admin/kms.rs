@@ -102,8 +102,9 @@ impl KmsAdmin {
         if call.body.is_empty() {
             return Err(ApiError::bad_request("Request body is required"));
         }
-        let fallback =
-            self.manager.config().map(|c| c.default_key_id).unwrap_or_else(|| KeyId::new("gateway-default").expect("valid id"));
+        // A body without a default key keeps the current one, or gets the
+        // gateway's own (`--kms-default-key-id`), never a second constant.
+        let fallback = self.manager.config().map(|c| c.default_key_id).unwrap_or_else(|| self.manager.fallback_key().clone());
         let cfg = KmsConfig::parse(&call.body, SecretSource::Request, &fallback)?;
         if re {
             self.manager.reconfigure(cfg).await?;

@@ -377,7 +377,8 @@ mod tests {
     }
 
     async fn read(store: &EmbeddedStore, key: &str) -> (Vec<u8>, Option<String>) {
-        let out = store.get_object(req(GetObjectInput::builder().bucket("b".into()).key(key.into()).build().unwrap())).await.unwrap();
+        let out =
+            store.get_object(req(GetObjectInput::builder().bucket("b".into()).key(key.into()).build().unwrap())).await.unwrap();
         let mut data = Vec::new();
         let mut blob = out.output.body.unwrap();
         while let Some(chunk) = futures::StreamExt::next(&mut blob).await {
@@ -424,5 +425,4 @@ mod tests {
         store.copy_object(req(copy)).await.unwrap();
         assert_eq!(read(&store, "dst").await, (b"destination".to_vec(), Some("old".into())), "a copy onto itself");
     }
-
 }

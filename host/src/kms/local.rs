@@ -144,11 +144,11 @@ impl LocalBackend {
 
     fn new_version(&self, id: &KeyId, version: u32, now: OffsetDateTime) -> Result<(KeyVersion, SealingKey), KmsError> {
         let mut material = Zeroizing::new([0u8; 32]);
-        random_bytes(material.as_mut()).map_err(|_| KmsError::Unavailable("random source failed".into()))?;
+        random_bytes(material.as_mut()).map_err(KmsError::internal("random source failed"))?;
         let sealed = self
             .master
             .seal_bytes(material.as_ref(), &Self::material_aad(id, version))
-            .map_err(|_| KmsError::Unavailable("sealing failed".into()))?;
+            .map_err(KmsError::internal("sealing failed"))?;
         Ok((KeyVersion { version, created_at: now, material: B64.encode(sealed) }, SealingKey::from_bytes(*material)))
     }
 
@@ -158,7 +158,7 @@ impl LocalBackend {
         let p2 = path.clone();
         tokio::task::spawn_blocking(move || write_private_atomic(&p2, &json))
             .await
-            .map_err(|e| KmsError::Unavailable(format!("writer task failed: {e}")))?
+            .map_err(KmsError::internal("key file writer task failed"))?
             .map_err(|source| KmsError::Io { path: path.display().to_string(), source })?;
         let info = info_of(&file);
         self.keys.write().expect("key map lock").insert(file.key_id.clone(), Arc::new(LoadedKey { file, materials }));
@@ -186,10 +186,10 @@ impl KeyBackend for LocalBackend {
         let version = k.file.current_version;
         let kek = k.materials.get(&version).ok_or(KmsError::UnknownVersion { key: key_id.clone(), version })?;
         let mut dek = Zeroizing::new([0u8; 32]);
-        random_bytes(dek.as_mut()).map_err(|_| KmsError::Unavailable("random source failed".into()))?;
+        random_bytes(dek.as_mut()).map_err(KmsError::internal("random source failed"))?;
         let sealed = kek
             .seal_bytes(dek.as_ref(), &Self::dek_aad(key_id, version, context))
-            .map_err(|_| KmsError::Unavailable("sealing failed".into()))?;
+            .map_err(KmsError::internal("sealing failed"))?;
         let mut wrapped = WRAP_MAGIC.to_vec();
         wrapped.extend_from_slice(&version.to_be_bytes());
         wrapped.extend_from_slice(&sealed);
@@ -237,7 +237,7 @@ impl KeyAdmin for LocalBackend {
             Some(id) => id,
             None => {
                 let mut r = [0u8; 16];
-                random_bytes(&mut r).map_err(|_| KmsError::Unavailable("random source failed".into()))?;
+                random_bytes(&mut r).map_err(KmsError::internal("random source failed"))?;
                 KeyId::new(hex::encode(r))?
             }
         };

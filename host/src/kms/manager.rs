@@ -174,6 +174,12 @@ impl KmsManager {
         self.current.load().status.clone()
     }
 
+    /// The default key id a configuration without one gets: the
+    /// gateway's `--kms-default-key-id` (or `gateway-default`).
+    pub fn fallback_key(&self) -> &KeyId {
+        &self.ctx.fallback_key
+    }
+
     pub fn config(&self) -> Option<KmsConfig> {
         self.current.load().config.clone()
     }

@@ -73,8 +73,21 @@ pub enum KmsError {
     Denied(String),
     #[error("KMS rejected the request: {0}")]
     Rejected(String),
+    /// The backend has nothing at a path the caller asked about (Vault's
+    /// 404 where no key id is involved, e.g. an empty key listing).
+    #[error("KMS has nothing at {0}")]
+    Missing(String),
     #[error("KMS is not running")]
     NotRunning,
+    /// A fault of the gateway itself (random source, local sealing, a
+    /// task that died): not the backend's, so never retried or counted
+    /// by the circuit breaker.
+    #[error("internal error: {what}")]
+    Internal {
+        what: &'static str,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl From<types::InvalidKeyId> for KmsError {
@@ -83,11 +96,71 @@ impl From<types::InvalidKeyId> for KmsError {
     }
 }
 
+/// What a [`KmsError`] means to a caller: the one classification behind
+/// the S3 answer, the admin answer, metrics and the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KmsErrorClass {
+    /// No such key, or an id that cannot name one.
+    NotFound,
+    AlreadyExists,
+    /// Disabled, pending deletion, or an operation the state forbids.
+    InvalidState,
+    /// A wrapped data key that does not open (wrong key, version, context).
+    UnwrapFailed,
+    /// The backend refused the gateway's credentials or permissions.
+    Denied,
+    /// The backend refused the request itself (a bad argument).
+    Rejected,
+    Unsupported,
+    NotRunning,
+    /// Not reached, or no answer: worth a retry, 503.
+    Unavailable,
+    /// The gateway's own fault.
+    Internal,
+}
+
+impl KmsErrorClass {
+    /// Short name for metrics and the audit trail.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::AlreadyExists => "already_exists",
+            Self::InvalidState => "invalid_state",
+            Self::UnwrapFailed => "unwrap_failed",
+            Self::Denied => "denied",
+            Self::Rejected => "rejected",
+            Self::Unsupported => "unsupported",
+            Self::NotRunning | Self::Unavailable => "unavailable",
+            Self::Internal => "error",
+        }
+    }
+}
+
 impl KmsError {
+    pub fn class(&self) -> KmsErrorClass {
+        match self {
+            Self::InvalidKeyId(_) | Self::NotFound(_) => KmsErrorClass::NotFound,
+            Self::AlreadyExists(_) => KmsErrorClass::AlreadyExists,
+            Self::Disabled(_) | Self::PendingDeletion(_) | Self::InvalidState(_) => KmsErrorClass::InvalidState,
+            Self::UnknownVersion { .. } | Self::Unwrap(_) | Self::MalformedDataKey => KmsErrorClass::UnwrapFailed,
+            Self::Denied(_) => KmsErrorClass::Denied,
+            Self::Rejected(_) | Self::Missing(_) => KmsErrorClass::Rejected,
+            Self::Unsupported(_) => KmsErrorClass::Unsupported,
+            Self::NotRunning => KmsErrorClass::NotRunning,
+            Self::Unavailable(_) | Self::Io { .. } => KmsErrorClass::Unavailable,
+            Self::Corrupt { .. } | Self::MasterKey(_) | Self::Internal { .. } => KmsErrorClass::Internal,
+        }
+    }
+
     /// Errors that say the backend could not be reached or did not answer:
     /// worth a retry, counted by the circuit breaker, answered with 503.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::NotRunning | Self::Io { .. })
+        matches!(self.class(), KmsErrorClass::Unavailable | KmsErrorClass::NotRunning)
+    }
+
+    /// `map_err` helper for an internal fault, keeping its source.
+    pub fn internal<E: std::error::Error + Send + Sync + 'static>(what: &'static str) -> impl FnOnce(E) -> Self {
+        move |e| Self::Internal { what, source: Some(Box::new(e)) }
     }
 }
 

@@ -52,14 +52,7 @@ pub struct KmsService {
 
 /// Short error class for metrics and audit.
 pub fn error_class(e: &KmsError) -> &'static str {
-    match e {
-        KmsError::NotFound(_) | KmsError::InvalidKeyId(_) => "not_found",
-        KmsError::Disabled(_) | KmsError::PendingDeletion(_) | KmsError::InvalidState(_) => "invalid_state",
-        KmsError::Unwrap(_) | KmsError::MalformedDataKey | KmsError::UnknownVersion { .. } => "unwrap_failed",
-        KmsError::Denied(_) => "denied",
-        e if e.is_unavailable() => "unavailable",
-        _ => "error",
-    }
+    e.class().name()
 }
 
 impl KmsService {

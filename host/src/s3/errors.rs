@@ -33,22 +33,21 @@ pub fn sse_error(e: SseError) -> S3Error {
 }
 
 pub fn kms_error(e: KmsError) -> S3Error {
+    use crate::kms::KmsErrorClass as C;
     let msg = e.to_string();
-    match &e {
-        KmsError::NotFound(_) | KmsError::InvalidKeyId(_) => custom("KMS.NotFoundException", StatusCode::BAD_REQUEST, msg),
-        KmsError::Disabled(_) => custom("KMS.DisabledException", StatusCode::BAD_REQUEST, msg),
-        KmsError::PendingDeletion(_) | KmsError::InvalidState(_) => {
-            custom("KMS.KMSInvalidStateException", StatusCode::BAD_REQUEST, msg)
-        }
-        KmsError::NotRunning => S3Error::with_message(
+    match e.class() {
+        C::NotFound => custom("KMS.NotFoundException", StatusCode::BAD_REQUEST, msg),
+        C::InvalidState if matches!(e, KmsError::Disabled(_)) => custom("KMS.DisabledException", StatusCode::BAD_REQUEST, msg),
+        C::InvalidState => custom("KMS.KMSInvalidStateException", StatusCode::BAD_REQUEST, msg),
+        C::NotRunning => S3Error::with_message(
             S3ErrorCode::ServiceUnavailable,
             "The KMS is not running; an administrator must configure and start it.",
         ),
-        KmsError::Unavailable(_) | KmsError::Io { .. } | KmsError::Denied(_) => {
+        C::Unavailable | C::Denied => {
             tracing::warn!(error = %e, "KMS unavailable");
             S3Error::with_message(S3ErrorCode::ServiceUnavailable, "The KMS is unavailable; retry later.")
         }
-        _ => {
+        C::AlreadyExists | C::UnwrapFailed | C::Rejected | C::Unsupported | C::Internal => {
             tracing::error!(error = %e, "KMS failure");
             S3Error::with_message(S3ErrorCode::InternalError, "The object's data key could not be unwrapped.")
         }

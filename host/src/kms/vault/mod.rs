@@ -341,7 +341,7 @@ impl KeyBackend for VaultBackend {
             })
             .await
             .map_err(|e| match e {
-                KmsError::Rejected(_) => KmsError::Unwrap(key_id.clone()),
+                KmsError::Rejected(_) | KmsError::Missing(_) => KmsError::Unwrap(key_id.clone()),
                 other => other,
             })?;
         let plain = Zeroizing::new(B64.decode(&resp.plaintext).map_err(|_| KmsError::MalformedDataKey)?);
@@ -432,7 +432,8 @@ impl KeyAdmin for VaultBackend {
             .await
         {
             Ok(n) => n,
-            Err(KmsError::Rejected(m)) if m.ends_with("not found") => Vec::new(),
+            // No key written yet: the prefix does not exist.
+            Err(KmsError::Missing(_)) => Vec::new(),
             Err(e) => return Err(e),
         };
         let mut out = Vec::new();

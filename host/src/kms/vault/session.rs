@@ -155,7 +155,7 @@ pub(super) fn is_cas_mismatch(e: &ClientError) -> bool {
 pub(super) fn classify(e: ClientError, what: &str) -> KmsError {
     let status = |code: u16, detail: String| -> KmsError {
         match code {
-            404 => KmsError::Rejected(format!("{what}: not found")),
+            404 => KmsError::Missing(what.to_owned()),
             400 => KmsError::Rejected(format!("{what}: {detail}")),
             401 | 403 => KmsError::Denied(format!("{what}: permission denied (check the token, policy and namespace)")),
             503 if detail.contains("sealed") => KmsError::Unavailable(format!("{what}: Vault is sealed")),
