@@ -57,6 +57,51 @@ def test_objects_on_vault_and_rotation_in_vault(bao):
         g.stop()
 
 
+def test_existing_non_derived_transit_keys_work_with_the_context_as_associated_data(bao):
+    """A Transit key created the way operators (and RustFS) create them,
+    `write -f transit/keys/NAME` (no derivation): objects round-trip, the
+    wrapped data key is bound to its object's context as associated data,
+    rotation keeps old objects readable, and re-keying works without a
+    server-side rewrap."""
+    k = "legacy-" + uuid.uuid4().hex[:8]
+    bao.api("POST", f"transit/keys/{k}", {})
+    assert bao.api("GET", f"transit/keys/{k}")["data"]["derived"] is False
+    g = vault_gateway(bao)
+    try:
+        c = g.client()
+        for b in ("legacy", "legacy2"):
+            c.create_bucket(Bucket=b)
+        body = payload(1 << 20, 7)
+        for b, key in (("legacy", "a"), ("legacy2", "b")):
+            c.put_object(Bucket=b, Key=key, Body=body + key.encode(), ServerSideEncryption="aws:kms", SSEKMSKeyId=k)
+            assert c.get_object(Bucket=b, Key=key)["Body"].read() == body + key.encode()
+        wrapped = stored_dek(g, "legacy", "a")
+        assert wrapped.startswith("vault:v1:")
+        # Bound to the context: Transit refuses it without the associated data.
+        with pytest.raises(RuntimeError, match="400"):
+            bao.api("POST", f"transit/decrypt/{k}", {"ciphertext": wrapped})
+        # A wrapped key moved into another bucket (another context) does not unwrap.
+        meta_a, meta_b = g.raw_meta("legacy", "a"), g.raw_meta("legacy2", "b")
+        g.raw_put("legacy2", "b", g.raw_get("legacy2", "b"), dict(meta_b, **{"kgw-kms-dek": meta_a["kgw-kms-dek"]}))
+        g.admin("POST", "clear-cache")
+        with pytest.raises(ClientError) as e:
+            c.get_object(Bucket="legacy2", Key="b")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        # Rotation in Transit: the old object reads, a new one uses v2, and
+        # a re-key moves the old one to v2 (client-side: no rewrap).
+        bao.api("POST", f"transit/keys/{k}/rotate")
+        g.admin("POST", "clear-cache")
+        c.put_object(Bucket="legacy", Key="c", Body=b"after", ServerSideEncryption="aws:kms", SSEKMSKeyId=k)
+        assert stored_dek(g, "legacy", "c").startswith("vault:v2:")
+        assert c.get_object(Bucket="legacy", Key="a")["Body"].read() == body + b"a"
+        c.copy_object(Bucket="legacy", Key="a", CopySource={"Bucket": "legacy", "Key": "a"},
+                      ServerSideEncryption="aws:kms", SSEKMSKeyId=k)
+        assert stored_dek(g, "legacy", "a").startswith("vault:v2:")
+        assert c.get_object(Bucket="legacy", Key="a")["Body"].read() == body + b"a"
+    finally:
+        g.stop()
+
+
 def test_approle_login_and_relogin_after_revocation(bao):
     role_id, secret_id = bao.approle()
     g = Gateway(extra_args=["--kms-not-configured"])

@@ -1,11 +1,16 @@
 //! The `vault` backend: HashiCorp Vault or OpenBao.
 //!
-//! - Master keys are Transit keys of type `aes256-gcm96` created with
-//!   `derived=true`: every data-key call passes the encryption context as
-//!   the derivation context, so a wrapped data key only unwraps with the
-//!   context it was made for (the object or bucket it belongs to).
-//! - Data keys come from `datakey/plaintext`; the wrapped form is Transit's
-//!   `vault:vN:…` ciphertext, which names the key version.
+//! - Master keys the gateway creates are Transit keys of type
+//!   `aes256-gcm96` with `derived=true`: every data-key call passes the
+//!   encryption context as the derivation context, so a wrapped data key
+//!   only unwraps with the context it was made for (the object or bucket
+//!   it belongs to). Keys an operator created without derivation (Transit's
+//!   default, and RustFS's) bind the same context as the ciphertext's
+//!   associated data instead, if they are of an AEAD type.
+//! - Data keys come from `datakey/plaintext` (derived keys) or are drawn
+//!   by the gateway and encrypted (associated-data keys: Transit's datakey
+//!   call takes no associated data in the client); the wrapped form is
+//!   Transit's `vault:vN:…` ciphertext, which names the key version.
 //! - Key metadata (description, tags, state, deletion date, times) lives in
 //!   KV v2 at `<kv_mount>/<key_path_prefix>/<key_id>`. A Transit key made by
 //!   an operator without that record is served as enabled.
@@ -27,8 +32,8 @@ use time::OffsetDateTime;
 use vaultrs::api::kv2::requests::{ReadSecretRequest, SetSecretRequestOptions};
 use vaultrs::api::transit::KeyType;
 use vaultrs::api::transit::requests::{
-    CreateKeyRequest as TransitCreate, DataKeyType, DecryptDataRequest, GenerateDataKeyRequest, RewrapDataRequest,
-    UpdateKeyConfigurationRequest,
+    CreateKeyRequest as TransitCreate, DataKeyType, DecryptDataRequest, EncryptDataRequest, GenerateDataKeyRequest,
+    RewrapDataRequest, UpdateKeyConfigurationRequest,
 };
 use vaultrs::api::transit::responses::ReadKeyData;
 use vaultrs::client::VaultClient;
@@ -71,13 +76,30 @@ impl KvRecord {
     }
 }
 
+/// How a Transit key binds a data key to its encryption context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    /// `derived=true` (the keys the gateway creates): the context is the
+    /// key-derivation context.
+    Derived,
+    /// A plain AEAD key (`write -f transit/keys/NAME`, as operators and
+    /// RustFS create them): the context is the associated data.
+    AssociatedData,
+}
+
+/// A Transit key as the data path needs it.
+struct TransitKey {
+    info: KeyInfo,
+    binding: Binding,
+}
+
 pub struct VaultBackend {
     cfg: VaultConfig,
     session: Arc<Session>,
     policy: RetryPolicy,
     breaker: Arc<CircuitBreaker>,
     /// Key metadata, so data-key calls do not read KV every time.
-    meta: moka::sync::Cache<KeyId, Arc<KeyInfo>>,
+    meta: moka::sync::Cache<KeyId, Arc<TransitKey>>,
     renewal: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -144,6 +166,27 @@ impl VaultBackend {
         let mut c = b"kms-gateway/v1:".to_vec();
         c.extend_from_slice(&canonical_context(ctx));
         B64.encode(c)
+    }
+
+    /// A data key for an associated-data key: drawn here, encrypted by
+    /// Transit with the context as associated data.
+    async fn encrypt_data_key(&self, key_id: &KeyId, ctx: String) -> Result<DataKey, KmsError> {
+        let mut dek = Zeroizing::new([0u8; 32]);
+        random_bytes(dek.as_mut()).map_err(KmsError::internal("random source failed"))?;
+        let plain = Zeroizing::new(B64.encode(dek.as_ref()));
+        let mount = self.cfg.mount_path.as_str();
+        let resp = self
+            .run(Idempotency::Retry, "encrypt data key", Some(key_id), |c| {
+                let (ctx, plain) = (ctx.clone(), plain.clone());
+                async move {
+                    let mut opts = EncryptDataRequest::builder();
+                    opts.associated_data(ctx);
+                    vaultrs::transit::data::encrypt(&*c, mount, key_id.as_str(), plain.as_str(), Some(&mut opts)).await
+                }
+            })
+            .await?;
+        let key_version = version_of(&resp.ciphertext)?;
+        Ok(DataKey { plaintext: SealingKey::from_bytes(*dek), wrapped: resp.ciphertext.into_bytes(), key_version })
     }
 
     async fn read_record(&self, id: &KeyId) -> Result<Option<KvRecord>, KmsError> {
@@ -214,8 +257,8 @@ impl VaultBackend {
         Err(KmsError::Unavailable("key metadata kept changing under concurrent updates; retry".into()))
     }
 
-    /// Metadata plus the Transit key's versions.
-    async fn load(&self, id: &KeyId) -> Result<Arc<KeyInfo>, KmsError> {
+    /// Metadata plus the Transit key's versions and binding.
+    async fn load(&self, id: &KeyId) -> Result<Arc<TransitKey>, KmsError> {
         if let Some(i) = self.meta.get(id) {
             return Ok(i);
         }
@@ -225,11 +268,15 @@ impl VaultBackend {
                 vaultrs::transit::key::read(&*c, mount, id.as_str()).await
             })
             .await?;
-        if !key.derived {
+        let binding = if key.derived {
+            Binding::Derived
+        } else if matches!(key.key_type, KeyType::Aes128Gcm96 | KeyType::Aes256Gcm96 | KeyType::Chacha20Poly1305) {
+            Binding::AssociatedData
+        } else {
             return Err(KmsError::Unsupported(format!(
-                "transit key '{id}' was created without derivation; kms-gateway binds each data key to its context and needs derived=true"
+                "transit key '{id}' is neither derived nor of an AEAD type (aes128-gcm96, aes256-gcm96, chacha20-poly1305): kms-gateway binds each data key to its context"
             )));
-        }
+        };
         let versions: BTreeMap<u32, i64> = match &key.keys {
             ReadKeyData::Symmetric(m) => m.iter().filter_map(|(v, t)| Some((v.parse().ok()?, *t as i64))).collect(),
             _ => return Err(KmsError::Unsupported(format!("transit key '{id}' is not a symmetric key"))),
@@ -238,19 +285,20 @@ impl VaultBackend {
             (versions.keys().next_back().copied().unwrap_or(1), versions.values().next().copied().unwrap_or(0));
         let rec = self.read_record(id).await?;
         let created = OffsetDateTime::from_unix_timestamp(first_ts).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let info = Arc::new(match rec {
+        let info = match rec {
             Some(r) => info_of(id, &r, latest),
             None => {
                 KeyRecord { created_at: created, ..KeyRecord::new(String::new(), Default::default()) }.info(id, latest, "vault")
             }
-        });
-        self.meta.insert(id.clone(), info.clone());
-        Ok(info)
+        };
+        let key = Arc::new(TransitKey { info, binding });
+        self.meta.insert(id.clone(), key.clone());
+        Ok(key)
     }
 
     /// The record of a Transit key that has none yet in KV.
     async fn default_record(&self, id: &KeyId) -> Result<KvRecord, KmsError> {
-        let info = self.load(id).await?;
+        let info = &self.load(id).await?.info;
         Ok(KvRecord::new(KeyRecord { created_at: info.created_at, ..KeyRecord::new(String::new(), Default::default()) }))
     }
 
@@ -299,8 +347,12 @@ impl KeyBackend for VaultBackend {
     }
 
     async fn generate_data_key(&self, key_id: &KeyId, context: &EncryptionContext) -> Result<DataKey, KmsError> {
-        require_enabled(key_id, self.load(key_id).await?.state)?;
+        let key = self.load(key_id).await?;
+        require_enabled(key_id, key.info.state)?;
         let (mount, ctx) = (self.cfg.mount_path.as_str(), Self::context_b64(context));
+        if key.binding == Binding::AssociatedData {
+            return self.encrypt_data_key(key_id, ctx).await;
+        }
         let resp = self
             .run(Idempotency::Retry, "generate data key", Some(key_id), |c| {
                 let ctx = ctx.clone();
@@ -328,14 +380,18 @@ impl KeyBackend for VaultBackend {
     ) -> Result<SealingKey, KmsError> {
         let ciphertext = std::str::from_utf8(wrapped).map_err(|_| KmsError::MalformedDataKey)?;
         version_of(ciphertext)?;
-        require_enabled(key_id, self.load(key_id).await?.state)?;
-        let (mount, ctx) = (self.cfg.mount_path.as_str(), Self::context_b64(context));
+        let key = self.load(key_id).await?;
+        require_enabled(key_id, key.info.state)?;
+        let (mount, ctx, binding) = (self.cfg.mount_path.as_str(), Self::context_b64(context), key.binding);
         let resp = self
             .run(Idempotency::Retry, "decrypt data key", Some(key_id), |c| {
                 let ctx = ctx.clone();
                 async move {
                     let mut opts = DecryptDataRequest::builder();
-                    opts.context(ctx);
+                    match binding {
+                        Binding::Derived => opts.context(ctx),
+                        Binding::AssociatedData => opts.associated_data(ctx),
+                    };
                     vaultrs::transit::data::decrypt(&*c, mount, key_id.as_str(), ciphertext, Some(&mut opts)).await
                 }
             })
@@ -350,7 +406,7 @@ impl KeyBackend for VaultBackend {
     }
 
     async fn describe_key(&self, key_id: &KeyId) -> Result<KeyInfo, KmsError> {
-        Ok((*self.load(key_id).await?).clone())
+        Ok(self.load(key_id).await?.info.clone())
     }
 
     /// Generate → decrypt on the reserved probe key: proves reachability,
@@ -380,9 +436,16 @@ impl KeyBackend for VaultBackend {
         wrapped: &[u8],
         context: &EncryptionContext,
     ) -> Option<Result<(Vec<u8>, u32), KmsError>> {
+        // Transit's rewrap takes no associated data: the caller re-wraps
+        // client-side for such keys.
+        match self.load(key_id).await {
+            Ok(k) if k.binding == Binding::AssociatedData => return None,
+            Ok(_) => {}
+            Err(e) => return Some(Err(e)),
+        }
         let r = async {
             let ciphertext = std::str::from_utf8(wrapped).map_err(|_| KmsError::MalformedDataKey)?;
-            require_enabled(key_id, self.load(key_id).await?.state)?;
+            require_enabled(key_id, self.load(key_id).await?.info.state)?;
             let (mount, ctx) = (self.cfg.mount_path.as_str(), Self::context_b64(context));
             let resp = self
                 .run(Idempotency::Retry, "rewrap data key", Some(key_id), |c| {
@@ -408,7 +471,7 @@ impl KeyAdmin for VaultBackend {
             Some(id) => id,
             None => {
                 let mut r = [0u8; 16];
-                random_bytes(&mut r).map_err(|_| KmsError::Unavailable("random source failed".into()))?;
+                random_bytes(&mut r).map_err(KmsError::internal("random source failed"))?;
                 KeyId::new(hex::encode(r))?
             }
         };
@@ -440,7 +503,7 @@ impl KeyAdmin for VaultBackend {
         for name in names.iter().filter(|n| !n.ends_with('/')) {
             let Ok(id) = KeyId::new(name.as_str()) else { continue };
             match self.load(&id).await {
-                Ok(i) => out.push((*i).clone()),
+                Ok(k) => out.push(k.info.clone()),
                 // Metadata whose Transit key was removed out of band.
                 Err(KmsError::NotFound(_)) => continue,
                 Err(e) => return Err(e),
@@ -456,7 +519,7 @@ impl KeyAdmin for VaultBackend {
     }
 
     async fn rotate_key(&self, key_id: &KeyId) -> Result<KeyInfo, KmsError> {
-        require_enabled(key_id, self.load(key_id).await?.state)?;
+        require_enabled(key_id, self.load(key_id).await?.info.state)?;
         let mount = self.cfg.mount_path.as_str();
         self.run(Idempotency::Once, "rotate transit key", Some(key_id), |c| async move {
             vaultrs::transit::key::rotate(&*c, mount, key_id.as_str()).await
