@@ -57,6 +57,8 @@ def test_header_validation(gw, bucket):
         ({"x-amz-server-side-encryption-aws-kms-key-id": "gateway-default"}, ("InvalidArgument", 400)),
         ({"x-amz-server-side-encryption": "AES256", "x-amz-server-side-encryption-aws-kms-key-id": "gateway-default"}, ("InvalidArgument", 400)),
         ({"x-amz-server-side-encryption": "aes:kms"}, ("InvalidArgument", 400)),
+        # Dual-layer SSE-KMS: refused with the answer S3 gives any value it does not accept.
+        ({"x-amz-server-side-encryption": "aws:kms:dsse"}, ("InvalidArgument", 400)),
         ({"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": "no-such-key"}, ("KMS.NotFoundException", 400)),
         ({"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-context": "!!notbase64"}, ("InvalidArgument", 400)),
         ({"x-amz-meta-kgw-mode": "SSE-S3"}, ("InvalidArgument", 400)),

@@ -68,6 +68,14 @@ def test_multipart_roundtrip_ranges_and_parts(gw, bucket, mode):
         assert r["PartsCount"] == 3
         h = c.head_object(Bucket=bucket, Key="mp", PartNumber=n, **part_args(mode))
         assert h["ContentLength"] == len(p)
+    if mode != "plain":
+        # A part the object does not have: 400 InvalidPart, as S3.
+        with pytest.raises(ClientError) as e:
+            c.get_object(Bucket=bucket, Key="mp", PartNumber=len(parts) + 1, **part_args(mode))
+        assert (e.value.response["Error"]["Code"], e.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("InvalidPart", 400)
+        with pytest.raises(ClientError) as e:
+            c.head_object(Bucket=bucket, Key="mp", PartNumber=len(parts) + 1, **part_args(mode))
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     listed = {o["Key"]: o["Size"] for o in c.list_objects_v2(Bucket=bucket)["Contents"]}
     assert listed["mp"] == len(data)
     if mode != "plain":

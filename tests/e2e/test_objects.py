@@ -186,3 +186,23 @@ def test_checksums_are_verified_over_plaintext(gw, bucket):
     assert err(e) == ("BadDigest", 400)
     with pytest.raises(ClientError):
         c.head_object(Bucket=bucket, Key="shabad")
+
+
+@pytest.mark.parametrize("mode", ["sse-s3", "sse-kms", "sse-c"])
+def test_part_numbers_of_a_single_put_object(gw, bucket, mode):
+    """A single-PUT object has one part: partNumber=1 is the whole object,
+    a larger one is 400 InvalidPart (GET and HEAD), as S3."""
+    args = {"sse-s3": {"ServerSideEncryption": "AES256"}, "sse-kms": {"ServerSideEncryption": "aws:kms"},
+            "sse-c": ssec(b"p" * 32)}[mode]
+    read_args = args if mode == "sse-c" else {}
+    c = gw.client()
+    body = payload(300_000, 5)
+    c.put_object(Bucket=bucket, Key="one", Body=body, **args)
+    assert c.get_object(Bucket=bucket, Key="one", PartNumber=1, **read_args)["Body"].read() == body
+    assert c.head_object(Bucket=bucket, Key="one", PartNumber=1, **read_args)["ContentLength"] == len(body)
+    for call in (c.get_object, c.head_object):
+        with pytest.raises(ClientError) as e:
+            call(Bucket=bucket, Key="one", PartNumber=2, **read_args)
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        if call is c.get_object:
+            assert e.value.response["Error"]["Code"] == "InvalidPart"

@@ -59,7 +59,12 @@ impl SseRequest {
                 key_id: h.kms_key_id.map(str::to_owned).filter(|k| !k.is_empty()),
                 context: h.context.map(parse_context).transpose()?.unwrap_or_default(),
             }),
-            Some(_) => Err(SseError::InvalidArgument("The encryption method specified is not supported")),
+            // `aws:kms:dsse` (dual-layer) included: one layer, the gateway's,
+            // is all a client can ask of it; AWS's answer to values it does
+            // not accept.
+            Some(_) => Err(SseError::InvalidArgument(
+                "The SSE algorithm specified is not supported. The valid values are AES256 or aws:kms.",
+            )),
         }
     }
 }

@@ -29,13 +29,10 @@ struct Fetch {
 fn part_slice(layout: &Layout, n: i32) -> S3Result<(std::ops::Range<u64>, std::ops::Range<u64>, DecryptPlan)> {
     let single = layout.parts().len() == 1 && layout.parts()[0].number == 0;
     let idx = if single && n == 1 { Some(0) } else { layout.parts().iter().position(|e| i64::from(e.number) == i64::from(n)) };
+    // As S3 (and the s3-tests conformance suite): a part the object does
+    // not have is 400 InvalidPart, for GET and HEAD alike.
     let Some(idx) = idx else {
-        let mut e = S3Error::with_message(
-            s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
-            "The requested partnumber is not satisfiable",
-        );
-        e.set_status_code(StatusCode::RANGE_NOT_SATISFIABLE);
-        return Err(e);
+        return Err(s3s::s3_error!(InvalidPart, "The requested part number {n} does not exist in this object."));
     };
     let (pr, cr) = layout.part_bounds(idx);
     Ok((pr, cr, DecryptPlan::whole_part(layout.params(), &layout.parts()[idx])))
