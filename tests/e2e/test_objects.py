@@ -8,7 +8,7 @@ import hashlib
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import MIB, payload, ssec
+from conftest import MIB, Gateway, payload, ssec
 
 SIZES = [0, 1, MIB - 1, MIB, MIB + 1, 3 * MIB + 17]
 MODES = ["plain", "sse-s3", "sse-kms", "sse-c"]
@@ -206,3 +206,31 @@ def test_part_numbers_of_a_single_put_object(gw, bucket, mode):
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
         if call is c.get_object:
             assert e.value.response["Error"]["Code"] == "InvalidPart"
+
+
+def test_part_numbers_of_plaintext_objects_on_the_embedded_store():
+    """The embedded store answers partNumber reads of objects the gateway
+    did not encrypt: part 1 of a single PUT is the object, part 2 is 400
+    InvalidPart, and a multipart object (whose part boundaries it does not
+    keep) is refused with 501 rather than answered with the wrong bytes."""
+    g = Gateway()
+    try:
+        _plaintext_part_numbers(g.client(), "parts")
+    finally:
+        g.close()
+
+
+def _plaintext_part_numbers(c, bucket):
+    c.create_bucket(Bucket=bucket)
+    c.put_object(Bucket=bucket, Key="plain", Body=b"plain bytes")
+    assert c.get_object(Bucket=bucket, Key="plain", PartNumber=1)["Body"].read() == b"plain bytes"
+    assert c.head_object(Bucket=bucket, Key="plain", PartNumber=1)["ContentLength"] == len(b"plain bytes")
+    with pytest.raises(ClientError) as e:
+        c.get_object(Bucket=bucket, Key="plain", PartNumber=2)
+    assert (e.value.response["Error"]["Code"], e.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("InvalidPart", 400)
+    uid = c.create_multipart_upload(Bucket=bucket, Key="plain-mp")["UploadId"]
+    etag = c.upload_part(Bucket=bucket, Key="plain-mp", UploadId=uid, PartNumber=1, Body=b"x" * 100)["ETag"]
+    c.complete_multipart_upload(Bucket=bucket, Key="plain-mp", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    with pytest.raises(ClientError) as e:
+        c.get_object(Bucket=bucket, Key="plain-mp", PartNumber=1)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501

@@ -3,10 +3,12 @@
 //!
 //! - `mod.rs`: the wrapper (which calls are serialised and journaled);
 //! - `journal.rs`: the undo journal that makes a write all-or-nothing;
-//! - `layout.rs`: which files of s3s-fs a write touches.
+//! - `layout.rs`: which files of s3s-fs a write touches;
+//! - `uploads.rs`: ListMultipartUploads, which s3s-fs lacks.
 
 mod journal;
 mod layout;
+mod uploads;
 
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
@@ -20,8 +22,8 @@ use futures::FutureExt;
 
 use s3s::dto::{
     CompleteMultipartUploadInput, CompleteMultipartUploadOutput, CopyObjectInput, CopyObjectOutput, CopySource,
-    DeleteObjectInput, DeleteObjectOutput, GetObjectInput, GetObjectOutput, HeadObjectInput, HeadObjectOutput, PutObjectInput,
-    PutObjectOutput,
+    DeleteObjectInput, DeleteObjectOutput, GetObjectInput, GetObjectOutput, HeadObjectInput, HeadObjectOutput,
+    ListMultipartUploadsInput, ListMultipartUploadsOutput, PutObjectInput, PutObjectOutput,
 };
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use tokio::sync::Mutex;
@@ -139,6 +141,21 @@ impl EmbeddedStore {
         task.await.map_err(|e| store_error("the write stopped", &e))?
     }
 
+    /// `partNumber` reads, which s3s-fs ignores: a single-PUT object is its
+    /// part 1 (then read whole); s3s-fs keeps no part boundaries of a
+    /// completed upload, so those are refused rather than answered wrong.
+    async fn check_part_number(&self, head: &S3Request<HeadObjectInput>, n: i32) -> S3Result<()> {
+        let req = crate::s3::sub_request_of(head, head.input.clone());
+        let out = s3s::S3::head_object(&*self.fs, req).await?.output;
+        if out.e_tag.as_ref().is_some_and(|e| e.value().contains('-')) {
+            return Err(s3_error!(NotImplemented, "The embedded store does not keep the parts of a multipart object."));
+        }
+        if n != 1 {
+            return Err(s3_error!(InvalidPart, "The requested part number {n} does not exist in this object."));
+        }
+        Ok(())
+    }
+
     fn object_files(&self, bucket: &str, key: &str) -> Vec<PathBuf> {
         // A path s3s-fs refuses touches nothing, so nothing to save.
         layout::object_files(&self.root, bucket, key).unwrap_or_default()
@@ -197,15 +214,29 @@ s3_forwarding_impl! {
             let _w = self.writer(&req.input.bucket, &req.input.key).lock_owned().await;
             self.fs.delete_object(req).await
         }
-        async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        async fn list_multipart_uploads(&self, req: S3Request<ListMultipartUploadsInput>) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+            let root = self.root.clone();
+            let out = tokio::task::spawn_blocking(move || uploads::list(&root, &req.input))
+                .await
+                .map_err(|e| store_error("could not list uploads", &e))??;
+            Ok(S3Response::new(out))
+        }
+        async fn head_object(&self, mut req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
             if self.names_a_directory(&req.input.bucket, &req.input.key) {
                 return Err(s3_error!(NoSuchKey));
             }
+            if let Some(n) = req.input.part_number.take() {
+                self.check_part_number(&req, n).await?;
+            }
             self.fs.head_object(req).await
         }
-        async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        async fn get_object(&self, mut req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
             if self.names_a_directory(&req.input.bucket, &req.input.key) {
                 return Err(s3_error!(NoSuchKey));
+            }
+            if let Some(n) = req.input.part_number.take() {
+                let head = HeadObjectInput::builder().bucket(req.input.bucket.clone()).key(req.input.key.clone()).build().expect("set");
+                self.check_part_number(&crate::s3::sub_request_of(&req, head), n).await?;
             }
             self.fs.get_object(req).await
         }
@@ -269,7 +300,6 @@ s3_forwarding_impl! {
             list_bucket_metrics_configurations(ListBucketMetricsConfigurationsInput) -> ListBucketMetricsConfigurationsOutput;
             list_buckets(ListBucketsInput) -> ListBucketsOutput;
             list_directory_buckets(ListDirectoryBucketsInput) -> ListDirectoryBucketsOutput;
-            list_multipart_uploads(ListMultipartUploadsInput) -> ListMultipartUploadsOutput;
             list_object_versions(ListObjectVersionsInput) -> ListObjectVersionsOutput;
             list_objects(ListObjectsInput) -> ListObjectsOutput;
             list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output;
