@@ -714,11 +714,15 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
         req.extensions_mut().insert(self.transport);
         req.extensions_mut().insert(id);
         let has_body = hyper::body::Body::size_hint(req.body()).upper() != Some(0);
+        let attributes = crate::s3::listing::is_get_object_attributes(req.method(), req.uri());
         let fut = tracing::Instrument::instrument(hyper::service::Service::call(&self.service, req), span);
         let metrics = self.metrics.clone();
         Box::pin(async move {
             let mut resp = fut.await?;
             resp.headers_mut().insert("x-amz-request-id", header);
+            if attributes && resp.status().is_success() {
+                unquote_attributes_etag(&mut resp);
+            }
             if let (Some(m), true) = (&metrics, resp.status().as_u16() >= 400) {
                 let code = resp.body().bytes().and_then(|b| error_code(&b)).unwrap_or_else(|| resp.status().as_str().to_owned());
                 m.s3_errors.with_label_values(&[&code]).inc();
@@ -732,6 +736,13 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
             Ok(resp.map(|body| TrackedBody { inner: Box::pin(body), _in_flight: in_flight }))
         })
     }
+}
+
+/// GetObjectAttributes answers its `ETag` unquoted, as AWS does.
+fn unquote_attributes_etag(resp: &mut hyper::Response<s3s::Body>) {
+    let Some(fixed) = resp.body().bytes().and_then(|b| crate::s3::listing::unquote_attributes_etag(&b)) else { return };
+    resp.headers_mut().insert(hyper::header::CONTENT_LENGTH, fixed.len().into());
+    *resp.body_mut() = s3s::Body::from(fixed);
 }
 
 #[cfg(test)]

@@ -208,3 +208,42 @@ impl Gateway {
         Ok(S3Response::new(out))
     }
 }
+
+/// Is this request a GetObjectAttributes call (`GET /<bucket>/<key>?attributes`)?
+pub(crate) fn is_get_object_attributes(method: &hyper::Method, uri: &hyper::Uri) -> bool {
+    method == hyper::Method::GET
+        && uri.query().is_some_and(|q| q.split('&').any(|p| p == "attributes" || p.starts_with("attributes=")))
+}
+
+/// AWS answers GetObjectAttributes with an unquoted `ETag` (unlike every
+/// other operation); s3s always quotes it. The answer without the quotes,
+/// or `None` when there is nothing to change.
+pub(crate) fn unquote_attributes_etag(xml: &[u8]) -> Option<Vec<u8>> {
+    const OPEN: &[u8] = b"<ETag>\"";
+    const CLOSE: &[u8] = b"\"</ETag>";
+    let start = xml.windows(OPEN.len()).position(|w| w == OPEN)?;
+    let end = start + xml[start..].windows(CLOSE.len()).position(|w| w == CLOSE)?;
+    let mut out = Vec::with_capacity(xml.len());
+    out.extend_from_slice(&xml[..start + OPEN.len() - 1]);
+    out.extend_from_slice(&xml[start + OPEN.len()..end]);
+    out.extend_from_slice(&xml[end + 1..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_etag_loses_its_quotes_only() {
+        let xml = b"<GetObjectAttributesResponse><ETag>\"abc-2\"</ETag><ObjectSize>5</ObjectSize></GetObjectAttributesResponse>";
+        let out = unquote_attributes_etag(xml).unwrap();
+        assert_eq!(
+            out,
+            b"<GetObjectAttributesResponse><ETag>abc-2</ETag><ObjectSize>5</ObjectSize></GetObjectAttributesResponse>"
+        );
+        assert!(unquote_attributes_etag(&out).is_none());
+        assert!(is_get_object_attributes(&hyper::Method::GET, &"/b/k?attributes".parse().unwrap()));
+        assert!(!is_get_object_attributes(&hyper::Method::GET, &"/b/k?acl".parse().unwrap()));
+    }
+}
