@@ -472,7 +472,14 @@ async fn next_connection(
     loop {
         tokio::select! {
             res = listener.accept() => match res {
-                Ok((socket, peer)) => return Some((slot, socket, peer)),
+                Ok((socket, peer)) => {
+                    // Small answers (a HEAD, an error, a 4 KiB GET) go out
+                    // at once, not after the client's delayed ACK (40 ms).
+                    if let Err(e) = socket.set_nodelay(true) {
+                        tracing::debug!(error = %e, "TCP_NODELAY not set");
+                    }
+                    return Some((slot, socket, peer));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     // Out of file descriptors, say: retrying at once would spin.

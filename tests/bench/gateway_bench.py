@@ -6,7 +6,7 @@ The upstream is the embedded store served over HTTP on its own
 (host/examples/plain_store.rs). "direct" = client → upstream; "gateway" =
 client → gateway → upstream. Also counts the ciphertext fetched for 1-byte ranges of a 1 GiB
 object. Build first: cargo build --release --bin kms-gateway --example plain_store
-Usage: KMS_GATEWAY_BIN=target/release/kms-gateway python tests/bench/gateway_bench.py [--size-mib 256] [--reps 3]
+Usage: KMS_GATEWAY_BIN=target/release/kms-gateway python tests/bench/gateway_bench.py [--size-mib 256] [--reps 3] [--small-only]
 """
 
 import argparse
@@ -63,11 +63,43 @@ def timed(fn, size):
     return size / (time.perf_counter() - t) / 1e6
 
 
+def small_latency(direct, via, n=300):
+    """Sequential 4 KiB PUT, GET and HEAD: p50 and p99 in ms, direct and
+    through the gateway (SSE-KMS), same client."""
+    body = os.urandom(4096)
+
+    def lat(fn):
+        for _ in range(20):
+            fn()
+        t = []
+        for _ in range(n):
+            a = time.perf_counter()
+            fn()
+            t.append((time.perf_counter() - a) * 1000)
+        t.sort()
+        return t[len(t) // 2], t[int(len(t) * 0.99)]
+
+    ops = {
+        "PUT": (lambda: direct.put_object(Bucket="bench", Key="s", Body=body),
+                lambda: via.put_object(Bucket="bench", Key="s-gw", Body=body, ServerSideEncryption="aws:kms")),
+        "GET": (lambda: direct.get_object(Bucket="bench", Key="s")["Body"].read(),
+                lambda: via.get_object(Bucket="bench", Key="s-gw")["Body"].read()),
+        "HEAD": (lambda: direct.head_object(Bucket="bench", Key="s"), lambda: via.head_object(Bucket="bench", Key="s-gw")),
+    }
+    print(f"\n4 KiB objects, sequential, {n} ops each (boto3), ms\n")
+    print("| op | direct p50 | gateway p50 | added p50 | direct p99 | gateway p99 |")
+    print("|---|---|---|---|---|---|")
+    for name, (d, g) in ops.items():
+        (d50, d99), (g50, g99) = lat(d), lat(g)
+        print(f"| {name} | {d50:.2f} | {g50:.2f} | {g50 - d50:.2f} | {d99:.2f} | {g99:.2f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--range-object-mib", type=int, default=1024)
+    ap.add_argument("--small-only", action="store_true", help="only the 4 KiB latency table")
     a = ap.parse_args()
     size = a.size_mib * MIB
 
@@ -75,6 +107,11 @@ def main():
     gw = Gateway(upstream=up, upstream_creds=(ACCESS, SECRET))
     direct, via = client(up.endpoint, ACCESS, SECRET), client(gw.endpoint, ACCESS, SECRET)
     direct.create_bucket(Bucket="bench")
+    small_latency(direct, via)
+    if a.small_only:
+        gw.close()
+        up.stop()
+        return
 
     src = Path(tempfile.mkdtemp()) / "src.bin"
     with open(src, "wb") as f:
