@@ -19,8 +19,7 @@ use super::conditional::Preconditions;
 use super::errors::{not_implemented, record_error};
 use super::keys::apply_echo;
 use super::keys::take_customer;
-use super::multipart::{object_headers, self_copy};
-use super::put::{reserved_metadata_error, take_sse};
+use super::write::{object_headers, reserved_metadata_error, self_copy, take_sse};
 use super::{Gateway, principal, sub_request};
 use crate::sse::{ObjectCrypto, SseRequest, has_reserved_keys};
 
@@ -91,7 +90,7 @@ impl Gateway {
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
             ));
         }
-        self.metrics.requests.with_label_values(&["copy", crate::s3::put::mode_label(&dst_sse)]).inc();
+        self.metrics.requests.with_label_values(&["copy", crate::s3::write::mode_label(&dst_sse)]).inc();
 
         // A re-key in place keeps the object key, so restoring the old record
         // restores access. Revocation needs a fresh key, the data rewritten:

@@ -8,6 +8,8 @@
 //! - [`defaults`]: bucket default encryption (a custom route) and its use.
 //! - [`listing`]: plaintext sizes in listings; GetObjectAttributes.
 //! - [`policy`]: bound WebAssembly policies on the write path.
+//! - [`write`]: what every write path shares (SSE headers out of the
+//!   input, checksums, the self-copy that attaches a record).
 //! - [`keys`], [`checksum`], [`body`], [`conditional`]: helpers.
 //! - [`errors`]: domain errors → S3 errors, in one place.
 //! - [`forward`]: the generated pass-through of all other operations.
@@ -27,6 +29,7 @@ mod multipart;
 mod part_copy;
 mod policy;
 mod put;
+mod write;
 
 use std::sync::Arc;
 

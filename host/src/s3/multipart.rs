@@ -20,9 +20,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use s3s::dto::{
-    AbortMultipartUploadInput, AbortMultipartUploadOutput, CopyObjectInput, CopySource, CreateMultipartUploadInput,
-    CreateMultipartUploadOutput, ETagCondition, ListPartsInput, ListPartsOutput, MetadataDirective, StreamingBlob,
-    UploadPartInput, UploadPartOutput,
+    AbortMultipartUploadInput, AbortMultipartUploadOutput, CreateMultipartUploadInput, CreateMultipartUploadOutput,
+    ListPartsInput, ListPartsOutput, StreamingBlob, UploadPartInput, UploadPartOutput,
 };
 use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 use serde::{Deserialize, Serialize};
@@ -32,7 +31,7 @@ use super::checksum::{ChecksumObserver, take_client_checksums};
 use super::errors::{crypto_error, record_error, sse_error, state_error};
 use super::keys::take_customer;
 use super::keys::{apply_echo, set_checksums};
-use super::put::{reserved_metadata_error, take_sse, upload_error, verify_plain_upload};
+use super::write::{ObjectHeaders, object_headers, reserved_metadata_error, take_sse, upload_error, verify_plain_upload};
 use super::{Gateway, declared_length, principal};
 use crate::crypto::keys::LayoutKey;
 use crate::crypto::stream::EncryptStream;
@@ -73,59 +72,6 @@ pub(super) struct UploadDoc {
     /// completion can tag the layout without the client's SSE-C key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) layout_key: Option<String>,
-}
-
-/// Object headers a metadata-only self-copy must carry over.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(super) struct ObjectHeaders {
-    pub(super) content_type: Option<String>,
-    pub(super) content_encoding: Option<String>,
-    pub(super) content_disposition: Option<String>,
-    pub(super) content_language: Option<String>,
-    pub(super) cache_control: Option<String>,
-    pub(super) website_redirect_location: Option<String>,
-}
-
-/// [`ObjectHeaders`] of any input or output that carries the six headers.
-macro_rules! object_headers {
-    ($x:expr) => {
-        $crate::s3::multipart::ObjectHeaders {
-            content_type: $x.content_type.clone(),
-            content_encoding: $x.content_encoding.clone(),
-            content_disposition: $x.content_disposition.clone(),
-            content_language: $x.content_language.clone(),
-            cache_control: $x.cache_control.clone(),
-            website_redirect_location: $x.website_redirect_location.clone(),
-        }
-    };
-}
-pub(super) use object_headers;
-
-/// A metadata-only self-copy that rewrites the object's metadata, only if
-/// the object still has `etag` (a concurrent writer is never overwritten).
-pub(super) fn self_copy(
-    bucket: &str,
-    key: &str,
-    metadata: HashMap<String, String>,
-    h: &ObjectHeaders,
-    etag: s3s::dto::ETag,
-) -> CopyObjectInput {
-    let mut c = CopyObjectInput::builder()
-        .bucket(bucket.to_owned())
-        .key(key.to_owned())
-        .copy_source(CopySource::Bucket { bucket: bucket.into(), key: key.into(), version_id: None })
-        .build()
-        .expect("bucket, key and source are set");
-    c.metadata_directive = Some(MetadataDirective::from_static(MetadataDirective::REPLACE));
-    c.metadata = Some(metadata);
-    c.content_type = h.content_type.clone();
-    c.content_encoding = h.content_encoding.clone();
-    c.content_disposition = h.content_disposition.clone();
-    c.content_language = h.content_language.clone();
-    c.cache_control = h.cache_control.clone();
-    c.website_redirect_location = h.website_redirect_location.clone();
-    c.copy_source_if_match = Some(ETagCondition::ETag(etag));
-    c
 }
 
 /// An upload as the gateway knows it.

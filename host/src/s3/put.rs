@@ -6,98 +6,16 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use futures::{StreamExt, stream};
 use s3s::dto::{ETag, PutObjectInput, PutObjectOutput, StreamingBlob};
-use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 
 use super::body::{client_body_error, record_body_errors, strip_aws_chunked};
-use super::checksum::{ChecksumObserver, SharedOutcome, take_client_checksums};
+use super::checksum::{ChecksumObserver, take_client_checksums};
 use super::errors::record_error;
 use super::keys::{SealedWrite, apply_echo, set_checksums};
-use super::multipart::{object_headers, self_copy};
+use super::write::{object_headers, reserved_metadata_error, self_copy, take_sse, upload_error, verify_plain_upload};
 use super::{Gateway, declared_length, principal, sub_request};
-use crate::crypto::stream::{EncryptStream, StdError};
+use crate::crypto::stream::EncryptStream;
 use crate::sse::{SseMode, SseRequest, has_reserved_keys};
-
-/// Parse the SSE headers of a write (PutObject, CreateMultipartUpload,
-/// CopyObject) and clear them from the input: the upstream must never see
-/// them (RustFS would encrypt a second time).
-macro_rules! take_sse {
-    ($input:expr) => {{
-        let i = &mut $input;
-        let h = $crate::sse::SseHeaders {
-            sse: i.server_side_encryption.as_ref().map(|s| s.as_str()),
-            kms_key_id: i.ssekms_key_id.as_deref(),
-            context: i.ssekms_encryption_context.as_deref(),
-            customer_algorithm: i.sse_customer_algorithm.as_deref(),
-            customer_key: i.sse_customer_key.as_deref(),
-            customer_key_md5: i.sse_customer_key_md5.as_deref(),
-        };
-        let sse = $crate::sse::SseRequest::parse(&h).map_err($crate::s3::errors::sse_error);
-        i.server_side_encryption = None;
-        i.ssekms_key_id = None;
-        i.ssekms_encryption_context = None;
-        i.sse_customer_algorithm = None;
-        $crate::s3::keys::wipe(&mut i.sse_customer_key);
-        i.sse_customer_key_md5 = None;
-        i.bucket_key_enabled = None;
-        sse
-    }};
-}
-pub(super) use take_sse;
-
-/// Plaintext upload (PutObject, UploadPart): take the client's checksums
-/// out of the input and wrap the body so they are verified before its last
-/// chunk goes upstream. Evaluates to the shared outcome.
-macro_rules! verify_plain_upload {
-    ($req:expr, $trailer_names:expr) => {{
-        let (observer, outcome) = $crate::s3::checksum::ChecksumObserver::new(
-            $crate::s3::checksum::take_client_checksums!($req.input),
-            $trailer_names.as_deref(),
-            $req.trailing_headers.clone(),
-            false,
-        )?;
-        // The trailers were ours to verify; the upstream must not see them.
-        $req.trailing_headers = None;
-        let len = $crate::s3::declared_length(&$req.headers, $req.input.content_length).ok();
-        $req.input.content_length = len.map(|l| l as i64);
-        if let Some(body) = $req.input.body.take() {
-            let body = $crate::s3::body::record_body_errors(body, outcome.clone());
-            $req.input.body =
-                Some(s3s::dto::StreamingBlob::new($crate::s3::body::VerifiedBody::new(body, Box::new(observer), len)));
-        }
-        outcome
-    }};
-}
-pub(super) use verify_plain_upload;
-
-/// Metrics label of a write's mode.
-pub(super) fn mode_label(sse: &SseRequest) -> &'static str {
-    match sse {
-        SseRequest::None => "none",
-        SseRequest::S3 => "SSE-S3",
-        SseRequest::Kms { .. } => "SSE-KMS",
-        SseRequest::Customer(_) => "SSE-C",
-    }
-}
-
-pub(super) fn reserved_metadata_error() -> S3Error {
-    s3_error!(InvalidArgument, "User metadata keys starting with x-amz-meta-kgw- are reserved by the gateway.")
-}
-
-/// The upstream's error, unless the body stream recorded the real cause.
-pub(super) fn upload_error(e: S3Error, outcome: &SharedOutcome) -> S3Error {
-    match outcome.lock().expect("outcome lock").error.take() {
-        Some(cause) => cause,
-        None => {
-            if let Some(src) = e.source() {
-                let boxed: StdError = src.to_string().into();
-                if e.code() == &S3ErrorCode::InternalError && src.to_string().contains("Stream") {
-                    return client_body_error(&boxed);
-                }
-            }
-            e
-        }
-    }
-}
 
 /// Read a whole body that is known to be small (at most one segment).
 async fn read_small(body: StreamingBlob) -> Result<Vec<Bytes>, S3Error> {
