@@ -22,13 +22,24 @@ pub(super) fn object_files(root: &Path, bucket: &str, key: &str) -> Option<Vec<P
 pub(super) fn upload_files(root: &Path, bucket: &str, key: &str, upload_id: &str, parts: &[i32]) -> Vec<PathBuf> {
     let Ok(id) = uuid::Uuid::parse_str(upload_id) else { return Vec::new() };
     let name = side_name(bucket, key);
-    let mut files = vec![root.join(format!(".upload-{id}.json")), root.join(format!("{name}.upload-{id}.metadata.json"))];
+    let mut files = vec![upload_record(root, &id.to_string()), root.join(format!("{name}.upload-{id}.metadata.json"))];
     files.extend(parts.iter().map(|n| root.join(format!(".upload_id-{id}.part-{n}"))));
     files
 }
 
+/// The record s3s-fs keeps while an upload is in progress.
+pub(super) fn upload_record(root: &Path, upload_id: &str) -> PathBuf {
+    root.join(format!(".upload-{upload_id}.json"))
+}
+
+/// How the names of a bucket's side files (metadata, checksums, uploads)
+/// begin; the object key follows, base64url.
+pub(super) fn side_prefix(bucket: &str) -> String {
+    format!(".bucket-{}.object-", URL_SAFE_NO_PAD.encode(bucket))
+}
+
 fn side_name(bucket: &str, key: &str) -> String {
-    format!(".bucket-{}.object-{}", URL_SAFE_NO_PAD.encode(bucket), URL_SAFE_NO_PAD.encode(key))
+    format!("{}{}", side_prefix(bucket), URL_SAFE_NO_PAD.encode(key))
 }
 
 /// `root/relative`, resolved lexically as s3s-fs does.

@@ -144,9 +144,9 @@ impl EmbeddedStore {
     /// `partNumber` reads, which s3s-fs ignores: a single-PUT object is its
     /// part 1 (then read whole); s3s-fs keeps no part boundaries of a
     /// completed upload, so those are refused rather than answered wrong.
-    async fn check_part_number(&self, head: &S3Request<HeadObjectInput>, n: i32) -> S3Result<()> {
-        let req = crate::s3::sub_request_of(head, head.input.clone());
-        let out = s3s::S3::head_object(&*self.fs, req).await?.output;
+    async fn check_part_number<T>(&self, req: &S3Request<T>, bucket: &str, key: &str, n: i32) -> S3Result<()> {
+        let head = HeadObjectInput::builder().bucket(bucket.to_owned()).key(key.to_owned()).build().expect("set");
+        let out = s3s::S3::head_object(&*self.fs, crate::s3::sub_request_of(req, head)).await?.output;
         if out.e_tag.as_ref().is_some_and(|e| e.value().contains('-')) {
             return Err(s3_error!(NotImplemented, "The embedded store does not keep the parts of a multipart object."));
         }
@@ -203,7 +203,10 @@ s3_forwarding_impl! {
             let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
             // A failed or interrupted completion puts the upload back too,
             // so that the client can retry it.
-            let parts: Vec<i32> = req.input.multipart_upload.iter().flat_map(|m| m.parts.iter().flatten()).filter_map(|p| p.part_number).collect();
+            let mut parts: Vec<i32> = req.input.multipart_upload.iter().flat_map(|m| m.parts.iter().flatten()).filter_map(|p| p.part_number).collect();
+            // A client repeating numbers gets one saved copy of each part.
+            parts.sort_unstable();
+            parts.dedup();
             let mut targets = self.object_files(&bucket, &key);
             targets.extend(layout::upload_files(&self.root, &bucket, &key, &req.input.upload_id, &parts));
             let fs = self.fs.clone();
@@ -226,7 +229,7 @@ s3_forwarding_impl! {
                 return Err(s3_error!(NoSuchKey));
             }
             if let Some(n) = req.input.part_number.take() {
-                self.check_part_number(&req, n).await?;
+                self.check_part_number(&req, &req.input.bucket, &req.input.key, n).await?;
             }
             self.fs.head_object(req).await
         }
@@ -235,8 +238,7 @@ s3_forwarding_impl! {
                 return Err(s3_error!(NoSuchKey));
             }
             if let Some(n) = req.input.part_number.take() {
-                let head = HeadObjectInput::builder().bucket(req.input.bucket.clone()).key(req.input.key.clone()).build().expect("set");
-                self.check_part_number(&crate::s3::sub_request_of(&req, head), n).await?;
+                self.check_part_number(&req, &req.input.bucket, &req.input.key, n).await?;
             }
             self.fs.get_object(req).await
         }

@@ -21,7 +21,7 @@ struct Upload {
 /// `.bucket-<b64 bucket>.object-<b64 key>.upload-<id>.metadata.json` whose
 /// upload record `.upload-<id>.json` still exists.
 fn uploads_of(root: &Path, bucket: &str) -> std::io::Result<Vec<Upload>> {
-    let head = format!(".bucket-{}.object-", URL_SAFE_NO_PAD.encode(bucket));
+    let head = super::layout::side_prefix(bucket);
     let mut out = Vec::new();
     for entry in std::fs::read_dir(root)? {
         let entry = entry?;
@@ -31,7 +31,7 @@ fn uploads_of(root: &Path, bucket: &str) -> std::io::Result<Vec<Upload>> {
         };
         let Some((key, id)) = rest.split_once(".upload-") else { continue };
         let Some(key) = URL_SAFE_NO_PAD.decode(key).ok().and_then(|k| String::from_utf8(k).ok()) else { continue };
-        let Ok(record) = std::fs::metadata(root.join(format!(".upload-{id}.json"))) else { continue };
+        let Ok(record) = std::fs::metadata(super::layout::upload_record(root, id)) else { continue };
         out.push(Upload { key, initiated: record.modified()?, id: id.to_owned() });
     }
     out.sort();

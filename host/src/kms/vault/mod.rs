@@ -438,14 +438,14 @@ impl KeyBackend for VaultBackend {
     ) -> Option<Result<(Vec<u8>, u32), KmsError>> {
         // Transit's rewrap takes no associated data: the caller re-wraps
         // client-side for such keys.
-        match self.load(key_id).await {
+        let key = match self.load(key_id).await {
             Ok(k) if k.binding == Binding::AssociatedData => return None,
-            Ok(_) => {}
+            Ok(k) => k,
             Err(e) => return Some(Err(e)),
-        }
+        };
         let r = async {
             let ciphertext = std::str::from_utf8(wrapped).map_err(|_| KmsError::MalformedDataKey)?;
-            require_enabled(key_id, self.load(key_id).await?.info.state)?;
+            require_enabled(key_id, key.info.state)?;
             let (mount, ctx) = (self.cfg.mount_path.as_str(), Self::context_b64(context));
             let resp = self
                 .run(Idempotency::Retry, "rewrap data key", Some(key_id), |c| {
