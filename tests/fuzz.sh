@@ -14,7 +14,7 @@ SECONDS_PER_TARGET="${1:-20}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(record part_table range sse_headers kms_config)
+  TARGETS=(record part_table range sse_headers kms_config bucket_policy)
 fi
 
 export RUSTFLAGS="-Cpasses=sancov-module \

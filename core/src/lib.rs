@@ -16,6 +16,7 @@
 //! fuzz targets in `fuzz/` feed this crate hostile input. The byte-level
 //! specification lives in `docs/format.md`.
 
+pub mod bucket_policy;
 pub mod crypto;
 pub mod ids;
 pub mod kms_config;

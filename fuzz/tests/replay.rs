@@ -7,12 +7,13 @@ use std::path::Path;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 5] = [
+const TARGETS: [(&str, Check); 6] = [
     ("record", kgw_fuzz::record),
     ("part_table", kgw_fuzz::part_table),
     ("range", kgw_fuzz::range),
     ("sse_headers", kgw_fuzz::sse_headers),
     ("kms_config", kgw_fuzz::kms_config),
+    ("bucket_policy", kgw_fuzz::bucket_policy),
 ];
 
 #[test]

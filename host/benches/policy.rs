@@ -39,7 +39,7 @@ async fn main() {
     let engine = Arc::new(PolicyEngine::new(Limits::default()).expect("engine"));
     let dir = tempfile::tempdir().expect("temp dir");
     let store = StateStore::open(&dir.path().join("state")).expect("state");
-    let registry = PolicyRegistry::open(engine.clone(), dir.path().join("policies"), store).expect("registry");
+    let registry = PolicyRegistry::open(engine.clone(), dir.path().join("policies"), store).await.expect("registry");
 
     for (name, file) in [("key-select", "default_key_select.wasm"), ("sse-validate", "require_sse_kms.wasm")] {
         let (info, report) = registry.upload(name, component(file)).await.expect("upload");

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub policy_calls: IntCounterVec,
     /// Their latency, fresh instance included.
     pub policy_call_seconds: HistogramVec,
+    /// Writes refused by a bucket policy's statements on SSE keys.
+    pub bucket_policy_denials: IntCounter,
 }
 
 impl Default for Metrics {
@@ -86,12 +88,17 @@ impl Metrics {
                 &["hook"],
             )
             .expect("static metric"),
+            bucket_policy_denials: IntCounter::new(
+                "bucket_policy_denials_total",
+                "Writes refused by bucket policy statements on SSE condition keys",
+            )
+            .expect("static metric"),
             registry,
         };
         for c in [&m.requests, &m.kms_calls, &m.kms_cache, &m.s3_errors, &m.admin_requests, &m.policy_calls] {
             m.registry.register(Box::new(c.clone())).expect("unique metric");
         }
-        for c in [&m.bytes_encrypted, &m.bytes_decrypted, &m.upstream_ciphertext_bytes] {
+        for c in [&m.bytes_encrypted, &m.bytes_decrypted, &m.upstream_ciphertext_bytes, &m.bucket_policy_denials] {
             m.registry.register(Box::new(c.clone())).expect("unique metric");
         }
         m.registry.register(Box::new(m.kms_call_seconds.clone())).expect("unique metric");

@@ -169,7 +169,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         ..Limits::default()
     };
     let engine = Arc::new(PolicyEngine::new(limits)?);
-    let policies = Arc::new(PolicyRegistry::open(engine, data_dir.join("policies"), state.clone())?);
+    let policies = Arc::new(PolicyRegistry::open(engine, data_dir.join("policies"), state.clone()).await?);
     let rotation = Arc::new(RotationScheduler {
         kms: kms.clone(),
         policies: policies.clone(),
@@ -257,7 +257,10 @@ async fn boot_kms(
         master,
         store,
         observer,
-        references: Arc::new(move |k| d.buckets_using(k)),
+        references: Arc::new(move |k| {
+            let d = d.clone();
+            Box::pin(async move { d.buckets_using(&k).await })
+        }),
         probe_interval: std::time::Duration::from_secs(args.kms_probe_interval_seconds.unwrap_or(30)),
         fallback_key,
         secret_files: SecretFilePolicy::new(

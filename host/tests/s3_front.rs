@@ -282,3 +282,26 @@ async fn multipart_with_a_re_uploaded_part_reads_back_the_last_upload() {
     assert_eq!(part2.parts_count(), Some(3));
     assert_eq!(part2.body.collect().await.unwrap().into_bytes().as_ref(), parts[1].as_slice());
 }
+
+#[tokio::test]
+async fn a_bucket_policy_requiring_sse_kms_refuses_other_writes_and_stores_nothing() {
+    let f = Front::new().await;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"DenyUnEncryptedObjectUploads","Effect":"Deny",
+        "Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::bkt/*",
+        "Condition":{"StringNotEquals":{"s3:x-amz-server-side-encryption":"aws:kms"}}}]}"#;
+    f.client.put_bucket_policy().bucket("bkt").policy(policy).send().await.expect("policy");
+    let got = f.client.get_bucket_policy().bucket("bkt").send().await.expect("get policy");
+    assert_eq!(got.policy(), Some(policy));
+    for mode in [Mode::Plain, Mode::S3, Mode::Customer] {
+        let req = f.client.put_object().bucket("bkt").key("denied").body(ByteStream::from_static(b"data"));
+        let err = mode.apply_put(req).send().await.expect_err("denied").into_service_error();
+        assert_eq!(err.meta().code(), Some("AccessDenied"), "{mode:?}");
+        assert!(!f.stored("denied").exists(), "{mode:?}: nothing stored");
+    }
+    f.put("kms", b"data", Mode::Kms).await;
+    assert_eq!(f.get("kms", None, Mode::Kms).await.unwrap(), b"data");
+    let bad = f.client.put_bucket_policy().bucket("bkt").policy("{").send().await.expect_err("malformed");
+    assert_eq!(bad.into_service_error().meta().code(), Some("MalformedPolicy"));
+    f.client.delete_bucket_policy().bucket("bkt").send().await.expect("delete policy");
+    f.put("plain", b"data", Mode::Plain).await;
+}

@@ -243,7 +243,7 @@ impl KmsAdmin {
             if r.confirm_key_id.as_deref() != Some(id.as_str()) {
                 return Err(ApiError::bad_request("immediate deletion needs `confirm_key_id` equal to `key_id`"));
             }
-            self.refuse_if_referenced(&service, &id)?;
+            self.refuse_if_referenced(&service, &id).await?;
             service.backend().describe_key(&id).await?;
             service.admin().delete_key(&id).await?;
             service.clear_cache();
@@ -261,8 +261,8 @@ impl KmsAdmin {
         ))
     }
 
-    fn refuse_if_referenced(&self, service: &KmsService, id: &KeyId) -> Result<(), ApiError> {
-        let mut refs = self.manager.references(id);
+    async fn refuse_if_referenced(&self, service: &KmsService, id: &KeyId) -> Result<(), ApiError> {
+        let mut refs = self.manager.references(id).await;
         if service.default_key_id() == id {
             refs.insert(0, "the KMS default key".into());
         }

@@ -52,7 +52,7 @@ pub enum LifecycleError {
 }
 
 /// Who still names a key (bucket defaults, …), as descriptions.
-pub type KeyReferences = Arc<dyn Fn(&KeyId) -> Vec<String> + Send + Sync>;
+pub type KeyReferences = Arc<dyn Fn(KeyId) -> futures::future::BoxFuture<'static, Vec<String>> + Send + Sync>;
 
 /// What the manager needs from the gateway.
 pub struct ManagerContext {
@@ -127,7 +127,7 @@ fn identity(cfg: &KmsConfig, data_dir: &std::path::Path) -> String {
 impl KmsManager {
     pub async fn boot(ctx: ManagerContext, startup: Startup) -> Result<Arc<Self>, LifecycleError> {
         let sealer = SecretSealer::new(&ctx.master);
-        let persisted: Persisted = ctx.store.get(NS, DOC)?.unwrap_or_default();
+        let persisted: Persisted = ctx.store.get(NS, DOC).await?.unwrap_or_default();
         let me = Arc::new(Self {
             sealer,
             current: ArcSwap::from_pointee(Snapshot { status: KmsStatus::NotConfigured, config: None, service: None }),
@@ -189,8 +189,8 @@ impl KmsManager {
         self.current.load().service.is_some() && self.probe_failures.load(Ordering::Relaxed) < 3
     }
 
-    pub fn references(&self, key: &KeyId) -> Vec<String> {
-        (self.ctx.references)(key)
+    pub async fn references(&self, key: &KeyId) -> Vec<String> {
+        (self.ctx.references)(key.clone()).await
     }
 
     /// Store a configuration without starting it.
@@ -206,7 +206,7 @@ impl KmsManager {
         if let Some(old) = &old {
             self.retire(&mut retired, old, &cfg).await;
         }
-        self.persist(Some(&cfg), false, &retired)?;
+        self.persist(Some(&cfg), false, &retired).await?;
         self.publish(KmsStatus::Configured, Some(cfg), None);
         Ok(())
     }
@@ -225,7 +225,7 @@ impl KmsManager {
         };
         match self.prepare(&cfg).await {
             Ok(pair) => {
-                self.persist(Some(&cfg), true, &retired)?;
+                self.persist(Some(&cfg), true, &retired).await?;
                 self.probe_failures.store(0, Ordering::Relaxed);
                 let service = self.service_for(&cfg, pair);
                 self.publish(KmsStatus::Running, Some(cfg), Some(service));
@@ -244,7 +244,7 @@ impl KmsManager {
         let retired = self.lifecycle.lock().await;
         let cfg = self.config();
         if cfg.is_some() {
-            self.persist(cfg.as_ref(), false, &retired)?;
+            self.persist(cfg.as_ref(), false, &retired).await?;
         }
         let status = if cfg.is_some() { KmsStatus::Configured } else { KmsStatus::NotConfigured };
         self.publish(status, cfg, None);
@@ -267,7 +267,7 @@ impl KmsManager {
         if let Some(old) = &old {
             self.retire(&mut retired, old, &cfg).await;
         }
-        self.persist(Some(&cfg), true, &retired)?;
+        self.persist(Some(&cfg), true, &retired).await?;
         let service = self.service_for(&cfg, pair);
         self.probe_failures.store(0, Ordering::Relaxed);
         self.publish(KmsStatus::Running, Some(cfg), Some(service));
@@ -308,10 +308,10 @@ impl KmsManager {
         readers.iter().filter(|r| r.identity != me).map(|r| r.backend.clone()).collect()
     }
 
-    fn persist(&self, cfg: Option<&KmsConfig>, running: bool, retired: &[(String, Value)]) -> Result<(), LifecycleError> {
+    async fn persist(&self, cfg: Option<&KmsConfig>, running: bool, retired: &[(String, Value)]) -> Result<(), LifecycleError> {
         let doc =
             Persisted { config: cfg.map(|c| c.to_json(SecretSink::Seal(&self.sealer))), running, retired: retired.to_vec() };
-        self.ctx.store.put(NS, DOC, &doc)?;
+        self.ctx.store.put(NS, DOC, &doc).await?;
         Ok(())
     }
 
@@ -430,7 +430,7 @@ impl KmsManager {
             if k.state != super::KeyState::PendingDeletion || k.deletion_date.is_none_or(|d| d > now) {
                 continue;
             }
-            let refs = self.references(&k.key_id);
+            let refs = self.references(&k.key_id).await;
             if service.default_key_id() == &k.key_id || !refs.is_empty() {
                 tracing::warn!(key_id = %k.key_id, references = ?refs, "key due for deletion is still referenced; kept");
                 continue;

@@ -154,34 +154,39 @@ fn valid_name(name: &str) -> Result<(), PolicyError> {
 impl PolicyRegistry {
     /// Open the registry and load every stored policy (a policy that no
     /// longer loads is logged and left out; its bindings then fail closed).
-    pub fn open(engine: Arc<PolicyEngine>, dir: PathBuf, store: StateStore) -> Result<Self, PolicyError> {
+    pub async fn open(engine: Arc<PolicyEngine>, dir: PathBuf, store: StateStore) -> Result<Self, PolicyError> {
         create_private_dir(&dir).map_err(|e| PolicyError::Storage(format!("{}: {e}", dir.display())))?;
-        let infos: Vec<(String, PolicyInfo)> = store.list(NS).map_err(|e| PolicyError::Storage(e.to_string()))?;
+        let infos: Vec<(String, PolicyInfo)> = store.list(NS).await.map_err(|e| PolicyError::Storage(e.to_string()))?;
         let mut policies = HashMap::new();
         for (name, info) in infos {
-            match Self::load(&engine, &dir, &store, &info) {
-                Ok(prepared) => {
-                    policies.insert(name, Arc::new(LoadedPolicy { info, prepared }));
+            match Self::load(&engine, &dir, &store, &info).await {
+                Ok(loaded) => {
+                    policies.insert(name, loaded);
                 }
                 Err(e) => tracing::error!(policy = %name, error = %e, "stored policy does not load; its bindings fail closed"),
             }
         }
         let bindings: Vec<Binding> =
-            store.get(BINDINGS_NS, "all").map_err(|e| PolicyError::Storage(e.to_string()))?.unwrap_or_default();
+            store.get(BINDINGS_NS, "all").await.map_err(|e| PolicyError::Storage(e.to_string()))?.unwrap_or_default();
         let snap = Snapshot { generation: 1, policies, bindings };
         Ok(Self { engine, dir, store, current: ArcSwap::from_pointee(snap), write: Default::default() })
     }
 
     /// Load a stored policy: its precompiled code when that is intact,
     /// else compile the component (and store the code for next time).
-    fn load(engine: &PolicyEngine, dir: &Path, store: &StateStore, info: &PolicyInfo) -> Result<Prepared, PolicyError> {
+    async fn load(
+        engine: &PolicyEngine,
+        dir: &Path,
+        store: &StateStore,
+        info: &PolicyInfo,
+    ) -> Result<Arc<LoadedPolicy>, PolicyError> {
         let name = &info.name;
         let code_path = dir.join(format!("{name}.cwasm"));
-        let record: Option<Artifact> = store.get(ARTIFACTS_NS, name).ok().flatten();
+        let record: Option<Artifact> = store.get(ARTIFACTS_NS, name).await.ok().flatten();
         if let Some(rec) = record.filter(|r| r.component_sha256 == info.sha256) {
             match std::fs::read(&code_path) {
                 Ok(code) if sha256_hex(&code) == rec.sha256 => match engine.prepare_precompiled(name, &code) {
-                    Ok(p) => return Ok(p),
+                    Ok(prepared) => return Ok(Arc::new(LoadedPolicy { info: info.clone(), prepared })),
                     // E.g. after an upgrade of the gateway (another wasmtime).
                     Err(e) => tracing::info!(policy = %name, error = %e, "recompiling policy"),
                 },
@@ -191,21 +196,33 @@ impl PolicyRegistry {
         }
         let path = dir.join(format!("{name}.wasm"));
         let wasm = std::fs::read(&path).map_err(|e| PolicyError::Storage(format!("{}: {e}", path.display())))?;
-        let prepared = engine.prepare(name, &wasm)?;
-        Self::save_artifact(dir, store, info, &prepared);
-        Ok(prepared)
+        let loaded = Arc::new(LoadedPolicy { info: info.clone(), prepared: engine.prepare(name, &wasm)? });
+        Self::save_artifact(dir, store, &loaded).await;
+        Ok(loaded)
     }
 
-    /// Best effort: without it the next start compiles again.
-    fn save_artifact(dir: &Path, store: &StateStore, info: &PolicyInfo, prepared: &Prepared) {
-        let path = dir.join(format!("{}.cwasm", info.name));
-        let saved = prepared.precompiled().and_then(|code| {
+    /// Best effort: without it the next start compiles again. The compiled
+    /// code of a language runtime is tens of MB: it is serialized and
+    /// written off the async workers.
+    async fn save_artifact(dir: &Path, store: &StateStore, loaded: &Arc<LoadedPolicy>) {
+        let path = dir.join(format!("{}.cwasm", loaded.info.name));
+        let l = loaded.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let code = l.prepared.precompiled()?;
             write_private_atomic(&path, &code).map_err(|e| PolicyError::Storage(format!("{}: {e}", path.display())))?;
-            let rec = Artifact { sha256: sha256_hex(&code), component_sha256: info.sha256.clone() };
-            store.put(ARTIFACTS_NS, &info.name, &rec).map_err(|e| PolicyError::Storage(e.to_string()))
-        });
+            Ok::<_, PolicyError>(sha256_hex(&code))
+        })
+        .await
+        .unwrap_or_else(|e| Err(PolicyError::Storage(format!("precompiled code task: {e}"))));
+        let saved = match written {
+            Ok(sha256) => {
+                let rec = Artifact { sha256, component_sha256: loaded.info.sha256.clone() };
+                store.put(ARTIFACTS_NS, &loaded.info.name, &rec).await.map_err(|e| PolicyError::Storage(e.to_string()))
+            }
+            Err(e) => Err(e),
+        };
         if let Err(e) = saved {
-            tracing::warn!(policy = %info.name, error = %e, "could not store precompiled policy code");
+            tracing::warn!(policy = %loaded.info.name, error = %e, "could not store precompiled policy code");
         }
     }
 
@@ -258,7 +275,7 @@ impl PolicyRegistry {
         }
         let path = self.dir.join(format!("{name}.wasm"));
         write_private_atomic(&path, &wasm).map_err(|e| PolicyError::Storage(format!("{}: {e}", path.display())))?;
-        self.store.put(NS, name, &info).map_err(|e| PolicyError::Storage(e.to_string()))?;
+        self.store.put(NS, name, &info).await.map_err(|e| PolicyError::Storage(e.to_string()))?;
         let loaded = Arc::new(LoadedPolicy { info: info.clone(), prepared });
         let mut policies = snap.policies.clone();
         policies.insert(name.to_owned(), loaded.clone());
@@ -266,25 +283,23 @@ impl PolicyRegistry {
         let generation = self.publish(policies, snap.bindings.clone());
         let publish_us = t.elapsed().as_secs_f64() * 1e6;
         drop(guard);
-        // The compiled code of a language runtime is tens of MB: serialize
-        // and write it off the async workers. A concurrent replacement can
-        // only leave a record for another digest, which is then recompiled.
-        let (dir, store) = (self.dir.clone(), self.store.clone());
-        let _ = tokio::task::spawn_blocking(move || Self::save_artifact(&dir, &store, &loaded.info, &loaded.prepared)).await;
+        // A concurrent replacement can only leave a record for another
+        // digest, which is then recompiled.
+        Self::save_artifact(&self.dir, &self.store, &loaded).await;
         Ok((info, UploadReport { compile_ms, publish_us, generation }))
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), PolicyError> {
         let _guard = self.write.lock().await;
         let snap = self.snapshot();
-        if !snap.policies.contains_key(name) && self.store.get::<PolicyInfo>(NS, name).ok().flatten().is_none() {
+        if !snap.policies.contains_key(name) && self.store.get::<PolicyInfo>(NS, name).await.ok().flatten().is_none() {
             return Err(PolicyError::NotFound(name.to_owned()));
         }
         if let Some(b) = snap.bindings.iter().find(|b| b.policy == name) {
             return Err(PolicyError::Conflict(format!("policy '{name}' is bound to {}; unbind it first", b.hook.name())));
         }
-        self.store.delete(NS, name).map_err(|e| PolicyError::Storage(e.to_string()))?;
-        let _ = self.store.delete(ARTIFACTS_NS, name);
+        self.store.delete(NS, name).await.map_err(|e| PolicyError::Storage(e.to_string()))?;
+        let _ = self.store.delete(ARTIFACTS_NS, name).await;
         for ext in ["wasm", "cwasm"] {
             let _ = std::fs::remove_file(self.dir.join(format!("{name}.{ext}")));
         }
@@ -315,7 +330,7 @@ impl PolicyRegistry {
         }
         let mut bindings: Vec<Binding> = snap.bindings.iter().filter(|x| !x.same_scope(&b)).cloned().collect();
         bindings.push(b);
-        self.store.put(BINDINGS_NS, "all", &bindings).map_err(|e| PolicyError::Storage(e.to_string()))?;
+        self.store.put(BINDINGS_NS, "all", &bindings).await.map_err(|e| PolicyError::Storage(e.to_string()))?;
         Ok(self.publish(snap.policies.clone(), bindings))
     }
 
@@ -327,7 +342,7 @@ impl PolicyRegistry {
             return Err(PolicyError::NotFound(format!("binding of {} at that scope", hook.name())));
         }
         let bindings: Vec<Binding> = snap.bindings.iter().filter(|x| !x.same_scope(&probe)).cloned().collect();
-        self.store.put(BINDINGS_NS, "all", &bindings).map_err(|e| PolicyError::Storage(e.to_string()))?;
+        self.store.put(BINDINGS_NS, "all", &bindings).await.map_err(|e| PolicyError::Storage(e.to_string()))?;
         Ok(self.publish(snap.policies.clone(), bindings))
     }
 }

@@ -56,9 +56,9 @@ impl Gateway {
         mut req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let (bucket, key, upload_id) = (req.input.bucket.clone(), req.input.key.clone(), req.input.upload_id.clone());
-        let Some((doc, mut rec)) = self.known_upload(&upload_id, &bucket, &key)? else {
+        let Some((doc, mut rec)) = self.known_upload(&upload_id, &bucket, &key).await? else {
             let resp = self.upstream.complete_multipart_upload(req).await?;
-            self.forget_upload(&upload_id);
+            self.forget_upload(&upload_id).await;
             return Ok(resp);
         };
         let i = &mut req.input;
@@ -84,7 +84,7 @@ impl Gateway {
         }
         let table = match rec.version {
             1 => self.v1_part_table(&req, &bucket, &key, &upload_id, &rec, &wanted).await?,
-            _ => self.part_table(&upload_id, &wanted)?,
+            _ => self.part_table(&upload_id, &wanted).await?,
         };
         let ctx = sub_request(&req, ());
         rec.plain_size = table.iter().map(|e| e.plain_len).sum();
@@ -117,7 +117,7 @@ impl Gateway {
         // The listing size cache learns the object under its final ETag.
         let stored = self.attach_record(&ctx, &bucket, &key, metadata, &doc.headers, etag.clone()).await?;
         self.sizes.remember(&bucket, &key, stored.as_ref().or(Some(&etag)), Some(rec.plain_size));
-        self.forget_upload(&upload_id);
+        self.forget_upload(&upload_id).await;
         let echo = Self::echo_of(&rec, None);
         let mut out = resp.output;
         out.server_side_encryption = echo.sse;
@@ -130,8 +130,8 @@ impl Gateway {
     /// The part table of a v2 upload: each listed part is the attempt whose
     /// upstream ETag the client names. A part the gateway did not write (or
     /// an ETag of no attempt) is not part of the object.
-    fn part_table(&self, upload_id: &str, wanted: &[(i32, Option<String>)]) -> S3Result<Vec<PartEntry>> {
-        let docs: Vec<(String, PartDoc)> = self.state.list(&parts_ns(upload_id)).map_err(state_error)?;
+    async fn part_table(&self, upload_id: &str, wanted: &[(i32, Option<String>)]) -> S3Result<Vec<PartEntry>> {
+        let docs: Vec<(String, PartDoc)> = self.state.list(&parts_ns(upload_id)).await.map_err(state_error)?;
         let missing = || s3_error!(InvalidPart, "One or more of the specified parts could not be found.");
         let mut table = Vec::with_capacity(wanted.len());
         for (n, etag) in wanted {
@@ -161,9 +161,9 @@ impl Gateway {
         let mut upstream_sizes: Option<HashMap<i32, i64>> = None;
         let mut table = Vec::with_capacity(wanted.len());
         for (n, etag) in wanted {
-            let doc: Option<PartDoc> = match self.state.get(&parts_ns(upload_id), &n.to_string()).map_err(state_error)? {
+            let doc: Option<PartDoc> = match self.state.get(&parts_ns(upload_id), &n.to_string()).await.map_err(state_error)? {
                 // Parts recorded by a gateway of the first state layout.
-                None => self.state.get(PARTS, &format!("{upload_id}/{n}")).map_err(state_error)?,
+                None => self.state.get(PARTS, &format!("{upload_id}/{n}")).await.map_err(state_error)?,
                 found => found,
             };
             let plain = match doc {
@@ -253,7 +253,7 @@ impl Gateway {
             self.attach_record(ctx, &doc.bucket, &doc.key, metadata, &doc.headers, etag.clone()).await?.or(Some(etag))
         };
         self.sizes.remember(&doc.bucket, &doc.key, final_etag.as_ref(), Some(rec.plain_size));
-        self.forget_upload(upload_id);
+        self.forget_upload(upload_id).await;
         let echo = Self::echo_of(rec, None);
         let out = CompleteMultipartUploadOutput {
             bucket: Some(doc.bucket.clone()),

@@ -19,6 +19,8 @@ use super::conditional::Preconditions;
 use super::errors::{not_implemented, record_error};
 use super::keys::apply_echo;
 use super::keys::take_customer;
+use kgw_core::bucket_policy::SseConditions;
+
 use super::write::{object_headers, reserved_metadata_error, self_copy, take_sse};
 use super::{Gateway, principal, sub_request};
 use crate::sse::{ObjectCrypto, SseRequest, has_reserved_keys};
@@ -51,8 +53,9 @@ impl Gateway {
         self.require_tls_for_sse_c(&req.extensions, src_customer.is_some() || matches!(explicit, SseRequest::Customer(_)))?;
         let had_sse_headers = !matches!(explicit, SseRequest::None);
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        let dst_sse = self.defaults.resolve(&bucket, explicit)?;
-        let dst_sse = self.apply_policies(&req, "CopyObject", (&bucket, &key), dst_sse)?;
+        self.check_bucket_policy(&req, &bucket, &key, async || SseConditions::from(&explicit)).await?;
+        let dst_sse = self.defaults.resolve(&bucket, explicit).await?;
+        let dst_sse = self.apply_policies(&req, "CopyObject", (&bucket, &key), dst_sse).await?;
         let replace = req.input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
 
         let head_in = HeadObjectInput::builder()
@@ -62,7 +65,7 @@ impl Gateway {
             .build()
             .expect("set");
         let head = self.upstream.head_object(sub_request(&req, head_in)).await?.output;
-        let src_rec = self.stored_record(&src_bucket, head.metadata.as_ref())?;
+        let src_rec = self.stored_record(&src_bucket, head.metadata.as_ref()).await?;
         self.check_read_headers(src_rec.as_ref(), src_customer.as_ref())?;
         let src_oek = match &src_rec {
             Some(r) => {

@@ -5,12 +5,10 @@
 //! Served as a custom route with its own XML model because the S3 layer's
 //! model predates `BlockedEncryptionTypes`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use hyper::http::Extensions;
 use hyper::{HeaderMap, Method, StatusCode, Uri};
-use s3s::dto::HeadBucketInput;
 use s3s::route::S3Route;
 use s3s::{Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use serde::{Deserialize, Serialize};
@@ -19,7 +17,7 @@ use super::errors::state_error;
 use crate::config::RequireEncryption;
 use crate::kms::KeyId;
 use crate::sse::SseRequest;
-use crate::state::StateStore;
+use crate::state::{CachedDocs, StateStore};
 
 const NS: &str = "bucket-encryption";
 const XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
@@ -58,21 +56,20 @@ impl std::str::FromStr for GatewayDefault {
 
 /// Bucket defaults with a read-through cache over the state store.
 pub struct EncryptionDefaults {
-    store: StateStore,
-    cache: RwLock<HashMap<String, Option<Arc<BucketEncryption>>>>,
-    /// Held across a store access and the cache update that follows, so
-    /// the cache never keeps a value older than the file (a read that
-    /// missed the cache cannot overwrite a concurrent write's entry).
-    writes: Mutex<()>,
+    docs: CachedDocs<BucketEncryption>,
     gateway: GatewayDefault,
     /// `--require-encryption`: where nothing is stored or served unencrypted.
     require: RequireEncryption,
 }
 
 impl EncryptionDefaults {
+    pub fn new(store: StateStore, gateway: GatewayDefault, require: RequireEncryption) -> Self {
+        Self { docs: CachedDocs::new(store, NS), gateway, require }
+    }
+
     /// Buckets whose default encryption names `key` (for deletion checks).
-    pub fn buckets_using(&self, key: &crate::kms::KeyId) -> Vec<String> {
-        let docs = match self.store.list::<BucketEncryption>(NS) {
+    pub async fn buckets_using(&self, key: &crate::kms::KeyId) -> Vec<String> {
+        let docs = match self.docs.list().await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list bucket defaults; treating the key as referenced");
@@ -86,55 +83,31 @@ impl EncryptionDefaults {
             .map(|(b, _)| format!("bucket '{b}' default encryption"))
             .collect()
     }
-}
-
-impl EncryptionDefaults {
-    pub fn new(store: StateStore, gateway: GatewayDefault, require: RequireEncryption) -> Self {
-        Self { store, cache: RwLock::default(), writes: Mutex::default(), gateway, require }
-    }
 
     /// Must every object of `bucket` be in the gateway's format? With
     /// `bucket-defaults`, a bucket default that cannot be read counts as
     /// set (fail closed).
-    pub fn encryption_required(&self, bucket: &str) -> bool {
+    pub async fn encryption_required(&self, bucket: &str) -> bool {
         match self.require {
             RequireEncryption::Off => false,
             RequireEncryption::All => true,
-            RequireEncryption::BucketDefaults => self.get(bucket).map_or(true, |d| d.is_some()),
+            RequireEncryption::BucketDefaults => self.get(bucket).await.map_or(true, |d| d.is_some()),
         }
     }
 
-    pub fn get(&self, bucket: &str) -> S3Result<Option<Arc<BucketEncryption>>> {
-        if let Some(hit) = self.cache.read().expect("cache lock").get(bucket) {
-            return Ok(hit.clone());
-        }
-        let _w = self.writes.lock().expect("defaults write lock");
-        if let Some(hit) = self.cache.read().expect("cache lock").get(bucket) {
-            return Ok(hit.clone());
-        }
-        let doc: Option<BucketEncryption> = self.store.get(NS, bucket).map_err(state_error)?;
-        let doc = doc.map(Arc::new);
-        self.cache.write().expect("cache lock").insert(bucket.to_owned(), doc.clone());
-        Ok(doc)
+    pub async fn get(&self, bucket: &str) -> S3Result<Option<Arc<BucketEncryption>>> {
+        self.docs.get(bucket).await.map_err(state_error)
     }
 
-    fn set(&self, bucket: &str, cfg: Option<BucketEncryption>) -> S3Result<()> {
-        let _w = self.writes.lock().expect("defaults write lock");
-        match &cfg {
-            Some(c) => self.store.put(NS, bucket, c).map_err(state_error)?,
-            None => {
-                self.store.delete(NS, bucket).map_err(state_error)?;
-            }
-        }
-        self.cache.write().expect("cache lock").insert(bucket.to_owned(), cfg.map(Arc::new));
-        Ok(())
+    pub(crate) async fn set(&self, bucket: &str, cfg: Option<BucketEncryption>) -> S3Result<()> {
+        self.docs.set(bucket, cfg).await.map_err(state_error)
     }
 
     /// The SSE a write gets: its own headers, else the bucket's default,
     /// else the gateway's. SSE-C on a bucket that blocks it is refused.
-    pub fn resolve(&self, bucket: &str, sse: SseRequest) -> S3Result<SseRequest> {
-        let resolved = self.resolve_default(bucket, sse)?;
-        if matches!(resolved, SseRequest::None) && self.encryption_required(bucket) {
+    pub async fn resolve(&self, bucket: &str, sse: SseRequest) -> S3Result<SseRequest> {
+        let resolved = self.resolve_default(bucket, sse).await?;
+        if matches!(resolved, SseRequest::None) && self.encryption_required(bucket).await {
             return Err(s3_error!(
                 AccessDenied,
                 "This gateway requires encryption: send SSE headers or set a bucket default encryption."
@@ -143,8 +116,8 @@ impl EncryptionDefaults {
         Ok(resolved)
     }
 
-    fn resolve_default(&self, bucket: &str, sse: SseRequest) -> S3Result<SseRequest> {
-        let cfg = self.get(bucket)?;
+    async fn resolve_default(&self, bucket: &str, sse: SseRequest) -> S3Result<SseRequest> {
+        let cfg = self.get(bucket).await?;
         match (sse, cfg) {
             (SseRequest::Customer(_), Some(c)) if c.blocked.iter().any(|t| t == "SSE-C") => {
                 Err(s3_error!(AccessDenied, "This bucket blocks writes encrypted with SSE-C."))
@@ -291,22 +264,20 @@ impl S3Route for BucketEncryptionRoute {
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let bucket = self.bucket_of(&req.uri, &req.headers).ok_or_else(|| s3_error!(InvalidRequest))?;
-        // The bucket must exist upstream (NoSuchBucket otherwise).
-        let head = HeadBucketInput::builder().bucket(bucket.clone()).build().expect("bucket set");
-        self.upstream.head_bucket(super::sub_request(&req, head)).await?;
+        super::require_bucket(self.upstream.as_ref(), &req, &bucket).await?;
         match req.method {
             Method::PUT => {
                 let mut body = req.input;
                 let bytes = body.store_all_limited(64 << 10).await.map_err(|_| malformed())?;
                 let cfg = parse_config(&bytes)?;
-                self.defaults.set(&bucket, Some(cfg))?;
+                self.defaults.set(&bucket, Some(cfg)).await?;
                 Ok(status_only(StatusCode::OK))
             }
             Method::DELETE => {
-                self.defaults.set(&bucket, None)?;
+                self.defaults.set(&bucket, None).await?;
                 Ok(status_only(StatusCode::NO_CONTENT))
             }
-            _ => match self.defaults.get(&bucket)? {
+            _ => match self.defaults.get(&bucket).await? {
                 Some(c) => {
                     let mut resp = S3Response::new(Body::from(render_config(&c)));
                     resp.status = Some(StatusCode::OK);

@@ -27,6 +27,18 @@ s3_forwarding_impl! {
     crate::s3::Gateway,
     upstream,
     hand {
+        async fn put_bucket_policy(&self, req: s3s::S3Request<s3s::dto::PutBucketPolicyInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::PutBucketPolicyOutput>> {
+            self.put_bucket_policy(req).await
+        }
+        async fn get_bucket_policy(&self, req: s3s::S3Request<s3s::dto::GetBucketPolicyInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::GetBucketPolicyOutput>> {
+            self.get_bucket_policy(req).await
+        }
+        async fn delete_bucket_policy(&self, req: s3s::S3Request<s3s::dto::DeleteBucketPolicyInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::DeleteBucketPolicyOutput>> {
+            self.delete_bucket_policy(req).await
+        }
+        async fn delete_bucket(&self, req: s3s::S3Request<s3s::dto::DeleteBucketInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::DeleteBucketOutput>> {
+            self.delete_bucket(req).await
+        }
         async fn put_object(&self, req: s3s::S3Request<s3s::dto::PutObjectInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::PutObjectOutput>> {
             self.put(req).await
         }
@@ -83,7 +95,6 @@ s3_forwarding_impl! {
             create_bucket(CreateBucketInput) -> CreateBucketOutput;
             create_bucket_metadata_table_configuration(CreateBucketMetadataTableConfigurationInput) -> CreateBucketMetadataTableConfigurationOutput;
             create_session(CreateSessionInput) -> CreateSessionOutput;
-            delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
             delete_bucket_analytics_configuration(DeleteBucketAnalyticsConfigurationInput) -> DeleteBucketAnalyticsConfigurationOutput;
             delete_bucket_cors(DeleteBucketCorsInput) -> DeleteBucketCorsOutput;
             delete_bucket_intelligent_tiering_configuration(DeleteBucketIntelligentTieringConfigurationInput) -> DeleteBucketIntelligentTieringConfigurationOutput;
@@ -92,7 +103,6 @@ s3_forwarding_impl! {
             delete_bucket_metadata_table_configuration(DeleteBucketMetadataTableConfigurationInput) -> DeleteBucketMetadataTableConfigurationOutput;
             delete_bucket_metrics_configuration(DeleteBucketMetricsConfigurationInput) -> DeleteBucketMetricsConfigurationOutput;
             delete_bucket_ownership_controls(DeleteBucketOwnershipControlsInput) -> DeleteBucketOwnershipControlsOutput;
-            delete_bucket_policy(DeleteBucketPolicyInput) -> DeleteBucketPolicyOutput;
             delete_bucket_replication(DeleteBucketReplicationInput) -> DeleteBucketReplicationOutput;
             delete_bucket_tagging(DeleteBucketTaggingInput) -> DeleteBucketTaggingOutput;
             delete_bucket_website(DeleteBucketWebsiteInput) -> DeleteBucketWebsiteOutput;
@@ -113,7 +123,6 @@ s3_forwarding_impl! {
             get_bucket_metrics_configuration(GetBucketMetricsConfigurationInput) -> GetBucketMetricsConfigurationOutput;
             get_bucket_notification_configuration(GetBucketNotificationConfigurationInput) -> GetBucketNotificationConfigurationOutput;
             get_bucket_ownership_controls(GetBucketOwnershipControlsInput) -> GetBucketOwnershipControlsOutput;
-            get_bucket_policy(GetBucketPolicyInput) -> GetBucketPolicyOutput;
             get_bucket_policy_status(GetBucketPolicyStatusInput) -> GetBucketPolicyStatusOutput;
             get_bucket_replication(GetBucketReplicationInput) -> GetBucketReplicationOutput;
             get_bucket_request_payment(GetBucketRequestPaymentInput) -> GetBucketRequestPaymentOutput;
@@ -146,7 +155,6 @@ s3_forwarding_impl! {
             put_bucket_metrics_configuration(PutBucketMetricsConfigurationInput) -> PutBucketMetricsConfigurationOutput;
             put_bucket_notification_configuration(PutBucketNotificationConfigurationInput) -> PutBucketNotificationConfigurationOutput;
             put_bucket_ownership_controls(PutBucketOwnershipControlsInput) -> PutBucketOwnershipControlsOutput;
-            put_bucket_policy(PutBucketPolicyInput) -> PutBucketPolicyOutput;
             put_bucket_replication(PutBucketReplicationInput) -> PutBucketReplicationOutput;
             put_bucket_request_payment(PutBucketRequestPaymentInput) -> PutBucketRequestPaymentOutput;
             put_bucket_tagging(PutBucketTaggingInput) -> PutBucketTaggingOutput;

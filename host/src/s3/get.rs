@@ -109,7 +109,7 @@ impl Gateway {
 
         if range.is_none() && part_number.is_none() {
             let resp = self.upstream.get_object(sub_request(&req, req.input.clone())).await?;
-            let rec = self.stored_record(&bucket, resp.output.metadata.as_ref())?;
+            let rec = self.stored_record(&bucket, resp.output.metadata.as_ref()).await?;
             self.check_read_headers(rec.as_ref(), customer.as_ref())?;
             let Some(rec) = rec else {
                 pre.check(resp.output.e_tag.as_ref(), resp.output.last_modified.as_ref())?;
@@ -126,7 +126,7 @@ impl Gateway {
             .build()
             .expect("bucket and key set");
         let head = self.upstream.head_object(sub_request(&req, head_in)).await?.output;
-        let rec = self.stored_record(&bucket, head.metadata.as_ref())?;
+        let rec = self.stored_record(&bucket, head.metadata.as_ref()).await?;
         self.check_read_headers(rec.as_ref(), customer.as_ref())?;
         let Some(rec) = rec else {
             // Plaintext: the upstream evaluates the rest; the range is
@@ -246,7 +246,7 @@ impl Gateway {
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
         self.require_tls_for_sse_c(&req.extensions, customer.is_some())?;
         let mut resp = self.upstream.head_object(sub_request(&req, req.input.clone())).await?;
-        let rec = self.stored_record(&bucket, resp.output.metadata.as_ref())?;
+        let rec = self.stored_record(&bucket, resp.output.metadata.as_ref()).await?;
         self.check_read_headers(rec.as_ref(), customer.as_ref())?;
         let Some(rec) = rec else {
             if range.is_some() || part_number.is_some() || !pre.is_empty() {

@@ -274,13 +274,13 @@ impl Gateway {
     /// The record of a stored object, for reading it. An object without
     /// one is plaintext, unless encryption is required: then it is refused,
     /// never served as the store holds it.
-    pub(crate) fn stored_record(
+    pub(crate) async fn stored_record(
         &self,
         bucket: &str,
         meta: Option<&std::collections::HashMap<String, String>>,
     ) -> S3Result<Option<ObjectCrypto>> {
         let rec = ObjectCrypto::read_from(meta).map_err(record_error)?;
-        if rec.is_none() && self.defaults.encryption_required(bucket) {
+        if rec.is_none() && self.defaults.encryption_required(bucket).await {
             tracing::error!(bucket, "an object without the gateway's record was refused: encryption is required");
             return Err(s3s::s3_error!(
                 InternalError,

@@ -163,7 +163,7 @@ impl Gateway {
             .build()
             .expect("set");
         let head = self.upstream.head_object(sub_request(&req, head_in)).await?.output;
-        let rec = self.stored_record(&bucket, head.metadata.as_ref())?;
+        let rec = self.stored_record(&bucket, head.metadata.as_ref()).await?;
         self.check_read_headers(rec.as_ref(), customer.as_ref())?;
         let Some(rec) = rec else { return self.upstream.get_object_attributes(req).await };
         // Opening the key checks the layout tag before any of it is reported.

@@ -6,6 +6,8 @@
 //! - [`multipart`], [`part_copy`], [`complete`]: encrypted multipart uploads.
 //! - [`copy`]: CopyObject in every mode, and metadata-only re-keying.
 //! - [`defaults`]: bucket default encryption (a custom route) and its use.
+//! - [`bucket_policy`]: bucket policies, and their statements on SSE
+//!   condition keys enforced on writes.
 //! - [`listing`]: plaintext sizes in listings; GetObjectAttributes.
 //! - [`policy`]: bound WebAssembly policies on the write path.
 //! - [`write`]: what every write path shares (SSE headers out of the
@@ -15,6 +17,7 @@
 //! - [`forward`]: the generated pass-through of all other operations.
 
 mod body;
+mod bucket_policy;
 mod checksum;
 mod complete;
 mod conditional;
@@ -42,6 +45,7 @@ use crate::kms::manager::KmsManager;
 use crate::metrics::Metrics;
 use crate::policy::registry::PolicyRegistry;
 use crate::state::StateStore;
+use bucket_policy::BucketPolicies;
 use defaults::EncryptionDefaults;
 use listing::SizeCache;
 
@@ -72,6 +76,7 @@ pub struct Gateway {
     state: StateStore,
     state_seal: SealingKey,
     defaults: Arc<EncryptionDefaults>,
+    bucket_policies: BucketPolicies,
     sizes: SizeCache,
     policies: Arc<PolicyRegistry>,
 }
@@ -98,6 +103,7 @@ impl Gateway {
             wrong_key_status: opts.wrong_key_status,
             allow_insecure_sse_c: opts.allow_insecure_sse_c,
             metrics,
+            bucket_policies: BucketPolicies::new(state.clone()),
             state,
             state_seal,
             defaults,
@@ -115,6 +121,19 @@ pub fn sub_request_of<T, U>(req: &S3Request<T>, input: U) -> S3Request<U> {
 /// The access key a request was signed with, for the audit trail.
 pub(crate) fn principal<T>(req: &S3Request<T>) -> Option<String> {
     req.credentials.as_ref().map(|c| c.access_key.clone())
+}
+
+/// The bucket must exist upstream: NoSuchBucket otherwise (a HEAD answer
+/// has no body, hence no error code to pass on).
+pub(crate) async fn require_bucket<T>(upstream: &dyn s3s::S3, req: &S3Request<T>, bucket: &str) -> s3s::S3Result<()> {
+    let head = s3s::dto::HeadBucketInput::builder().bucket(bucket.to_owned()).build().expect("bucket set");
+    match upstream.head_bucket(sub_request(req, head)).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.status_code() == Some(StatusCode::NOT_FOUND) => {
+            Err(s3s::s3_error!(NoSuchBucket, "The specified bucket does not exist"))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A request to the upstream derived from a client request: same identity

@@ -37,6 +37,7 @@ use crate::crypto::keys::LayoutKey;
 use crate::crypto::stream::EncryptStream;
 use crate::sse::{CustomerKey, ObjectCrypto, SseError, SseMode, has_reserved_keys};
 use crate::state::digest_name;
+use kgw_core::bucket_policy::SseConditions;
 
 const UPLOADS: &str = "uploads";
 pub(super) const PARTS: &str = "upload-parts";
@@ -72,6 +73,11 @@ pub(super) struct UploadDoc {
     /// completion can tag the layout without the client's SSE-C key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) layout_key: Option<String>,
+    /// The SSE headers CreateMultipartUpload sent: the parts' values of
+    /// the bucket policy's SSE condition keys (uploads begun before this
+    /// field existed count as sent without any).
+    #[serde(default)]
+    pub(super) requested: SseConditions,
 }
 
 /// An upload as the gateway knows it.
@@ -107,8 +113,8 @@ impl Gateway {
     /// the gateway is recorded, plaintext ones included, so an id without
     /// a record (another gateway's, lost state, made up) is never taken for
     /// a plaintext upload.
-    pub(super) fn upload(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<Upload> {
-        let Some(doc) = self.state.get::<UploadDoc>(UPLOADS, upload_id).map_err(state_error)? else {
+    pub(super) async fn upload(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<Upload> {
+        let Some(doc) = self.state.get::<UploadDoc>(UPLOADS, upload_id).await.map_err(state_error)? else {
             return Ok(Upload::Unknown);
         };
         if doc.bucket != bucket || doc.key != key {
@@ -122,12 +128,37 @@ impl Gateway {
 
     /// [`upload`](Self::upload) for the operations that write into an
     /// upload: an unknown id is refused.
-    pub(super) fn known_upload(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<Option<(UploadDoc, ObjectCrypto)>> {
-        match self.upload(upload_id, bucket, key)? {
+    pub(super) async fn known_upload(
+        &self,
+        upload_id: &str,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<Option<(UploadDoc, ObjectCrypto)>> {
+        match self.upload(upload_id, bucket, key).await? {
             Upload::Unknown => Err(unknown_upload()),
             Upload::Plain => Ok(None),
             Upload::Encrypted(up) => Ok(Some(*up)),
         }
+    }
+
+    /// A part is a write of its object: the bucket policy sees the SSE
+    /// headers its upload was created with, and the part's own SSE-C.
+    pub(super) async fn check_part_policy<T>(
+        &self,
+        req: &S3Request<T>,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        customer: bool,
+    ) -> S3Result<()> {
+        self.check_bucket_policy(req, bucket, key, async || {
+            // An unreadable or unknown upload is refused later, with its own error.
+            let doc = self.state.get::<UploadDoc>(UPLOADS, upload_id).await.ok().flatten();
+            let mut c = doc.map(|d| d.requested).unwrap_or_default();
+            c.customer_algorithm = customer.then(|| "AES256".into());
+            c
+        })
+        .await
     }
 
     /// SSE-C rules of parts: same key on every part of an SSE-C upload, none
@@ -164,16 +195,18 @@ impl Gateway {
         let sse = take_sse!(req.input)?;
         self.require_tls_for_sse_c(&req.extensions, matches!(sse, crate::sse::SseRequest::Customer(_)))?;
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        let sse = self.defaults.resolve(&bucket, sse)?;
-        let sse = self.apply_policies(&req, "CreateMultipartUpload", (&bucket, &key), sse)?;
+        let requested = SseConditions::from(&sse);
+        self.check_bucket_policy(&req, &bucket, &key, async || requested.clone()).await?;
+        let sse = self.defaults.resolve(&bucket, sse).await?;
+        let sse = self.apply_policies(&req, "CreateMultipartUpload", (&bucket, &key), sse).await?;
         let Some(sealed) = self.seal_new_object(sse, &bucket, &key, principal(&req).as_deref()).await? else {
             // Recorded all the same: parts for an unrecorded id are refused.
             let headers = object_headers!(req.input);
             let resp = self.upstream.create_multipart_upload(req).await?;
             let upload_id =
                 resp.output.upload_id.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no upload id"))?;
-            let doc = UploadDoc { bucket, key, metadata: HashMap::new(), headers, layout_key: None };
-            self.state.put(UPLOADS, &upload_id, &doc).map_err(state_error)?;
+            let doc = UploadDoc { bucket, key, metadata: HashMap::new(), headers, layout_key: None, requested };
+            self.state.put(UPLOADS, &upload_id, &doc).await.map_err(state_error)?;
             return Ok(resp);
         };
         let mut record = sealed.record;
@@ -189,7 +222,8 @@ impl Gateway {
         let upload_id =
             resp.output.upload_id.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no upload id"))?;
         let layout_key = Some(self.seal_layout_key(&sealed.oek.layout_key(), &upload_id, &bucket, &key)?);
-        self.state.put(UPLOADS, &upload_id, &UploadDoc { bucket, key, metadata, headers, layout_key }).map_err(state_error)?;
+        let doc = UploadDoc { bucket, key, metadata, headers, layout_key, requested };
+        self.state.put(UPLOADS, &upload_id, &doc).await.map_err(state_error)?;
         self.metrics.requests.with_label_values(&["create_multipart_upload", record.mode.as_str()]).inc();
         apply_echo!(all resp.output, sealed.echo);
         resp.output.checksum_algorithm = None;
@@ -201,6 +235,8 @@ impl Gateway {
         let customer = take_customer!(i)?;
         let trailer_names = req.headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()).map(str::to_owned);
         self.require_tls_for_sse_c(&req.extensions, customer.is_some())?;
+        let (bucket, key, upload_id) = (&req.input.bucket, &req.input.key, &req.input.upload_id);
+        self.check_part_policy(&req, bucket, key, upload_id, customer.is_some()).await?;
         self.upload_part_with(req, customer, trailer_names).await
     }
 
@@ -212,7 +248,7 @@ impl Gateway {
         trailer_names: Option<String>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let part = part_number(req.input.part_number)?;
-        let Some((_, rec)) = self.known_upload(&req.input.upload_id, &req.input.bucket, &req.input.key)? else {
+        let Some((_, rec)) = self.known_upload(&req.input.upload_id, &req.input.bucket, &req.input.key).await? else {
             if customer.is_some() {
                 return Err(sse_error(SseError::InvalidRequest("The encryption parameters are not applicable to this object.")));
             }
@@ -240,7 +276,7 @@ impl Gateway {
         // their v1 keys to the end.
         let attempt = match rec.version {
             1 => None,
-            _ => Some(self.claim_attempt(&upload_id, part, plain_len)?),
+            _ => Some(self.claim_attempt(&upload_id, part, plain_len).await?),
         };
         let part_key = rec.part_key(&oek, part, attempt.unwrap_or(0));
         let body = record_body_errors(body, outcome.clone());
@@ -257,7 +293,7 @@ impl Gateway {
                 Some(a) => (format!("{part}.{a}"), PartDoc { etag, plain: plain_len, number: part, attempt: a }),
                 None => (n.to_string(), PartDoc { etag, plain: plain_len, number: part, attempt: 0 }),
             };
-            self.state.put(&parts_ns(&upload_id), &doc_key, &doc).map_err(state_error)?;
+            self.state.put(&parts_ns(&upload_id), &doc_key, &doc).await.map_err(state_error)?;
         }
         let c = outcome.lock().expect("outcome lock").checksums.clone();
         let echo = Self::echo_of(&rec, customer.as_ref());
@@ -269,11 +305,11 @@ impl Gateway {
 
     /// Claim the next attempt of `part` exclusively (across threads and,
     /// with shared state, across gateways).
-    fn claim_attempt(&self, upload_id: &str, part: u32, plain: u64) -> S3Result<u32> {
+    async fn claim_attempt(&self, upload_id: &str, part: u32, plain: u64) -> S3Result<u32> {
         let ns = parts_ns(upload_id);
         for attempt in 0..MAX_ATTEMPTS {
             let doc = PartDoc { etag: String::new(), plain, number: part, attempt };
-            if self.state.create(&ns, &format!("{part}.{attempt}"), &doc).map_err(state_error)? {
+            if self.state.create(&ns, &format!("{part}.{attempt}"), &doc).await.map_err(state_error)? {
                 return Ok(attempt);
             }
         }
@@ -309,18 +345,18 @@ impl Gateway {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let id = req.input.upload_id.clone();
         let resp = self.upstream.abort_multipart_upload(req).await?;
-        self.forget_upload(&id);
+        self.forget_upload(&id).await;
         Ok(resp)
     }
 
     /// Drop an upload's state once the upstream has finished with it.
-    pub(super) fn forget_upload(&self, upload_id: &str) {
-        let r = self
-            .state
-            .delete(UPLOADS, upload_id)
-            .and_then(|_| self.state.delete_namespace(&parts_ns(upload_id)))
-            .and_then(|_| self.state.delete_prefix(PARTS, &format!("{upload_id}/")));
-        if let Err(e) = r {
+    pub(super) async fn forget_upload(&self, upload_id: &str) {
+        let r = async {
+            self.state.delete(UPLOADS, upload_id).await?;
+            self.state.delete_namespace(&parts_ns(upload_id)).await?;
+            self.state.delete_prefix(PARTS, &format!("{upload_id}/")).await
+        };
+        if let Err(e) = r.await {
             tracing::warn!(error = %e, %upload_id, "could not remove a finished upload's state");
         }
     }
@@ -331,7 +367,7 @@ impl Gateway {
         let i = &mut req.input;
         super::keys::wipe(&mut i.sse_customer_key);
         (i.sse_customer_algorithm, i.sse_customer_key_md5) = (None, None);
-        let upload = match self.upload(&req.input.upload_id, &req.input.bucket, &req.input.key)? {
+        let upload = match self.upload(&req.input.upload_id, &req.input.bucket, &req.input.key).await? {
             Upload::Encrypted(up) => Some(up.1),
             Upload::Plain | Upload::Unknown => None,
         };

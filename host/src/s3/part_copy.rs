@@ -27,8 +27,9 @@ impl Gateway {
         };
         let (src_bucket, src_key, src_version) = (sb.to_string(), sk.to_string(), sv.as_ref().map(|v| v.to_string()));
         let (bucket, key, upload_id) = (i.bucket.clone(), i.key.clone(), i.upload_id.clone());
+        self.check_part_policy(&req, &bucket, &key, &upload_id, dst_customer.is_some()).await?;
 
-        let upload = self.known_upload(&upload_id, &bucket, &key)?;
+        let upload = self.known_upload(&upload_id, &bucket, &key).await?;
         let head_in = HeadObjectInput::builder()
             .bucket(src_bucket.clone())
             .key(src_key.clone())
@@ -36,7 +37,7 @@ impl Gateway {
             .build()
             .expect("set");
         let head = self.upstream.head_object(sub_request(&req, head_in)).await?.output;
-        let src_rec = self.stored_record(&src_bucket, head.metadata.as_ref())?;
+        let src_rec = self.stored_record(&src_bucket, head.metadata.as_ref()).await?;
         if upload.is_none() && src_rec.is_none() && src_customer.is_none() && dst_customer.is_none() {
             return self.upstream.upload_part_copy(req).await;
         }

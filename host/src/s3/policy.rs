@@ -38,7 +38,7 @@ fn failed_closed(name: &str, hook: Hook, why: &str) -> S3Error {
 }
 
 impl Gateway {
-    fn policy_request<T>(
+    async fn policy_request<T>(
         &self,
         req: &S3Request<T>,
         op: &str,
@@ -54,7 +54,7 @@ impl Gateway {
             }
             SseRequest::Customer(_) => (Mode::SseC, None, Vec::new()),
         };
-        let bucket_default = self.defaults.get(bucket)?.map(|c| BucketDefault {
+        let bucket_default = self.defaults.get(bucket).await?.map(|c| BucketDefault {
             mode: if c.algorithm == "aws:kms" { Mode::SseKms } else { Mode::SseS3 },
             kms_key_id: c.kms_key_id.clone(),
         });
@@ -92,7 +92,7 @@ impl Gateway {
     }
 
     /// Apply the policies bound for `bucket`/`key` to a write's SSE decision.
-    pub(crate) fn apply_policies<T>(
+    pub(crate) async fn apply_policies<T>(
         &self,
         req: &S3Request<T>,
         op: &str,
@@ -110,7 +110,7 @@ impl Gateway {
         if matches!((&validate, &select), (Resolved::None, Resolved::None)) {
             return Ok(sse);
         }
-        let input = self.policy_request(req, op, bucket, key, &sse)?;
+        let input = self.policy_request(req, op, bucket, key, &sse).await?;
         let engine = self.policies.engine();
         match validate {
             Resolved::None => {}

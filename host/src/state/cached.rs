@@ -1,0 +1,80 @@
+//! A namespace of state documents read through an in-memory cache, for
+//! documents consulted on every request (bucket defaults and policies).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{StateError, StateStore};
+
+/// Cached documents of one namespace, by key. Absence is cached too.
+pub struct CachedDocs<T> {
+    store: StateStore,
+    ns: &'static str,
+    cache: RwLock<HashMap<String, Option<Arc<T>>>>,
+    /// Held across a store access and the cache update that follows, so
+    /// the cache never keeps a value older than the file (a read that
+    /// missed the cache cannot overwrite a concurrent write's entry).
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl<T: Serialize + DeserializeOwned> CachedDocs<T> {
+    pub fn new(store: StateStore, ns: &'static str) -> Self {
+        Self { store, ns, cache: RwLock::default(), writes: tokio::sync::Mutex::default() }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Arc<T>>, StateError> {
+        if let Some(hit) = self.cache.read().expect("cache lock").get(key) {
+            return Ok(hit.clone());
+        }
+        let _w = self.writes.lock().await;
+        if let Some(hit) = self.cache.read().expect("cache lock").get(key) {
+            return Ok(hit.clone());
+        }
+        let doc = self.store.get::<T>(self.ns, key).await?.map(Arc::new);
+        self.cache.write().expect("cache lock").insert(key.to_owned(), doc.clone());
+        Ok(doc)
+    }
+
+    /// Store (`Some`) or delete (`None`) the document of `key`.
+    pub async fn set(&self, key: &str, doc: Option<T>) -> Result<(), StateError> {
+        let _w = self.writes.lock().await;
+        match &doc {
+            Some(d) => self.store.put(self.ns, key, d).await?,
+            None => {
+                self.store.delete(self.ns, key).await?;
+            }
+        }
+        self.cache.write().expect("cache lock").insert(key.to_owned(), doc.map(Arc::new));
+        Ok(())
+    }
+
+    /// Every document of the namespace, from the store.
+    pub async fn list(&self) -> Result<Vec<(String, T)>, StateError> {
+        self.store.list(self.ns).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_through_and_writes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let docs = CachedDocs::<u32>::new(store.clone(), "n");
+        assert!(docs.get("a").await.unwrap().is_none());
+        // A write through the cache is seen at once and reaches the store.
+        docs.set("a", Some(7)).await.unwrap();
+        assert_eq!(*docs.get("a").await.unwrap().unwrap(), 7);
+        assert_eq!(store.get::<u32>("n", "a").await.unwrap(), Some(7));
+        docs.set("a", None).await.unwrap();
+        assert!(docs.get("a").await.unwrap().is_none());
+        assert!(store.get::<u32>("n", "a").await.unwrap().is_none());
+        docs.set("b", Some(1)).await.unwrap();
+        assert_eq!(docs.list().await.unwrap(), vec![("b".to_string(), 1)]);
+    }
+}
