@@ -43,7 +43,7 @@ use crate::policy::engine::{Limits, PolicyEngine};
 use crate::policy::registry::PolicyRegistry;
 use crate::rotation::RotationScheduler;
 use crate::routes::{GatewayHost, RequestId, RouteChain, Transport};
-use crate::s3::defaults::{BucketEncryptionRoute, EncryptionDefaults, GatewayDefault};
+use crate::s3::defaults::{BucketEncryptionRoute, EncryptionDefaults, parse_gateway_default};
 use crate::s3::{Gateway, GatewayOptions, GatewayParts};
 use crate::state::{StateError, StateStore};
 use crate::upstream::{self, RemoteUpstream, UpstreamError};
@@ -142,11 +142,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         400 => StatusCode::BAD_REQUEST,
         other => return Err(ConfigError::Invalid(format!("--sse-c-wrong-key-status must be 403 or 400, got {other}")).into()),
     };
-    let gateway_default: GatewayDefault = args
-        .default_encryption
-        .as_deref()
-        .unwrap_or("none")
-        .parse()
+    let gateway_default = parse_gateway_default(args.default_encryption.as_deref().unwrap_or("none"))
         .map_err(|e| ConfigError::Invalid(format!("--default-encryption: {e}")))?;
     let state = StateStore::open(&data_dir.join("state"))?;
     // Seals what multipart state must keep secret (an upload's layout key).

@@ -3,6 +3,7 @@ built by hand so the trailer can also be wrong; plus the operations routes
 and the segment-count promise of range reads."""
 
 import base64
+import hashlib
 import urllib.error
 import urllib.request
 import zlib
@@ -19,7 +20,7 @@ def crc32_b64(data):
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
-def chunked_put(gw, bucket, key, data, trailer_value, sse=True, chunk=64 * 1024):
+def chunked_put(gw, bucket, key, data, trailer_value, sse=True, chunk=64 * 1024, decoded_len=None):
     body = b""
     for i in range(0, len(data), chunk):
         part = data[i : i + chunk]
@@ -29,7 +30,7 @@ def chunked_put(gw, bucket, key, data, trailer_value, sse=True, chunk=64 * 1024)
     headers = {
         "Content-Encoding": "aws-chunked",
         "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-        "x-amz-decoded-content-length": str(len(data)),
+        "x-amz-decoded-content-length": str(len(data) if decoded_len is None else decoded_len),
         "x-amz-trailer": "x-amz-checksum-crc32",
         "x-amz-sdk-checksum-algorithm": "CRC32",
         "Content-Length": str(len(body)),
@@ -66,6 +67,42 @@ def test_trailing_checksum_verified(gw, bucket, sse):
     assert status == 400 and b"BadDigest" in body
     with pytest.raises(Exception):
         c.head_object(Bucket=bucket, Key=f"trail-bad-{sse}")
+
+
+@pytest.mark.parametrize("sse", [True, False])
+@pytest.mark.parametrize("delta", [-10, 10])
+def test_a_body_unlike_its_declared_length_stores_nothing(gw, bucket, sse, delta):
+    """The decoded length an aws-chunked upload declares is what the
+    gateway encrypts to (and what the store is told): a body longer or
+    shorter is the client's error, answered as such, and nothing is kept."""
+    data = payload(MIB + 77, seed=6)
+    key = f"len-{sse}-{delta}"
+    status, body = chunked_put(gw, bucket, key, data, crc32_b64(data), sse=sse, decoded_len=len(data) + delta)
+    assert status == 400 and b"IncompleteBody" in body, (status, body)
+    with pytest.raises(Exception):
+        gw.client().head_object(Bucket=bucket, Key=key)
+
+
+@pytest.mark.parametrize("sse", [True, False])
+def test_s3s_body_error_names_are_pinned(gw, bucket, sse):
+    """A signed payload whose body does not match its signed SHA-256: the
+    S3 layer reports it only through its error's name, which the gateway
+    maps to AWS's code; nothing is stored."""
+    data = payload(300_000, seed=7)
+    url = f"{gw.endpoint}/{bucket}/sha-{sse}"
+    headers = {"x-amz-server-side-encryption": "AES256"} if sse else {}
+    # Signed over other bytes (their SHA-256 in x-amz-content-sha256), sent
+    # with these.
+    req = AWSRequest(method="PUT", url=url, data=b"other bytes", headers=headers)
+    S3SigV4Auth(Credentials(ACCESS, SECRET), "s3", "us-east-1").add_auth(req)
+    assert req.headers["X-Amz-Content-SHA256"] == hashlib.sha256(b"other bytes").hexdigest()
+    sent = {k: v for k, v in req.headers.items() if k.lower() != "content-length"}
+    r = urllib.request.Request(url, data=data, method="PUT", headers=sent)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(r)
+    assert e.value.code == 400 and b"XAmzContentSHA256Mismatch" in e.value.read()
+    with pytest.raises(Exception):
+        gw.client().head_object(Bucket=bucket, Key=f"sha-{sse}")
 
 
 def metric(gw, name):

@@ -31,6 +31,25 @@ impl SseMode {
         }
     }
 
+    /// The `x-amz-server-side-encryption` value of a managed mode (SSE-C
+    /// has none: its algorithm travels in its own header).
+    pub fn header_value(self) -> Option<&'static str> {
+        match self {
+            Self::S3 => Some("AES256"),
+            Self::Kms => Some("aws:kms"),
+            Self::Customer => None,
+        }
+    }
+
+    /// A managed mode from its `x-amz-server-side-encryption` value.
+    pub fn from_header_value(s: &str) -> Option<Self> {
+        match s {
+            "AES256" => Some(Self::S3),
+            "aws:kms" => Some(Self::Kms),
+            _ => None,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "SSE-S3" => Some(Self::S3),
@@ -38,6 +57,22 @@ impl SseMode {
             "SSE-C" => Some(Self::Customer),
             _ => None,
         }
+    }
+}
+
+/// Serde for a managed mode as its header value (`AES256`, `aws:kms`), the
+/// form bucket default encryption is stored and sent in.
+pub mod managed_mode {
+    use super::SseMode;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(mode: &SseMode, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(mode.header_value().ok_or_else(|| serde::ser::Error::custom("SSE-C is not a managed mode"))?)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SseMode, D::Error> {
+        let s = String::deserialize(d)?;
+        SseMode::from_header_value(&s).ok_or_else(|| D::Error::custom(format!("not a managed SSE algorithm: {s}")))
     }
 }
 

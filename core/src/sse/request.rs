@@ -31,6 +31,16 @@ pub enum SseRequest {
 }
 
 impl SseRequest {
+    /// The mode asked for (`None`: no encryption).
+    pub fn mode(&self) -> Option<super::SseMode> {
+        match self {
+            Self::None => None,
+            Self::S3 => Some(super::SseMode::S3),
+            Self::Kms { .. } => Some(super::SseMode::Kms),
+            Self::Customer(_) => Some(super::SseMode::Customer),
+        }
+    }
+
     /// Parse with AWS's precedence and error codes.
     pub fn parse(h: &SseHeaders<'_>) -> Result<Self, SseError> {
         let customer = CustomerKey::parse(h.customer_algorithm, h.customer_key, h.customer_key_md5, true)?;

@@ -28,6 +28,10 @@ pub trait PlaintextObserver: Send + Sync {
     /// Called once after the last plaintext byte; an error aborts the stream
     /// before the final segment is emitted, so nothing complete is stored.
     fn finish(&mut self, total: u64) -> Result<(), StdError>;
+    /// Called once when the stream ends in an error (of the body or of the
+    /// stream itself), so the observer can keep the cause: the upstream
+    /// client reports only that its body stream failed.
+    fn failed(&mut self, _error: &StdError) {}
 }
 
 /// An observer that checks nothing.
@@ -159,6 +163,7 @@ where
         match this.step(cx) {
             Poll::Ready(Some(Err(e))) => {
                 this.done = true;
+                this.observer.failed(&e);
                 Poll::Ready(Some(Err(e)))
             }
             other => other,

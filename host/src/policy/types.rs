@@ -1,6 +1,7 @@
 //! Host-side policy types: what the gateway passes to a hook and what it
 //! gets back, independent of the generated bindings.
 
+use crate::sse::SseMode;
 use serde::{Deserialize, Serialize};
 
 /// The three hooks (one WIT world each).
@@ -39,7 +40,7 @@ impl Hook {
     }
 }
 
-/// SSE mode as policies see it.
+/// SSE mode as policies see it (the WIT contract's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
@@ -47,6 +48,19 @@ pub enum Mode {
     SseS3,
     SseKms,
     SseC,
+}
+
+/// The policy contract's spelling of the gateway's modes ([`SseMode`];
+/// `None`: no encryption).
+impl From<Option<SseMode>> for Mode {
+    fn from(m: Option<SseMode>) -> Self {
+        match m {
+            None => Self::None,
+            Some(SseMode::S3) => Self::SseS3,
+            Some(SseMode::Kms) => Self::SseKms,
+            Some(SseMode::Customer) => Self::SseC,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,11 +11,20 @@ use s3s::stream::{ByteStream, RemainingLength};
 use s3s::{S3Error, S3ErrorCode};
 
 use super::checksum::SharedOutcome;
+use crate::crypto::CryptoError;
 use crate::crypto::stream::{PlaintextObserver, StdError};
 
-/// Map an error raised by the client's body stream (s3s keeps its error
-/// types private, so this goes by their stable display names).
+/// Map an error raised while reading the client's body. The gateway's own
+/// length checks are typed; s3s keeps its error types private, so its
+/// errors go by their names, pinned by the end-to-end test
+/// `test_s3s_body_error_names_are_pinned`.
 pub(super) fn client_body_error(e: &StdError) -> S3Error {
+    const LONGER: &str = "The request body is longer than the declared Content-Length.";
+    const SHORTER: &str = "You did not provide the number of bytes specified by the Content-Length HTTP header.";
+    if let Some(CryptoError::Length(what)) = e.downcast_ref::<CryptoError>() {
+        let msg = if what.contains("longer") { LONGER } else { SHORTER };
+        return S3Error::with_message(S3ErrorCode::IncompleteBody, msg);
+    }
     let s = e.to_string();
     let (code, msg) = if s.contains("SignatureMismatch") {
         (S3ErrorCode::SignatureDoesNotMatch, "The request signature we calculated does not match the signature you provided.")
@@ -24,12 +33,18 @@ pub(super) fn client_body_error(e: &StdError) -> S3Error {
             S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         )
-    } else if s.contains("body longer than declared") || s.contains("LengthMismatch") {
-        (S3ErrorCode::IncompleteBody, "The request body is longer than the declared Content-Length.")
+    } else if s.contains("LengthMismatch") {
+        (S3ErrorCode::IncompleteBody, LONGER)
     } else {
-        (S3ErrorCode::IncompleteBody, "You did not provide the number of bytes specified by the Content-Length HTTP header.")
+        (S3ErrorCode::IncompleteBody, SHORTER)
     };
-    S3Error::with_message(code, msg)
+    let custom = matches!(code, S3ErrorCode::Custom(_));
+    let mut err = S3Error::with_message(code, msg);
+    if custom {
+        // A custom code has no status of its own (AWS answers 400).
+        err.set_status_code(hyper::StatusCode::BAD_REQUEST);
+    }
+    err
 }
 
 /// Record the first client-body error in `outcome`, so the upload's real
@@ -55,13 +70,22 @@ pub(super) struct VerifiedBody<S> {
     held: Option<Bytes>,
     observer: Box<dyn PlaintextObserver>,
     total: u64,
+    /// The plaintext length the request declared: the body must have it.
+    declared: Option<u64>,
     remaining: Option<u64>,
     done: bool,
 }
 
 impl<S> VerifiedBody<S> {
+    /// End the stream with `e`, reported to the observer first.
+    fn fail(&mut self, e: StdError) -> Poll<Option<Result<Bytes, StdError>>> {
+        self.done = true;
+        self.observer.failed(&e);
+        Poll::Ready(Some(Err(e)))
+    }
+
     pub(super) fn new(inner: S, observer: Box<dyn PlaintextObserver>, len: Option<u64>) -> Self {
-        Self { inner, held: None, observer, total: 0, remaining: len, done: false }
+        Self { inner, held: None, observer, total: 0, declared: len, remaining: len, done: false }
     }
 }
 
@@ -85,19 +109,22 @@ where
                     }
                     this.observer.update(&chunk);
                     this.total += chunk.len() as u64;
+                    if this.declared.is_some_and(|d| this.total > d) {
+                        return this.fail(Box::new(CryptoError::Length("body longer than declared")));
+                    }
                     if let Some(prev) = this.held.replace(chunk) {
                         this.remaining = this.remaining.map(|r| r.saturating_sub(prev.len() as u64));
                         return Poll::Ready(Some(Ok(prev)));
                     }
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
+                Poll::Ready(Some(Err(e))) => return this.fail(e),
                 Poll::Ready(None) => {
+                    if this.declared.is_some_and(|d| this.total != d) {
+                        return this.fail(Box::new(CryptoError::Length("body shorter than declared")));
+                    }
                     this.done = true;
                     if let Err(e) = this.observer.finish(this.total) {
-                        return Poll::Ready(Some(Err(e)));
+                        return this.fail(e);
                     }
                     return Poll::Ready(this.held.take().map(Ok));
                 }

@@ -215,4 +215,11 @@ impl PlaintextObserver for ChecksumObserver {
             msg.into()
         })
     }
+
+    fn failed(&mut self, error: &StdError) {
+        let mut o = self.outcome.lock().expect("outcome lock");
+        if o.error.is_none() {
+            o.error = Some(super::body::client_body_error(error));
+        }
+    }
 }

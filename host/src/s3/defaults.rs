@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::errors::state_error;
 use crate::config::RequireEncryption;
 use crate::kms::KeyId;
-use crate::sse::SseRequest;
+use crate::sse::{SseMode, SseRequest};
 use crate::state::{CachedDocs, StateStore};
 
 const NS: &str = "bucket-encryption";
@@ -25,45 +25,37 @@ const XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 /// A bucket's default encryption, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketEncryption {
-    /// `AES256` or `aws:kms`.
-    pub algorithm: String,
+    /// SSE-S3 or SSE-KMS, stored as `AES256` or `aws:kms`.
+    #[serde(with = "crate::sse::managed_mode")]
+    pub algorithm: SseMode,
     pub kms_key_id: Option<String>,
     pub bucket_key_enabled: bool,
     /// Encryption types writes may not use (`SSE-C`).
     pub blocked: Vec<String>,
 }
 
-/// Default for buckets without their own configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum GatewayDefault {
-    #[default]
-    None,
-    SseS3,
-    SseKms,
-}
-
-impl std::str::FromStr for GatewayDefault {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "none" => Ok(Self::None),
-            "sse-s3" => Ok(Self::SseS3),
-            "sse-kms" => Ok(Self::SseKms),
-            other => Err(format!("expected none, sse-s3 or sse-kms, got {other}")),
-        }
+/// The default for buckets without their own configuration, from
+/// `--default-encryption` (`none`, `sse-s3`, `sse-kms`).
+pub fn parse_gateway_default(s: &str) -> Result<Option<SseMode>, String> {
+    match s {
+        "none" => Ok(None),
+        "sse-s3" => Ok(Some(SseMode::S3)),
+        "sse-kms" => Ok(Some(SseMode::Kms)),
+        other => Err(format!("expected none, sse-s3 or sse-kms, got {other}")),
     }
 }
 
 /// Bucket defaults with a read-through cache over the state store.
 pub struct EncryptionDefaults {
     docs: CachedDocs<BucketEncryption>,
-    gateway: GatewayDefault,
+    /// SSE-S3 or SSE-KMS for buckets without a default of their own.
+    gateway: Option<SseMode>,
     /// `--require-encryption`: where nothing is stored or served unencrypted.
     require: RequireEncryption,
 }
 
 impl EncryptionDefaults {
-    pub fn new(store: StateStore, gateway: GatewayDefault, require: RequireEncryption) -> Self {
+    pub fn new(store: StateStore, gateway: Option<SseMode>, require: RequireEncryption) -> Self {
         Self { docs: CachedDocs::new(store, NS), gateway, require }
     }
 
@@ -122,17 +114,18 @@ impl EncryptionDefaults {
             (SseRequest::Customer(_), Some(c)) if c.blocked.iter().any(|t| t == "SSE-C") => {
                 Err(s3_error!(AccessDenied, "This bucket blocks writes encrypted with SSE-C."))
             }
-            (SseRequest::None, Some(c)) if c.algorithm == "aws:kms" => {
-                Ok(SseRequest::Kms { key_id: c.kms_key_id.clone(), context: Default::default() })
-            }
-            (SseRequest::None, Some(_)) => Ok(SseRequest::S3),
-            (SseRequest::None, None) => Ok(match self.gateway {
-                GatewayDefault::None => SseRequest::None,
-                GatewayDefault::SseS3 => SseRequest::S3,
-                GatewayDefault::SseKms => SseRequest::Kms { key_id: None, context: Default::default() },
-            }),
+            (SseRequest::None, Some(c)) => Ok(managed(c.algorithm, c.kms_key_id.clone())),
+            (SseRequest::None, None) => Ok(self.gateway.map_or(SseRequest::None, |m| managed(m, None))),
             (explicit, _) => Ok(explicit),
         }
+    }
+}
+
+/// The request a managed default stands for.
+fn managed(mode: SseMode, key_id: Option<String>) -> SseRequest {
+    match mode {
+        SseMode::Kms => SseRequest::Kms { key_id, context: Default::default() },
+        _ => SseRequest::S3,
     }
 }
 
@@ -181,8 +174,8 @@ pub fn parse_config(body: &[u8]) -> S3Result<BucketEncryption> {
     let cfg: XmlConfig = quick_xml::de::from_str(text).map_err(|_| malformed())?;
     let [rule] = cfg.rules.as_slice() else { return Err(malformed()) };
     let apply = rule.apply.as_ref().ok_or_else(malformed)?;
-    let algorithm = apply.algorithm.trim().to_owned();
-    match (algorithm.as_str(), &apply.kms_key_id) {
+    let algorithm = apply.algorithm.trim();
+    match (algorithm, &apply.kms_key_id) {
         ("AES256", Some(_)) => {
             return Err(s3_error!(
                 InvalidArgument,
@@ -206,7 +199,7 @@ pub fn parse_config(body: &[u8]) -> S3Result<BucketEncryption> {
         return Err(s3_error!(InvalidArgument, "BlockedEncryptionTypes may contain only SSE-C or NONE."));
     }
     Ok(BucketEncryption {
-        algorithm,
+        algorithm: SseMode::from_header_value(algorithm).expect("checked above"),
         kms_key_id: apply.kms_key_id.clone(),
         bucket_key_enabled: rule.bucket_key_enabled.unwrap_or(false),
         blocked: blocked.into_iter().filter(|t| t == "SSE-C").collect(),
@@ -218,7 +211,10 @@ pub fn render_config(c: &BucketEncryption) -> String {
     let xml = XmlConfig {
         xmlns: Some(XMLNS.into()),
         rules: vec![XmlRule {
-            apply: Some(XmlApply { algorithm: c.algorithm.clone(), kms_key_id: c.kms_key_id.clone() }),
+            apply: Some(XmlApply {
+                algorithm: c.algorithm.header_value().expect("a managed mode").to_owned(),
+                kms_key_id: c.kms_key_id.clone(),
+            }),
             bucket_key_enabled: Some(c.bucket_key_enabled),
             blocked: (!c.blocked.is_empty()).then(|| XmlBlocked { types: c.blocked.clone() }),
         }],
@@ -312,7 +308,14 @@ mod tests {
     fn parses_aws_bodies_and_rejects_bad_ones() {
         let kms = r#"<ServerSideEncryptionConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>aws:kms</SSEAlgorithm><KMSMasterKeyID>arn:aws:kms:us-east-1:1:key/k1</KMSMasterKeyID></ApplyServerSideEncryptionByDefault><BucketKeyEnabled>true</BucketKeyEnabled><BlockedEncryptionTypes><EncryptionType>SSE-C</EncryptionType></BlockedEncryptionTypes></Rule></ServerSideEncryptionConfiguration>"#;
         let c = parse_config(kms.as_bytes()).unwrap();
-        assert_eq!(c.algorithm, "aws:kms");
+        assert_eq!(c.algorithm, SseMode::Kms);
+        // Stored as AWS spells it, as the first stored documents were.
+        let stored = serde_json::to_value(&c).unwrap();
+        assert_eq!(stored["algorithm"], "aws:kms");
+        assert_eq!(serde_json::from_value::<BucketEncryption>(stored.clone()).unwrap(), c);
+        let mut customer = stored;
+        customer["algorithm"] = "SSE-C".into();
+        assert!(serde_json::from_value::<BucketEncryption>(customer).is_err());
         assert!(c.bucket_key_enabled);
         assert_eq!(c.blocked, vec!["SSE-C".to_string()]);
         let back = parse_config(render_config(&c).as_bytes()).unwrap();

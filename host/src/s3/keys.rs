@@ -178,7 +178,7 @@ impl Gateway {
         let sealed_oek = dk.plaintext.seal(&oek, &binding).map_err(crypto_error)?;
         tracing::debug!(key_id = %key_id, key_version = dk.key_version, mode = mode.as_str(), "sealed new object key");
         let echo = Echo {
-            sse: Some(ServerSideEncryption::from(if mode == SseMode::S3 { "AES256" } else { "aws:kms" }.to_owned())),
+            sse: mode.header_value().map(|v| ServerSideEncryption::from(v.to_owned())),
             kms_key_id: (mode == SseMode::Kms).then(|| key_id.to_string()),
             context_b64: (mode == SseMode::Kms).then(|| B64.encode(canonical_context(&ctx))),
             bucket_key: shared.then_some(true),

@@ -46,18 +46,18 @@ impl Gateway {
         key: &str,
         sse: &SseRequest,
     ) -> S3Result<PolicyRequest> {
-        let (mode, key_id, ctx) = match sse {
-            SseRequest::None => (Mode::None, None, Vec::new()),
-            SseRequest::S3 => (Mode::SseS3, None, Vec::new()),
+        let mode = Mode::from(sse.mode());
+        let (key_id, ctx) = match sse {
             SseRequest::Kms { key_id, context } => {
-                (Mode::SseKms, key_id.clone(), context.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                (key_id.clone(), context.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             }
-            SseRequest::Customer(_) => (Mode::SseC, None, Vec::new()),
+            _ => (None, Vec::new()),
         };
-        let bucket_default = self.defaults.get(bucket).await?.map(|c| BucketDefault {
-            mode: if c.algorithm == "aws:kms" { Mode::SseKms } else { Mode::SseS3 },
-            kms_key_id: c.kms_key_id.clone(),
-        });
+        let bucket_default = self
+            .defaults
+            .get(bucket)
+            .await?
+            .map(|c| BucketDefault { mode: Mode::from(Some(c.algorithm)), kms_key_id: c.kms_key_id.clone() });
         let headers = req
             .headers
             .iter()

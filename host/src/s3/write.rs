@@ -6,12 +6,10 @@
 use std::collections::HashMap;
 
 use s3s::dto::{CopyObjectInput, CopySource, ETagCondition, MetadataDirective};
-use s3s::{S3Error, S3ErrorCode, s3_error};
+use s3s::{S3Error, s3_error};
 use serde::{Deserialize, Serialize};
 
-use super::body::client_body_error;
 use super::checksum::SharedOutcome;
-use crate::crypto::stream::StdError;
 use crate::sse::SseRequest;
 
 /// Parse the SSE headers of a write (PutObject, CreateMultipartUpload,
@@ -68,32 +66,18 @@ pub(super) use verify_plain_upload;
 
 /// Metrics label of a write's mode.
 pub(super) fn mode_label(sse: &SseRequest) -> &'static str {
-    match sse {
-        SseRequest::None => "none",
-        SseRequest::S3 => "SSE-S3",
-        SseRequest::Kms { .. } => "SSE-KMS",
-        SseRequest::Customer(_) => "SSE-C",
-    }
+    sse.mode().map_or("none", crate::sse::SseMode::as_str)
 }
 
 pub(super) fn reserved_metadata_error() -> S3Error {
     s3_error!(InvalidArgument, "User metadata keys starting with x-amz-meta-kgw- are reserved by the gateway.")
 }
 
-/// The upstream's error, unless the body stream recorded the real cause.
+/// The upstream's error, unless the body stream recorded the real cause
+/// (every stream the gateway sends upstream reports its failure to the
+/// outcome: see `PlaintextObserver::failed`).
 pub(super) fn upload_error(e: S3Error, outcome: &SharedOutcome) -> S3Error {
-    match outcome.lock().expect("outcome lock").error.take() {
-        Some(cause) => cause,
-        None => {
-            if let Some(src) = e.source() {
-                let boxed: StdError = src.to_string().into();
-                if e.code() == &S3ErrorCode::InternalError && src.to_string().contains("Stream") {
-                    return client_body_error(&boxed);
-                }
-            }
-            e
-        }
-    }
+    outcome.lock().expect("outcome lock").error.take().unwrap_or(e)
 }
 
 /// Object headers a metadata-only self-copy must carry over.
