@@ -129,7 +129,13 @@ def test_lifecycle_errors_and_transitions(fresh):
     assert s == 503 and b["code"] == "BackendCheckFailed", b
     st = g.admin("GET", "status")[1]
     assert st["status"] == "Running" and st["backend_type"] == "local"
+    assert st["capabilities"]["rewrap"] is False and st["circuit_breaker"] == "closed"
+    before = st["cache_stats"]
     assert c.get_object(Bucket="lcycle", Key="o")["Body"].read() == b"data"
+    after = g.admin("GET", "status")[1]["cache_stats"]
+    # One read of an object: one data-key lookup, a hit or a miss.
+    assert after["hit_count"] + after["miss_count"] == before["hit_count"] + before["miss_count"] + 1, (before, after)
+    assert after["entry_count"] >= 1
     cfg = g.admin("GET", "config")[1]
     assert cfg["config"]["default_key_id"] == "k-main" and cfg["config"]["backend_type"] == "local"
 

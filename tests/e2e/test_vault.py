@@ -190,6 +190,10 @@ def test_sealed_and_stopped_vault_then_recovery(bao):
         st = g.admin("GET", "status")[1]
         assert st["healthy"] is False and st["health_error"], st
         assert "sealed" in st["health_error"] or "Vault is sealed" in g.log()
+        # The status reads the running caches and backend: the read above
+        # was served stale, and Vault re-wraps on its side.
+        assert st["cache_stats"]["stale_served_count"] >= 1 and st["cache_stats"]["miss_count"] >= 1, st
+        assert st["capabilities"]["rewrap"] is True
         bao.unseal()
         eventually(lambda: c.put_object(Bucket="faults", Key="after-unseal", Body=b"y", ServerSideEncryption="aws:kms"),
                    20, "gateway did not recover after unseal")
@@ -206,11 +210,13 @@ def test_sealed_and_stopped_vault_then_recovery(bao):
         assert not [k for k in keys if k.startswith("down-")]
         assert c.get_object(Bucket="faults", Key="before")["Body"].read() == b"written before"
         assert "\nkgw_kms_circuit_open 1\n" in __import__("requests").get(f"{g.endpoint}/metrics", timeout=10).text
+        assert g.admin("GET", "status")[1]["circuit_breaker"] == "open"
         bao.restart()
         eventually(lambda: c.put_object(Bucket="faults", Key="after-restart", Body=b"back", ServerSideEncryption="aws:kms"),
                    30, "gateway did not recover after OpenBao restart")
         g.admin("POST", "clear-cache")
         assert c.get_object(Bucket="faults", Key="after-restart")["Body"].read() == b"back"
+        assert g.admin("GET", "status")[1]["circuit_breaker"] == "closed"
         assert c.get_object(Bucket="faults", Key="before")["Body"].read() == b"written before"
     finally:
         if bao.proc.poll() is not None:

@@ -4,14 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::error::ApiError;
-use crate::kms::{KeyInfo, KeyState};
+use crate::kms::cache::CacheStats;
+use crate::kms::manager::KmsStatus;
+use crate::kms::{KeyBackend, KeyId, KeyInfo, KeyState};
 
 /// Parse a JSON body strictly; an empty body parses as `{}`.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -130,6 +132,61 @@ pub fn parse_status_filter(s: &str) -> Result<KeyState, ApiError> {
         "disabled" => Ok(KeyState::Disabled),
         "pendingdeletion" => Ok(KeyState::PendingDeletion),
         _ => Err(ApiError::bad_request(format!("query `status`: '{s}' is not one of Active, Disabled, PendingDeletion"))),
+    }
+}
+
+/// `kms/status`: the RustFS fields and the gateway's own.
+#[derive(Serialize)]
+pub struct KmsStatusReply {
+    pub status: KmsStatus,
+    pub running: bool,
+    pub backend_type: Option<&'static str>,
+    pub backend_status: &'static str,
+    pub healthy: bool,
+    pub health_error: Option<String>,
+    pub ready: bool,
+    pub generation: Option<u64>,
+    pub default_key_id: Option<KeyId>,
+    pub cache_enabled: Option<bool>,
+    pub bucket_keys: Option<bool>,
+    pub cache_offline_grace_seconds: Option<u64>,
+    /// Of the running configuration's caches (they start empty on reconfigure).
+    pub cache_stats: Option<CacheStats>,
+    pub circuit_breaker: &'static str,
+    pub capabilities: Option<Capabilities>,
+    pub config_summary: Option<Value>,
+}
+
+/// What the running backend can do, as the RustFS status reports it.
+#[derive(Serialize)]
+pub struct Capabilities {
+    encrypt: bool,
+    decrypt: bool,
+    generate_data_key: bool,
+    enable_disable: bool,
+    rotate: bool,
+    schedule_deletion: bool,
+    physical_delete: bool,
+    /// Re-wrapping on the KMS side (else re-keying unwraps in the gateway).
+    rewrap: bool,
+    update_key_metadata: bool,
+    versioning: bool,
+}
+
+impl Capabilities {
+    pub fn of(backend: &dyn KeyBackend) -> Self {
+        Self {
+            encrypt: true,
+            decrypt: true,
+            generate_data_key: true,
+            enable_disable: true,
+            rotate: true,
+            schedule_deletion: true,
+            physical_delete: true,
+            rewrap: backend.rewraps(),
+            update_key_metadata: true,
+            versioning: true,
+        }
     }
 }
 

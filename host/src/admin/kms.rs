@@ -8,7 +8,10 @@ use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use time::{Duration as TimeDuration, OffsetDateTime};
 
-use super::dto::{CreateKey, GenerateDataKey, KeyOp, StartRequest, key_info, key_metadata, parse, parse_status_filter};
+use super::dto::{
+    Capabilities, CreateKey, GenerateDataKey, KeyOp, KmsStatusReply, StartRequest, key_info, key_metadata, parse,
+    parse_status_filter,
+};
 use super::error::ApiError;
 use super::{AdminCall, Reply};
 use crate::kms::config::{KmsConfig, SecretSink, SecretSource};
@@ -127,40 +130,32 @@ impl KmsAdmin {
             },
             None => (false, None),
         };
-        let hits = |r: &str| self.metrics.kms_cache.with_label_values(&["data_key", r]).get();
-        let cache_stats = service.as_ref().map(|s| {
-            let (entries, bucket_keys) = s.caches().entry_counts();
-            json!({
-                "hit_count": hits("hit"),
-                "miss_count": hits("miss"),
-                "stale_served_count": hits("stale"),
-                "entry_count": entries,
-                "bucket_key_count": bucket_keys,
-            })
-        });
-        json!({
-            "status": status,
-            "running": matches!(status, KmsStatus::Running) || service.is_some(),
-            "backend_type": cfg.as_ref().map(KmsConfig::backend_type),
-            "backend_status": if service.is_none() { "stopped" } else if healthy { "healthy" } else { "unhealthy" },
-            "healthy": healthy,
-            "health_error": health_error,
-            "ready": self.manager.ready(),
-            "generation": service.as_ref().map(|s| s.generation),
-            "default_key_id": cfg.as_ref().map(|c| c.default_key_id.clone()),
-            "cache_enabled": cfg.as_ref().map(|c| c.cache.enabled),
-            "bucket_keys": cfg.as_ref().map(|c| c.cache.enabled && c.cache.bucket_keys),
-            "cache_offline_grace_seconds": cfg.as_ref().map(|c| c.cache.offline_grace.as_secs()),
-            "cache_stats": cache_stats,
-            "circuit_breaker": if self.metrics.kms_circuit_open.get() == 1 { "open" } else { "closed" },
-            "capabilities": cfg.as_ref().map(|_| json!({
-                "encrypt": true, "decrypt": true, "generate_data_key": true, "enable_disable": true,
-                "rotate": true, "schedule_deletion": true, "physical_delete": true,
-                "rewrap": cfg.as_ref().is_some_and(|c| c.backend_type() == "vault"),
-                "update_key_metadata": true, "versioning": true,
-            })),
-            "config_summary": cfg.map(|c| c.to_json(SecretSink::Redact)),
-        })
+        let backend = service.as_ref().map(|s| s.backend());
+        let reply = KmsStatusReply {
+            running: matches!(status, KmsStatus::Running) || service.is_some(),
+            status,
+            backend_type: cfg.as_ref().map(KmsConfig::backend_type),
+            backend_status: if service.is_none() {
+                "stopped"
+            } else if healthy {
+                "healthy"
+            } else {
+                "unhealthy"
+            },
+            healthy,
+            health_error,
+            ready: self.manager.ready(),
+            generation: service.as_ref().map(|s| s.generation),
+            default_key_id: cfg.as_ref().map(|c| c.default_key_id.clone()),
+            cache_enabled: cfg.as_ref().map(|c| c.cache.enabled),
+            bucket_keys: cfg.as_ref().map(|c| c.cache.enabled && c.cache.bucket_keys),
+            cache_offline_grace_seconds: cfg.as_ref().map(|c| c.cache.offline_grace.as_secs()),
+            cache_stats: service.as_ref().map(|s| s.caches().stats()),
+            circuit_breaker: if backend.is_some_and(|b| b.circuit_open()) { "open" } else { "closed" },
+            capabilities: backend.map(|b| Capabilities::of(b.as_ref())),
+            config_summary: cfg.map(|c| c.to_json(SecretSink::Redact)),
+        };
+        serde_json::to_value(reply).expect("status serialises")
     }
 
     async fn create_key(&self, call: &AdminCall) -> Result<Reply, ApiError> {

@@ -36,8 +36,21 @@ pub enum Lookup<T> {
     Miss,
 }
 
+/// Data-key lookups of one cache generation, for the status endpoint.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    pub hit_count: u64,
+    pub miss_count: u64,
+    /// Served past their TTL while the KMS was unreachable.
+    pub stale_served_count: u64,
+    pub entry_count: u64,
+    pub bucket_key_count: u64,
+}
+
 pub struct DataKeyCaches {
     cfg: CacheConfig,
+    /// Data-key lookups by result: hit, miss, stale.
+    lookups: [std::sync::atomic::AtomicU64; 3],
     unwrapped: moka::sync::Cache<[u8; 32], Arc<Cached<SealingKey>>>,
     bucket_keys: moka::sync::Cache<[u8; 32], Arc<Cached<DataKey>>>,
 }
@@ -56,6 +69,7 @@ impl DataKeyCaches {
         let live = cfg.ttl + cfg.offline_grace;
         Self {
             cfg: cfg.clone(),
+            lookups: Default::default(),
             unwrapped: moka::sync::Cache::builder().max_capacity(cfg.max_keys).time_to_live(live).build(),
             bucket_keys: moka::sync::Cache::builder().max_capacity(cfg.max_keys).time_to_live(live).build(),
         }
@@ -118,11 +132,28 @@ impl DataKeyCaches {
         self.bucket_keys.invalidate_all();
     }
 
-    /// (entries, of which bucket keys) after pending maintenance.
-    pub fn entry_counts(&self) -> (u64, u64) {
+    /// Count a data-key lookup (`hit`, `miss` or `stale`).
+    pub fn count(&self, result: &str) {
+        let i = match result {
+            "hit" => 0,
+            "miss" => 1,
+            _ => 2,
+        };
+        self.lookups[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Lookups and entries (after pending maintenance) of these caches.
+    pub fn stats(&self) -> CacheStats {
+        use std::sync::atomic::Ordering::Relaxed;
         self.unwrapped.run_pending_tasks();
         self.bucket_keys.run_pending_tasks();
-        (self.unwrapped.entry_count(), self.bucket_keys.entry_count())
+        CacheStats {
+            hit_count: self.lookups[0].load(Relaxed),
+            miss_count: self.lookups[1].load(Relaxed),
+            stale_served_count: self.lookups[2].load(Relaxed),
+            entry_count: self.unwrapped.entry_count(),
+            bucket_key_count: self.bucket_keys.entry_count(),
+        }
     }
 }
 

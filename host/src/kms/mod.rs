@@ -182,6 +182,15 @@ pub trait KeyBackend: Send + Sync {
     fn recognizes(&self, wrapped: &[u8]) -> bool;
     /// Forget cached key metadata (after changes made outside the gateway).
     fn clear_cache(&self) {}
+    /// Whether [`rewrap_data_key`](Self::rewrap_data_key) re-wraps on the
+    /// KMS side (else re-keying unwraps and wraps in the gateway).
+    fn rewraps(&self) -> bool {
+        false
+    }
+    /// Whether a circuit breaker currently refuses calls to the backend.
+    fn circuit_open(&self) -> bool {
+        false
+    }
     /// Re-wrap a data key under the key's newest version without exposing
     /// it; `None` when the backend cannot do this server-side.
     async fn rewrap_data_key(

@@ -123,6 +123,9 @@ impl KmsService {
 
     fn cache_metric(&self, cache: &str, result: &str) {
         self.obs.metrics.kms_cache.with_label_values(&[cache, result]).inc();
+        if cache == "data_key" {
+            self.caches.count(result);
+        }
     }
 
     /// A data key for a new object. With `shared` (a bucket key) a cached

@@ -346,6 +346,14 @@ impl KeyBackend for VaultBackend {
         "vault"
     }
 
+    fn rewraps(&self) -> bool {
+        true
+    }
+
+    fn circuit_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
     async fn generate_data_key(&self, key_id: &KeyId, context: &EncryptionContext) -> Result<DataKey, KmsError> {
         let key = self.load(key_id).await?;
         require_enabled(key_id, key.info.state)?;
