@@ -213,6 +213,13 @@ def test_metrics_health_and_audit(fresh):
     # Audit: admin calls and key uses, no secrets.
     lines = [json.loads(l) for l in (g.data_dir / "audit.log").read_text().splitlines()]
     assert any(l["kind"] == "admin" and l["action"] == "kms:configure" and l["principal"] == ADMIN_ACCESS for l in lines)
+    # Admin events name the key acted on, and an error's code as outcome.
+    g.admin("POST", "keys", {"key_id": "audited-key"})
+    g.admin("POST", "keys/enable", {"key_id": "no-such-key"})
+    lines = [json.loads(l) for l in (g.data_dir / "audit.log").read_text().splitlines()]
+    assert any(l["action"] == "kms:create-key" and l["key_id"] == "audited-key" and l["outcome"] == "ok" for l in lines)
+    failed = [l for l in lines if l["action"] == "kms:enable-key" and l.get("key_id") == "no-such-key"]
+    assert failed and failed[-1]["outcome"] not in ("ok", "error"), failed
     uses = [l for l in lines if l["kind"] == "key-use" and l["object"] == "o3"]
     assert {u["action"] for u in uses} >= {"generate_data_key", "decrypt_data_key"}
     assert all(u["key_id"] == "gateway-default" and u["principal"] == ACCESS for u in uses)

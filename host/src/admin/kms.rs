@@ -32,7 +32,7 @@ fn ok(message: &str, extra: Value) -> Reply {
     if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
         m.extend(e);
     }
-    (StatusCode::OK, v)
+    Reply::json(v)
 }
 
 impl KmsAdmin {
@@ -76,14 +76,14 @@ impl KmsAdmin {
                 self.manager.stop().await?;
                 Ok(ok("KMS service stopped successfully", json!({ "status": self.manager.status() })))
             }
-            "kms:status" => Ok((StatusCode::OK, self.status().await)),
+            "kms:status" => Ok(Reply::json(self.status().await)),
             "kms:config" => {
                 let cfg = self.manager.config().map(|c| c.to_json(SecretSink::Redact));
-                Ok((StatusCode::OK, json!({ "status": self.manager.status(), "config": cfg })))
+                Ok(Reply::json(json!({ "status": self.manager.status(), "config": cfg })))
             }
             "kms:clear-cache" => {
                 self.manager.service()?.clear_cache();
-                Ok((StatusCode::OK, json!({ "success": true, "status": "success", "message": "cache cleared successfully" })))
+                Ok(Reply::json(json!({ "success": true, "status": "success", "message": "cache cleared successfully" })))
             }
             "kms:create-key" => self.create_key(call).await,
             "kms:list-keys" => self.list_keys(call).await,
@@ -93,7 +93,7 @@ impl KmsAdmin {
                     None => key_id_of(call, None)?,
                 };
                 let info = self.manager.service()?.backend().describe_key(&id).await?;
-                Ok(ok("key described successfully", json!({ "key_id": id, "key_metadata": key_metadata(&info) })))
+                Ok(ok("key described successfully", json!({ "key_id": id, "key_metadata": key_metadata(&info) })).about(&id))
             }
             "kms:delete-key" => self.delete_key(call).await,
             "kms:generate-data-key" => self.generate_data_key(call).await,
@@ -179,7 +179,8 @@ impl KmsAdmin {
         };
         let req = CreateKeyRequest { key_id, description: r.description.unwrap_or_default(), tags };
         let info = self.manager.service()?.admin().create_key(req).await?;
-        Ok(ok("key created successfully", json!({ "key_id": info.key_id, "key_metadata": key_metadata(&info) })))
+        Ok(ok("key created successfully", json!({ "key_id": info.key_id, "key_metadata": key_metadata(&info) }))
+            .about(&info.key_id))
     }
 
     async fn list_keys(&self, call: &AdminCall) -> Result<Reply, ApiError> {
@@ -242,7 +243,7 @@ impl KmsAdmin {
             service.backend().describe_key(&id).await?;
             service.admin().delete_key(&id).await?;
             service.clear_cache();
-            return Ok(ok("key deleted successfully", json!({ "key_id": id, "deletion_date": null, "deleted": true })));
+            return Ok(ok("key deleted successfully", json!({ "key_id": id, "deletion_date": null, "deleted": true })).about(&id));
         }
         if !(7..=30).contains(&days) {
             return Err(ApiError::bad_request("`pending_window_in_days` must be between 7 and 30"));
@@ -253,7 +254,8 @@ impl KmsAdmin {
         Ok(ok(
             "key scheduled for deletion",
             json!({ "key_id": id, "deletion_date": key_metadata(&info)["deletion_date"], "key_metadata": key_metadata(&info) }),
-        ))
+        )
+        .about(&id))
     }
 
     async fn refuse_if_referenced(&self, service: &KmsService, id: &KeyId) -> Result<(), ApiError> {
@@ -297,7 +299,7 @@ impl KmsAdmin {
         };
         // State changes take effect at once, not after the cache TTL.
         service.clear_cache();
-        Ok(ok(message, json!({ "key_id": id, "key_metadata": key_metadata(&info) })))
+        Ok(ok(message, json!({ "key_id": id, "key_metadata": key_metadata(&info) })).about(&id))
     }
 
     async fn generate_data_key(&self, call: &AdminCall) -> Result<Reply, ApiError> {
@@ -312,16 +314,14 @@ impl KmsAdmin {
         let service = self.manager.service()?;
         let who = KeyUse { principal: Some(&call.principal), ..Default::default() };
         let dk = service.generate_data_key(&id, &ctx, false, &who).await?;
-        Ok((
-            StatusCode::OK,
-            json!({
-                "success": true,
-                "key_id": id,
-                "key_version": dk.key_version,
-                "plaintext_key": B64.encode(dk.plaintext.as_bytes()),
-                "ciphertext_blob": B64.encode(&dk.wrapped),
-            }),
-        ))
+        Ok(Reply::json(json!({
+            "success": true,
+            "key_id": id,
+            "key_version": dk.key_version,
+            "plaintext_key": B64.encode(dk.plaintext.as_bytes()),
+            "ciphertext_blob": B64.encode(&dk.wrapped),
+        }))
+        .about(&id))
     }
 }
 

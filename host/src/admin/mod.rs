@@ -33,8 +33,27 @@ use error::ApiError;
 const MAX_BODY: usize = 1 << 20;
 const PREFIXES: [&str; 2] = ["/rustfs/admin/v3/", "/minio/admin/v3/"];
 
-/// A status and a JSON body.
-pub type Reply = (StatusCode, Value);
+/// An admin answer: a status, a JSON body, and the key it acted on (what
+/// the audit trail records; handlers say it, nothing reads it back out of
+/// the body).
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub key_id: Option<String>,
+}
+
+impl Reply {
+    /// 200 with `body`.
+    pub fn json(body: Value) -> Self {
+        Self { status: StatusCode::OK, body, key_id: None }
+    }
+
+    /// The key this answer is about.
+    pub fn about(mut self, key: &impl std::fmt::Display) -> Self {
+        self.key_id = Some(key.to_string());
+        self
+    }
+}
 
 /// One admin request, read and authenticated.
 pub struct AdminCall {
@@ -77,6 +96,12 @@ fn area_of(path: &str) -> Option<(&'static str, &str)> {
     rest.strip_prefix("policies/").map(|r| ("policies", r))
 }
 
+/// The key a JSON request body names (`key_id`, or RustFS's older `KeyId`).
+fn body_key(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    ["key_id", "KeyId", "keyId"].iter().find_map(|k| v.get(*k)?.as_str().map(str::to_owned))
+}
+
 fn json_response(status: StatusCode, v: &Value) -> S3Response<Body> {
     let mut resp = S3Response::new(Body::from(v.to_string()));
     resp.status = Some(status);
@@ -101,7 +126,8 @@ impl AdminRoute {
         Ok(cred.access_key.clone())
     }
 
-    async fn dispatch(&self, req: S3Request<Body>, action: &str) -> Result<Reply, ApiError> {
+    /// Run `action`; `key` gets the key the request names in its body.
+    async fn dispatch(&self, req: S3Request<Body>, action: &str, key: &mut Option<String>) -> Result<Reply, ApiError> {
         let principal = self.authorize(&req)?;
         let (area, rest) = area_of(req.uri.path()).unwrap_or(("kms", ""));
         let rest = rest.to_owned();
@@ -116,6 +142,9 @@ impl AdminRoute {
                 format!("admin request bodies here are limited to {limit} bytes (or the body did not match its signed hash)"),
             )
         })?;
+        if key.is_none() {
+            *key = body_key(&body);
+        }
         let call = AdminCall { method: req.method, rest, content_type, query, body, principal };
         if area == "policies" { self.policies.handle(action, &call).await } else { self.kms.handle(action, &call).await }
     }
@@ -141,20 +170,19 @@ impl S3Route for AdminRoute {
             Some((_, r)) => policies::PolicyAdmin::action_of(&req.method, r),
             None => None,
         };
-        let key_hint = req.uri.query().and_then(|q| {
+        let mut key_hint = req.uri.query().and_then(|q| {
             url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "keyId" || k == "key").map(|(_, v)| v.into_owned())
         });
         let result = match action {
-            Some(a) => self.dispatch(req, a).await,
+            Some(a) => self.dispatch(req, a, &mut key_hint).await,
             None => Err(ApiError::new(StatusCode::NOT_FOUND, "UnknownEndpoint", "no such admin endpoint or method")),
         };
-        let (status, body) = match result {
-            Ok(r) => r,
-            Err(e) => (e.status, e.body()),
+        let (status, body, key_id, outcome) = match result {
+            Ok(r) => (r.status, r.body, r.key_id.or(key_hint), "ok"),
+            Err(e) => (e.status, e.body(), key_hint, e.code),
         };
         let action = action.unwrap_or("unknown");
         self.metrics.admin_requests.with_label_values(&[action, status.as_str()]).inc();
-        let key_id = body.get("key_id").and_then(Value::as_str).map(str::to_owned).or(key_hint);
         self.audit.record(&AuditEvent {
             kind: "admin",
             principal: principal.as_deref(),
@@ -163,7 +191,7 @@ impl S3Route for AdminRoute {
             key_version: None,
             bucket: None,
             object: None,
-            outcome: if status.is_success() { "ok" } else { body.get("code").and_then(Value::as_str).unwrap_or("error") },
+            outcome,
             detail: Some(status.as_str()),
             request_id: request_id.as_deref(),
         });

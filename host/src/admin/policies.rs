@@ -101,20 +101,19 @@ impl PolicyAdmin {
                 let snap = self.registry.snapshot();
                 let mut infos: Vec<Value> = snap.policies.values().map(|p| json!(p.info)).collect();
                 infos.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-                Ok((
-                    StatusCode::OK,
+                Ok(Reply::json(
                     json!({ "generation": snap.generation, "wit": WIT_VERSION, "policies": infos, "bindings": snap.bindings }),
                 ))
             }
             "policies:bindings" => {
                 let snap = self.registry.snapshot();
-                Ok((StatusCode::OK, json!({ "generation": snap.generation, "bindings": snap.bindings })))
+                Ok(Reply::json(json!({ "generation": snap.generation, "bindings": snap.bindings })))
             }
             "policies:get" => {
                 let snap = self.registry.snapshot();
                 let p = snap.policies.get(&name).ok_or_else(|| PolicyError::NotFound(name.clone()))?;
                 let bound: Vec<&Binding> = snap.bindings.iter().filter(|b| b.policy == name).collect();
-                Ok((StatusCode::OK, json!({ "policy": p.info, "bindings": bound })))
+                Ok(Reply::json(json!({ "policy": p.info, "bindings": bound })))
             }
             "policies:upload" => {
                 if RESERVED.contains(&name.as_str()) {
@@ -127,26 +126,26 @@ impl PolicyAdmin {
                     call.body.to_vec()
                 };
                 let (info, report) = self.registry.upload(&name, wasm).await?;
-                Ok((StatusCode::OK, json!({ "success": true, "policy": info, "report": report })))
+                Ok(Reply::json(json!({ "success": true, "policy": info, "report": report })))
             }
             "policies:delete" => {
                 self.registry.delete(&name).await?;
-                Ok((StatusCode::OK, json!({ "success": true, "message": format!("policy '{name}' deleted") })))
+                Ok(Reply::json(json!({ "success": true, "message": format!("policy '{name}' deleted") })))
             }
             "policies:bind" => {
                 let b: Binding = parse(&call.body)?;
                 let generation = self.registry.bind(b.clone()).await?;
-                Ok((StatusCode::OK, json!({ "success": true, "binding": b, "generation": generation })))
+                Ok(Reply::json(json!({ "success": true, "binding": b, "generation": generation })))
             }
             "policies:unbind" => {
                 let u: Unbind = parse(&call.body)?;
                 let generation = self.registry.unbind(u.hook, u.bucket, u.prefix).await?;
-                Ok((StatusCode::OK, json!({ "success": true, "generation": generation })))
+                Ok(Reply::json(json!({ "success": true, "generation": generation })))
             }
             "policies:evaluate" => self.evaluate(&name, call),
             "policies:rotation-run" => {
                 let results = self.rotation.run_once().await.map_err(ApiError::from)?;
-                Ok((StatusCode::OK, json!({ "success": true, "results": results })))
+                Ok(Reply::json(json!({ "success": true, "results": results })))
             }
             _ => Err(ApiError::new(StatusCode::NOT_FOUND, "UnknownEndpoint", "no such admin endpoint")),
         }
@@ -171,6 +170,6 @@ impl PolicyAdmin {
             }
         };
         let us = started.elapsed().as_secs_f64() * 1e6;
-        Ok((StatusCode::OK, json!({ "policy": name, "hook": p.info.hook, "result": answer, "elapsed_us": us })))
+        Ok(Reply::json(json!({ "policy": name, "hook": p.info.hook, "result": answer, "elapsed_us": us })))
     }
 }
