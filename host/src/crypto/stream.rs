@@ -21,6 +21,11 @@ pub use super::layout::DecryptPlan;
 /// Boxed error type of s3s byte streams.
 pub type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// The length errors of a body unlike its declared length (compared by
+/// value where they are mapped to S3 errors).
+pub const BODY_LONGER: &str = "body longer than declared";
+pub const BODY_SHORTER: &str = "body shorter than declared";
+
 /// Sees every plaintext byte of an upload, and may veto it before the final
 /// segment is released (checksum verification lives here).
 pub trait PlaintextObserver: Send + Sync {
@@ -114,7 +119,7 @@ where
             self.buf.extend_from_slice(&chunk);
             self.consumed += n as u64;
             if self.expected_len.is_some_and(|e| self.consumed > e) {
-                return Err(Box::new(CryptoError::Length("body longer than declared")));
+                return Err(Box::new(CryptoError::Length(BODY_LONGER)));
             }
         }
         Ok(())
@@ -131,7 +136,7 @@ where
                 if let Some(e) = self.expected_len
                     && e != self.consumed
                 {
-                    return Poll::Ready(Some(Err(Box::new(CryptoError::Length("body shorter than declared")))));
+                    return Poll::Ready(Some(Err(Box::new(CryptoError::Length(BODY_SHORTER)))));
                 }
                 self.observer.finish(self.consumed)?;
                 return Poll::Ready(Some(self.seal(true)));

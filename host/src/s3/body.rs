@@ -12,7 +12,7 @@ use s3s::{S3Error, S3ErrorCode};
 
 use super::checksum::SharedOutcome;
 use crate::crypto::CryptoError;
-use crate::crypto::stream::{PlaintextObserver, StdError};
+use crate::crypto::stream::{BODY_LONGER, BODY_SHORTER, PlaintextObserver, StdError};
 
 /// Map an error raised while reading the client's body. The gateway's own
 /// length checks are typed; s3s keeps its error types private, so its
@@ -22,7 +22,7 @@ pub(super) fn client_body_error(e: &StdError) -> S3Error {
     const LONGER: &str = "The request body is longer than the declared Content-Length.";
     const SHORTER: &str = "You did not provide the number of bytes specified by the Content-Length HTTP header.";
     if let Some(CryptoError::Length(what)) = e.downcast_ref::<CryptoError>() {
-        let msg = if what.contains("longer") { LONGER } else { SHORTER };
+        let msg = if *what == BODY_LONGER { LONGER } else { SHORTER };
         return S3Error::with_message(S3ErrorCode::IncompleteBody, msg);
     }
     let s = e.to_string();
@@ -110,7 +110,7 @@ where
                     this.observer.update(&chunk);
                     this.total += chunk.len() as u64;
                     if this.declared.is_some_and(|d| this.total > d) {
-                        return this.fail(Box::new(CryptoError::Length("body longer than declared")));
+                        return this.fail(Box::new(CryptoError::Length(BODY_LONGER)));
                     }
                     if let Some(prev) = this.held.replace(chunk) {
                         this.remaining = this.remaining.map(|r| r.saturating_sub(prev.len() as u64));
@@ -120,7 +120,7 @@ where
                 Poll::Ready(Some(Err(e))) => return this.fail(e),
                 Poll::Ready(None) => {
                     if this.declared.is_some_and(|d| this.total != d) {
-                        return this.fail(Box::new(CryptoError::Length("body shorter than declared")));
+                        return this.fail(Box::new(CryptoError::Length(BODY_SHORTER)));
                     }
                     this.done = true;
                     if let Err(e) = this.observer.finish(this.total) {

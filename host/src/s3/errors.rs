@@ -1,4 +1,6 @@
 //! The one place where domain errors become S3 errors (code, status, text).
+//! Each keeps the domain error as its source, for logs; clients see only
+//! the code and the message chosen here (never key material or paths).
 
 use hyper::StatusCode;
 use s3s::{S3Error, S3ErrorCode};
@@ -22,20 +24,27 @@ pub fn wrong_customer_key(status: StatusCode) -> S3Error {
     e
 }
 
+/// `err` with `source` kept.
+fn sourced(mut err: S3Error, source: impl std::error::Error + Send + Sync + 'static) -> S3Error {
+    err.set_source(Box::new(source));
+    err
+}
+
 pub fn sse_error(e: SseError) -> S3Error {
     let msg = e.to_string();
-    match e {
+    let err = match &e {
         SseError::InvalidArgument(_) => S3Error::with_message(S3ErrorCode::InvalidArgument, msg),
         SseError::InvalidRequest(_) => S3Error::with_message(S3ErrorCode::InvalidRequest, msg),
         SseError::InvalidEncryptionAlgorithm => S3Error::with_message(S3ErrorCode::InvalidEncryptionAlgorithmError, msg),
         SseError::WrongCustomerKey => wrong_customer_key(StatusCode::FORBIDDEN),
-    }
+    };
+    sourced(err, e)
 }
 
 pub fn kms_error(e: KmsError) -> S3Error {
     use crate::kms::KmsErrorClass as C;
     let msg = e.to_string();
-    match e.class() {
+    let err = match e.class() {
         C::NotFound => custom("KMS.NotFoundException", StatusCode::BAD_REQUEST, msg),
         C::InvalidState if matches!(e, KmsError::Disabled(_)) => custom("KMS.DisabledException", StatusCode::BAD_REQUEST, msg),
         C::InvalidState => custom("KMS.KMSInvalidStateException", StatusCode::BAD_REQUEST, msg),
@@ -51,17 +60,18 @@ pub fn kms_error(e: KmsError) -> S3Error {
             tracing::error!(error = %e, "KMS failure");
             S3Error::with_message(S3ErrorCode::InternalError, "The object's data key could not be unwrapped.")
         }
-    }
+    };
+    sourced(err, e)
 }
 
 pub fn record_error(e: RecordError) -> S3Error {
     tracing::error!(error = %e, "unreadable encryption record");
-    S3Error::with_message(S3ErrorCode::InternalError, "The object's encryption metadata is damaged.")
+    sourced(S3Error::with_message(S3ErrorCode::InternalError, "The object's encryption metadata is damaged."), e)
 }
 
 pub fn crypto_error(e: CryptoError) -> S3Error {
     tracing::error!(error = %e, "object failed authentication");
-    S3Error::with_message(S3ErrorCode::InternalError, "The stored object failed integrity verification.")
+    sourced(S3Error::with_message(S3ErrorCode::InternalError, "The stored object failed integrity verification."), e)
 }
 
 pub fn not_implemented(what: &'static str) -> S3Error {
@@ -70,5 +80,5 @@ pub fn not_implemented(what: &'static str) -> S3Error {
 
 pub fn state_error(e: crate::state::StateError) -> S3Error {
     tracing::error!(error = %e, "gateway state unavailable");
-    S3Error::with_message(S3ErrorCode::InternalError, "The gateway state could not be read or written.")
+    sourced(S3Error::with_message(S3ErrorCode::InternalError, "The gateway state could not be read or written."), e)
 }
