@@ -49,7 +49,7 @@ impl RotationScheduler {
         let keys = service.admin().list_keys().await.map_err(|e| PolicyError::Engine(format!("listing keys: {e}")))?;
         let now = unix(time::OffsetDateTime::now_utc());
         let mut out = Vec::new();
-        for k in keys.into_iter().filter(|k| k.key_id.as_str() != crate::kms::vault::PROBE_KEY) {
+        for k in keys {
             let facts = KeyFacts {
                 key_id: k.key_id.to_string(),
                 backend: k.backend.clone(),

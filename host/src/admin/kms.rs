@@ -206,7 +206,6 @@ impl KmsAdmin {
         let all = self.manager.service()?.admin().list_keys().await?;
         let filtered: Vec<&KeyInfo> = all
             .iter()
-            .filter(|k| k.key_id.as_str() != crate::kms::vault::PROBE_KEY)
             .filter(|k| status.is_none_or(|s| k.state == s))
             .filter(|k| marker.as_deref().is_none_or(|m| k.key_id.as_str() > m))
             .collect();

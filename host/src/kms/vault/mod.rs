@@ -48,7 +48,7 @@ use crate::crypto::{SealingKey, random_bytes};
 use session::{Session, classify, is_not_found};
 
 /// The key the health probe generates and unwraps a data key under.
-pub const PROBE_KEY: &str = "kms-gateway-probe";
+const PROBE_KEY: &str = "kms-gateway-probe";
 const WRAP_PREFIX: &[u8] = b"vault:v";
 /// Read-modify-write rounds before a contended key update gives up.
 const CAS_ATTEMPTS: u32 = 20;
@@ -508,7 +508,8 @@ impl KeyAdmin for VaultBackend {
             Err(e) => return Err(e),
         };
         let mut out = Vec::new();
-        for name in names.iter().filter(|n| !n.ends_with('/')) {
+        // The health probe's key is the backend's own, not an operator's.
+        for name in names.iter().filter(|n| !n.ends_with('/') && n.as_str() != PROBE_KEY) {
             let Ok(id) = KeyId::new(name.as_str()) else { continue };
             match self.load(&id).await {
                 Ok(k) => out.push(k.info.clone()),
