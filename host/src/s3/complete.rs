@@ -56,6 +56,9 @@ impl Gateway {
         mut req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let (bucket, key, upload_id) = (req.input.bucket.clone(), req.input.key.clone(), req.input.upload_id.clone());
+        if let Some(cond) = req.input.if_match.take() {
+            req.input.if_match = Some(self.upstream_if_match(&req, &bucket, &key, cond).await?);
+        }
         let Some((doc, mut rec)) = self.known_upload(&upload_id, &bucket, &key).await? else {
             let resp = self.upstream.complete_multipart_upload(req).await?;
             self.forget_upload(&upload_id).await;

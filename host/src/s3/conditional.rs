@@ -1,9 +1,13 @@
-//! GET/HEAD preconditions, evaluated by the gateway against the ETag and
-//! Last-Modified the client sees (which differ from the upstream's for
-//! encrypted objects, so the upstream cannot evaluate them).
+//! Preconditions against the ETag the client sees, which for SSE-S3 is the
+//! plaintext MD5 (sealed in the record), not the store's: GET/HEAD
+//! conditions are evaluated by the gateway; a write's `If-Match` is checked
+//! against the visible ETag and handed to the store as the stored ETag, so
+//! the store's compare-and-set still decides atomically.
 
-use s3s::dto::{ETag, ETagCondition, Timestamp};
-use s3s::{S3Error, S3ErrorCode, s3_error};
+use s3s::dto::{ETag, ETagCondition, HeadObjectInput, Timestamp};
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Result, s3_error};
+
+use super::{Gateway, principal, sub_request};
 
 /// The four conditional headers of a read.
 #[derive(Debug, Default, Clone)]
@@ -41,12 +45,12 @@ impl Preconditions {
     pub(super) fn check(&self, etag: Option<&ETag>, last_modified: Option<&Timestamp>) -> Result<(), S3Error> {
         if let Some(c) = &self.if_match {
             if !matches(c, etag, false) {
-                return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
+                return Err(precondition_failed());
             }
         } else if let (Some(since), Some(lm)) = (&self.if_unmodified_since, last_modified)
             && lm > since
         {
-            return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
+            return Err(precondition_failed());
         }
         if let Some(c) = &self.if_none_match {
             if matches(c, etag, true) {
@@ -58,6 +62,42 @@ impl Preconditions {
             return Err(S3Error::new(S3ErrorCode::NotModified));
         }
         Ok(())
+    }
+}
+
+fn precondition_failed() -> S3Error {
+    s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+}
+
+impl Gateway {
+    /// A write's `If-Match` in the store's terms. Only an object whose
+    /// visible ETag is not the store's (SSE-S3, single PUT) needs it: its
+    /// visible ETag is compared here, and the store gets its own ETag of
+    /// that same object, so a write in between still fails there.
+    pub(super) async fn upstream_if_match<T>(
+        &self,
+        req: &S3Request<T>,
+        bucket: &str,
+        key: &str,
+        cond: ETagCondition,
+    ) -> S3Result<ETagCondition> {
+        let ETagCondition::ETag(wanted) = &cond else { return Ok(cond) };
+        let head_in = HeadObjectInput::builder().bucket(bucket.to_owned()).key(key.to_owned()).build().expect("set");
+        let head = match self.upstream.head_object(sub_request(req, head_in)).await {
+            Ok(h) => h.output,
+            // No object: the store answers the condition as it does.
+            Err(_) => return Ok(cond),
+        };
+        let Some(rec) = self.stored_record(bucket, head.metadata.as_ref()).await? else { return Ok(cond) };
+        if rec.sealed_etag.is_none() {
+            return Ok(cond);
+        }
+        let oek = self.open_object_key(&rec, None, bucket, key, principal(req).as_deref()).await?;
+        let visible = Self::visible_etag(&rec, Some(&oek), head.e_tag.clone())?;
+        match (visible, head.e_tag) {
+            (Some(v), Some(stored)) if v.strong_cmp(wanted) => Ok(ETagCondition::ETag(stored)),
+            _ => Err(precondition_failed()),
+        }
     }
 }
 

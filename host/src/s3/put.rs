@@ -47,11 +47,14 @@ impl Gateway {
     /// PutObject with the SSE decision made (also the write half of CopyObject).
     pub(crate) async fn put_with(
         &self,
-        req: S3Request<PutObjectInput>,
+        mut req: S3Request<PutObjectInput>,
         sse: SseRequest,
         trailer_names: Option<String>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        if let Some(cond) = req.input.if_match.take() {
+            req.input.if_match = Some(self.upstream_if_match(&req, &bucket, &key, cond).await?);
+        }
         match self.seal_new_object(sse, &bucket, &key, principal(&req).as_deref()).await? {
             None => {
                 self.metrics.requests.with_label_values(&["put", "none"]).inc();
