@@ -7,6 +7,8 @@
 //! - [`config`]: flags, environment and TOML configuration; credentials.
 //! - [`server`]: builds the service from the configuration and serves it.
 //! - [`s3`]: the `s3s::S3` implementation that intercepts object operations.
+//! - [`decide`]: the write decision (bucket policy, defaults, bound
+//!   policies): may a write happen, in which mode, under which key.
 //! - [`sse`]: SSE header parsing and the per-object crypto record, and
 //!   [`crypto`]: keys and the object format; both from the pure
 //!   `kgw-core` crate (fuzzed), plus the encrypting/decrypting streams.
@@ -17,7 +19,8 @@
 //! - [`audit`]: the JSON-lines audit trail.
 //! - [`metrics`]: Prometheus counters; [`ops`]: `/metrics`, `/health/*`.
 //! - [`routes`]: custom routes (operations, bucket encryption) and transport info.
-//! - [`state`]: the gateway's dynamic state (bucket defaults, uploads).
+//! - [`state`]: the gateway's dynamic state (bucket defaults and policies,
+//!   uploads, KMS configuration, policy bindings) behind a backend trait.
 //! - [`upstream`]: the store behind the gateway (remote S3 or embedded).
 //! - [`embedded`]: the embedded filesystem store (s3s-fs) with S3 fixes.
 //! - [`fsutil`]: durable private file writes.
@@ -28,6 +31,7 @@ pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod crypto;
+pub mod decide;
 pub mod embedded;
 pub mod fsutil;
 pub mod kms;

@@ -29,6 +29,8 @@ use crate::admin::policies::PolicyAdmin;
 use crate::audit::AuditLog;
 use crate::config::{ConfigError, Credentials, ServeArgs, resolve_credentials};
 use crate::crypto::FormatParams;
+use crate::decide::Decider;
+use crate::decide::bucket_policy::BucketPolicies;
 use crate::fsutil::create_private_dir;
 use crate::kms::config::{KmsConfig, SecretSource};
 use crate::kms::manager::{KmsManager, LifecycleError, ManagerContext, Startup};
@@ -177,10 +179,9 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         upstream: upstream.clone(),
         kms: kms.clone(),
         metrics: metrics.clone(),
-        state,
+        state: state.clone(),
         state_seal,
-        defaults: defaults.clone(),
-        policies: policies.clone(),
+        decider: Arc::new(Decider::new(defaults.clone(), BucketPolicies::new(state), policies.clone(), metrics.clone())),
     };
     let gateway = Gateway::new(parts, opts);
 

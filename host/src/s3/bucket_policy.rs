@@ -1,14 +1,13 @@
-//! Bucket policies: PutBucketPolicy, GetBucketPolicy and DeleteBucketPolicy
-//! kept in the gateway state, and the statements on SSE condition keys
-//! enforced on every object write (the store never sees those headers).
+//! Bucket policies' S3 surface: PutBucketPolicy, GetBucketPolicy and
+//! DeleteBucketPolicy, kept in the gateway state. Their statements on SSE
+//! condition keys are enforced by the write decision
+//! (`decide/bucket_policy.rs`): the store never sees those headers.
 //!
 //! The policy's other statements go to the store, which enforces them. A
 //! store that does not implement bucket policies (the embedded default)
 //! takes only policies whose every statement is the gateway's: accepting
 //! statements nobody enforces would be a silent hole. See
 //! `docs/s3-compatibility.md#bucket-policies`.
-
-use std::sync::Arc;
 
 use s3s::dto::{
     DeleteBucketInput, DeleteBucketOutput, DeleteBucketPolicyInput, DeleteBucketPolicyOutput, GetBucketPolicyInput,
@@ -18,31 +17,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::errors::state_error;
 use super::{Gateway, require_bucket, sub_request};
-use crate::state::{CachedDocs, StateStore};
-use kgw_core::bucket_policy::{BucketPolicy, SseConditions, Verdict, WriteContext};
-
-const NS: &str = "bucket-policy";
-
-/// The buckets' policies, cached.
-pub(super) struct BucketPolicies {
-    docs: CachedDocs<BucketPolicy>,
-}
-
-impl BucketPolicies {
-    pub(super) fn new(store: StateStore) -> Self {
-        Self { docs: CachedDocs::new(store, NS) }
-    }
-
-    /// The policy of `bucket`. A stored policy that no longer validates is
-    /// an error, so writes fail closed rather than skip its statements.
-    pub(super) async fn get(&self, bucket: &str) -> S3Result<Option<Arc<BucketPolicy>>> {
-        self.docs.get(bucket).await.map_err(state_error)
-    }
-
-    async fn set(&self, bucket: &str, policy: Option<BucketPolicy>) -> S3Result<()> {
-        self.docs.set(bucket, policy).await.map_err(state_error)
-    }
-}
+use kgw_core::bucket_policy::BucketPolicy;
 
 /// The store answered that it has no bucket policies (or none to delete).
 fn store_lacks_policies(e: &S3Error) -> bool {
@@ -50,31 +25,6 @@ fn store_lacks_policies(e: &S3Error) -> bool {
 }
 
 impl Gateway {
-    /// Refuse a write of `bucket/key` that a Deny statement on SSE condition
-    /// keys matches. `sse` holds the SSE headers the request sent.
-    pub(super) async fn check_bucket_policy<T>(
-        &self,
-        req: &S3Request<T>,
-        bucket: &str,
-        key: &str,
-        sse: impl AsyncFnOnce() -> SseConditions,
-    ) -> S3Result<()> {
-        let Some(policy) = self.bucket_policies.get(bucket).await? else { return Ok(()) };
-        if !policy.has_gateway_statements() {
-            return Ok(());
-        }
-        let sse = sse().await;
-        let principal = req.credentials.as_ref().map(|c| c.access_key.as_str());
-        let secure_transport = req.extensions.get::<crate::routes::Transport>().is_some_and(|t| t.tls);
-        let verdict = policy.evaluate_write(&WriteContext { principal, bucket, key, sse: &sse, secure_transport });
-        if verdict == Verdict::Denied {
-            tracing::info!(bucket, key, principal, "write denied by the bucket policy");
-            self.metrics.bucket_policy_denials.inc();
-            return Err(s3_error!(AccessDenied, "Access Denied"));
-        }
-        Ok(())
-    }
-
     pub(crate) async fn put_bucket_policy(
         &self,
         req: S3Request<PutBucketPolicyInput>,
@@ -102,7 +52,7 @@ impl Gateway {
             }
             None => self.delete_upstream_policy(&req, &bucket).await?,
         }
-        self.bucket_policies.set(&bucket, Some(policy)).await?;
+        self.decider.bucket_policies.set(&bucket, Some(policy)).await.map_err(state_error)?;
         Ok(S3Response::with_status(PutBucketPolicyOutput::default(), hyper::StatusCode::NO_CONTENT))
     }
 
@@ -119,7 +69,7 @@ impl Gateway {
         &self,
         req: S3Request<GetBucketPolicyInput>,
     ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
-        match self.bucket_policies.get(&req.input.bucket).await? {
+        match self.decider.bucket_policies.get(&req.input.bucket).await.map_err(state_error)? {
             Some(p) => {
                 require_bucket(self.upstream.as_ref(), &req, &req.input.bucket).await?;
                 Ok(S3Response::new(GetBucketPolicyOutput { policy: Some(p.text().to_owned()) }))
@@ -143,7 +93,7 @@ impl Gateway {
         let bucket = req.input.bucket.clone();
         require_bucket(self.upstream.as_ref(), &req, &bucket).await?;
         self.delete_upstream_policy(&req, &bucket).await?;
-        self.bucket_policies.set(&bucket, None).await?;
+        self.decider.bucket_policies.set(&bucket, None).await.map_err(state_error)?;
         Ok(S3Response::with_status(DeleteBucketPolicyOutput::default(), hyper::StatusCode::NO_CONTENT))
     }
 
@@ -153,8 +103,8 @@ impl Gateway {
         let bucket = req.input.bucket.clone();
         let resp = self.upstream.delete_bucket(req).await?;
         let cleared = async {
-            self.bucket_policies.set(&bucket, None).await?;
-            self.defaults.set(&bucket, None).await
+            self.decider.bucket_policies.set(&bucket, None).await?;
+            self.decider.defaults.set(&bucket, None).await
         };
         if let Err(e) = cleared.await {
             tracing::error!(bucket, error = ?e, "bucket deleted, but its gateway state was not");

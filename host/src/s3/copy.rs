@@ -19,8 +19,6 @@ use super::conditional::Preconditions;
 use super::errors::{not_implemented, record_error};
 use super::keys::apply_echo;
 use super::keys::take_customer;
-use kgw_core::bucket_policy::SseConditions;
-
 use super::write::{object_headers, reserved_metadata_error, self_copy, take_sse};
 use super::{Gateway, principal, sub_request};
 use crate::sse::{ObjectCrypto, SseRequest, has_reserved_keys};
@@ -53,9 +51,7 @@ impl Gateway {
         self.require_tls_for_sse_c(&req.extensions, src_customer.is_some() || matches!(explicit, SseRequest::Customer(_)))?;
         let had_sse_headers = !matches!(explicit, SseRequest::None);
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        self.check_bucket_policy(&req, &bucket, &key, async || SseConditions::from(&explicit)).await?;
-        let dst_sse = self.defaults.resolve(&bucket, explicit).await?;
-        let dst_sse = self.apply_policies(&req, "CopyObject", (&bucket, &key), dst_sse).await?;
+        let dst_sse = self.decide_write(&req, "CopyObject", (&bucket, &key), explicit).await?;
         let replace = req.input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
 
         let head_in = HeadObjectInput::builder()

@@ -6,6 +6,7 @@ use hyper::StatusCode;
 use s3s::{S3Error, S3ErrorCode};
 
 use crate::crypto::CryptoError;
+use crate::decide::DecisionError;
 use crate::kms::KmsError;
 use crate::sse::SseError;
 use crate::sse::record::RecordError;
@@ -72,6 +73,37 @@ pub fn record_error(e: RecordError) -> S3Error {
 pub fn crypto_error(e: CryptoError) -> S3Error {
     tracing::error!(error = %e, "object failed authentication");
     sourced(S3Error::with_message(S3ErrorCode::InternalError, "The stored object failed integrity verification."), e)
+}
+
+/// A write the decision refused, or could not decide.
+pub fn decision_error(e: DecisionError) -> S3Error {
+    let err = match &e {
+        DecisionError::BucketPolicyDenied => S3Error::with_message(S3ErrorCode::AccessDenied, "Access Denied"),
+        DecisionError::CustomerKeysBlocked => {
+            S3Error::with_message(S3ErrorCode::AccessDenied, "This bucket blocks writes encrypted with SSE-C.")
+        }
+        DecisionError::EncryptionRequired => S3Error::with_message(
+            S3ErrorCode::AccessDenied,
+            "This gateway requires encryption: send SSE headers or set a bucket default encryption.",
+        ),
+        // The policy chose the code; its own status, else 403.
+        DecisionError::PolicyDenied(p) => {
+            let code = S3ErrorCode::from_bytes(p.code.as_bytes()).unwrap_or(S3ErrorCode::AccessDenied);
+            let status = code.status_code().unwrap_or(StatusCode::FORBIDDEN);
+            let mut err = S3Error::with_message(code, p.message.clone());
+            err.set_status_code(status);
+            err
+        }
+        DecisionError::PolicyFailed { name, hook, why } => S3Error::with_message(
+            S3ErrorCode::AccessDenied,
+            format!("Request denied: policy '{name}' ({}) failed: {why}", hook.name()),
+        ),
+        DecisionError::State(_) => {
+            tracing::error!(error = %e, "gateway state unavailable");
+            S3Error::with_message(S3ErrorCode::InternalError, "The gateway state could not be read or written.")
+        }
+    };
+    sourced(err, e)
 }
 
 pub fn not_implemented(what: &'static str) -> S3Error {

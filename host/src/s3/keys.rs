@@ -280,7 +280,7 @@ impl Gateway {
         meta: Option<&std::collections::HashMap<String, String>>,
     ) -> S3Result<Option<ObjectCrypto>> {
         let rec = ObjectCrypto::read_from(meta).map_err(record_error)?;
-        if rec.is_none() && self.defaults.encryption_required(bucket).await {
+        if rec.is_none() && self.decider.defaults.encryption_required(bucket).await {
             tracing::error!(bucket, "an object without the gateway's record was refused: encryption is required");
             return Err(s3s::s3_error!(
                 InternalError,

@@ -9,7 +9,8 @@
 //! - [`bucket_policy`]: bucket policies, and their statements on SSE
 //!   condition keys enforced on writes.
 //! - [`listing`]: plaintext sizes in listings; GetObjectAttributes.
-//! - [`policy`]: bound WebAssembly policies on the write path.
+//! - [`policy`]: the write decision's edge (`crate::decide` decides: the
+//!   bucket policy, defaults and bound WebAssembly policies).
 //! - [`write`]: what every write path shares (SSE headers out of the
 //!   input, checksums, the self-copy that attaches a record).
 //! - [`keys`], [`checksum`], [`body`], [`conditional`]: helpers.
@@ -41,12 +42,10 @@ use hyper::http::Extensions;
 use s3s::S3Request;
 
 use crate::crypto::{FormatParams, SealingKey};
+use crate::decide::Decider;
 use crate::kms::manager::KmsManager;
 use crate::metrics::Metrics;
-use crate::policy::registry::PolicyRegistry;
 use crate::state::StateStore;
-use bucket_policy::BucketPolicies;
-use defaults::EncryptionDefaults;
 use listing::SizeCache;
 
 /// Options of the encrypting front.
@@ -75,10 +74,9 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     state: StateStore,
     state_seal: SealingKey,
-    defaults: Arc<EncryptionDefaults>,
-    bucket_policies: BucketPolicies,
+    /// May a write happen, and in which mode under which key.
+    decider: Arc<Decider>,
     sizes: SizeCache,
-    policies: Arc<PolicyRegistry>,
 }
 
 /// What a gateway is built from besides its options.
@@ -89,13 +87,12 @@ pub struct GatewayParts {
     pub state: StateStore,
     /// Seals secrets kept in upload state (derived from the master key).
     pub state_seal: SealingKey,
-    pub defaults: Arc<EncryptionDefaults>,
-    pub policies: Arc<PolicyRegistry>,
+    pub decider: Arc<Decider>,
 }
 
 impl Gateway {
     pub fn new(parts: GatewayParts, opts: GatewayOptions) -> Self {
-        let GatewayParts { upstream, kms, metrics, state, state_seal, defaults, policies } = parts;
+        let GatewayParts { upstream, kms, metrics, state, state_seal, decider } = parts;
         Self {
             upstream,
             kms,
@@ -103,12 +100,10 @@ impl Gateway {
             wrong_key_status: opts.wrong_key_status,
             allow_insecure_sse_c: opts.allow_insecure_sse_c,
             metrics,
-            bucket_policies: BucketPolicies::new(state.clone()),
             state,
             state_seal,
-            defaults,
+            decider,
             sizes: SizeCache::new(100_000),
-            policies,
         }
     }
 }

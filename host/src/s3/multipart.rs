@@ -151,14 +151,17 @@ impl Gateway {
         upload_id: &str,
         customer: bool,
     ) -> S3Result<()> {
-        self.check_bucket_policy(req, bucket, key, async || {
-            // An unreadable or unknown upload is refused later, with its own error.
-            let doc = self.state.get::<UploadDoc>(UPLOADS, upload_id).await.ok().flatten();
-            let mut c = doc.map(|d| d.requested).unwrap_or_default();
-            c.customer_algorithm = customer.then(|| "AES256".into());
-            c
-        })
-        .await
+        let intent = super::policy::intent_of(req, "UploadPart", bucket, key);
+        self.decider
+            .check_bucket_policy(&intent, async || {
+                // An unreadable or unknown upload is refused later, with its own error.
+                let doc = self.state.get::<UploadDoc>(UPLOADS, upload_id).await.ok().flatten();
+                let mut c = doc.map(|d| d.requested).unwrap_or_default();
+                c.customer_algorithm = customer.then(|| "AES256".into());
+                c
+            })
+            .await
+            .map_err(super::errors::decision_error)
     }
 
     /// SSE-C rules of parts: same key on every part of an SSE-C upload, none
@@ -196,9 +199,7 @@ impl Gateway {
         self.require_tls_for_sse_c(&req.extensions, matches!(sse, crate::sse::SseRequest::Customer(_)))?;
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let requested = SseConditions::from(&sse);
-        self.check_bucket_policy(&req, &bucket, &key, async || requested.clone()).await?;
-        let sse = self.defaults.resolve(&bucket, sse).await?;
-        let sse = self.apply_policies(&req, "CreateMultipartUpload", (&bucket, &key), sse).await?;
+        let sse = self.decide_write(&req, "CreateMultipartUpload", (&bucket, &key), sse).await?;
         let Some(sealed) = self.seal_new_object(sse, &bucket, &key, principal(&req).as_deref()).await? else {
             // Recorded all the same: parts for an unrecorded id are refused.
             let headers = object_headers!(req.input);

@@ -16,7 +16,6 @@ use super::write::{object_headers, reserved_metadata_error, self_copy, take_sse,
 use super::{Gateway, declared_length, principal, sub_request};
 use crate::crypto::stream::EncryptStream;
 use crate::sse::{SseMode, SseRequest, has_reserved_keys};
-use kgw_core::bucket_policy::SseConditions;
 
 /// Read a whole body that is known to be small (at most one segment).
 async fn read_small(body: StreamingBlob) -> Result<Vec<Bytes>, S3Error> {
@@ -36,10 +35,8 @@ impl Gateway {
         strip_aws_chunked(&mut req.input.content_encoding);
         let sse = take_sse!(req.input)?;
         self.require_tls_for_sse_c(&req.extensions, matches!(sse, SseRequest::Customer(_)))?;
-        self.check_bucket_policy(&req, &req.input.bucket, &req.input.key, async || SseConditions::from(&sse)).await?;
-        let sse = self.defaults.resolve(&req.input.bucket, sse).await?;
         let op = if req.method == hyper::Method::POST { "PostObject" } else { "PutObject" };
-        let sse = self.apply_policies(&req, op, (&req.input.bucket, &req.input.key), sse).await?;
+        let sse = self.decide_write(&req, op, (&req.input.bucket, &req.input.key), sse).await?;
         let trailer_names = req.headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()).map(str::to_owned);
         self.put_with(req, sse, trailer_names).await
     }

@@ -1,0 +1,127 @@
+//! Bound WebAssembly policies on the write path: SSE validation first,
+//! then key selection, after the bucket default applied and before any
+//! body byte is read. A policy that fails (trap, deadline, limit, bad
+//! answer) fails the write closed, naming the policy.
+
+use std::time::Instant;
+
+use super::{Decider, DecisionError, WriteIntent};
+use crate::policy::registry::{Resolved, Snapshot};
+use crate::policy::types::{BucketDefault, KeyDecision, Mode, PolicyRequest, Verdict};
+use crate::policy::{Hook, PolicyError};
+use crate::sse::SseRequest;
+
+fn failed_closed(name: &str, hook: Hook, why: impl Into<String>) -> DecisionError {
+    DecisionError::PolicyFailed { name: name.to_owned(), hook, why: why.into() }
+}
+
+impl Decider {
+    async fn policy_request(&self, w: &WriteIntent, sse: &SseRequest) -> Result<PolicyRequest, DecisionError> {
+        let mode = Mode::from(sse.mode());
+        let (key_id, ctx) = match sse {
+            SseRequest::Kms { key_id, context } => {
+                (key_id.clone(), context.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            }
+            _ => (None, Vec::new()),
+        };
+        let bucket_default = self
+            .defaults
+            .get(&w.bucket)
+            .await?
+            .map(|c| BucketDefault { mode: Mode::from(Some(c.algorithm)), kms_key_id: c.kms_key_id.clone() });
+        Ok(PolicyRequest {
+            operation: w.op.to_owned(),
+            bucket: w.bucket.clone(),
+            key: w.key.clone(),
+            principal: w.principal.clone(),
+            source_ip: w.source_ip.clone(),
+            headers: w.headers.clone(),
+            requested_mode: mode,
+            requested_key_id: key_id,
+            encryption_context: ctx,
+            bucket_default,
+            now: time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64,
+        })
+    }
+
+    fn observe_policy(&self, hook: Hook, name: &str, started: Instant, outcome: &str) {
+        let m = &self.metrics;
+        m.policy_calls.with_label_values(&[hook.name(), name, outcome]).inc();
+        m.policy_call_seconds.with_label_values(&[hook.name()]).observe(started.elapsed().as_secs_f64());
+    }
+
+    fn policy_failure(&self, hook: Hook, name: &str, started: Instant, e: &PolicyError) -> DecisionError {
+        self.observe_policy(hook, name, started, e.class());
+        tracing::warn!(policy = %name, hook = hook.name(), error = %e, "policy failed; request denied");
+        failed_closed(name, hook, e.to_string())
+    }
+
+    /// Apply the policies bound for the intent's bucket and key to a
+    /// write's SSE decision.
+    pub(super) async fn apply_policies(&self, w: &WriteIntent, sse: SseRequest) -> Result<SseRequest, DecisionError> {
+        let (bucket, key) = (w.bucket.as_str(), w.key.as_str());
+        let snap: std::sync::Arc<Snapshot> = self.policies.snapshot();
+        let validate = snap.resolve(Hook::SseValidate, bucket, key);
+        let select = match sse {
+            // The client's own key stays the client's: key selection does
+            // not apply to SSE-C (validation does).
+            SseRequest::Customer(_) => Resolved::None,
+            _ => snap.resolve(Hook::KeySelect, bucket, key),
+        };
+        if matches!((&validate, &select), (Resolved::None, Resolved::None)) {
+            return Ok(sse);
+        }
+        let input = self.policy_request(w, &sse).await?;
+        let engine = self.policies.engine();
+        match validate {
+            Resolved::None => {}
+            Resolved::Missing(name) => return Err(failed_closed(&name, Hook::SseValidate, "not loaded")),
+            Resolved::Policy(p) => {
+                let started = Instant::now();
+                match engine.sse_validate(&p.prepared, &input) {
+                    Ok(Verdict::Accept) => self.observe_policy(Hook::SseValidate, &p.info.name, started, "accept"),
+                    Ok(Verdict::Reject(e)) => {
+                        self.observe_policy(Hook::SseValidate, &p.info.name, started, "reject");
+                        return Err(DecisionError::PolicyDenied(e));
+                    }
+                    Err(e) => return Err(self.policy_failure(Hook::SseValidate, &p.info.name, started, &e)),
+                }
+            }
+        }
+        let p = match select {
+            Resolved::None => return Ok(sse),
+            Resolved::Missing(name) => return Err(failed_closed(&name, Hook::KeySelect, "not loaded")),
+            Resolved::Policy(p) => p,
+        };
+        let started = Instant::now();
+        let name = p.info.name.as_str();
+        match engine.key_select(&p.prepared, &input) {
+            Ok(KeyDecision::Keep) => {
+                self.observe_policy(Hook::KeySelect, name, started, "keep");
+                Ok(sse)
+            }
+            Ok(KeyDecision::Deny(e)) => {
+                self.observe_policy(Hook::KeySelect, name, started, "deny");
+                Err(DecisionError::PolicyDenied(e))
+            }
+            Ok(KeyDecision::Select { mode: Mode::SseS3, .. }) => {
+                self.observe_policy(Hook::KeySelect, name, started, "select");
+                Ok(SseRequest::S3)
+            }
+            Ok(KeyDecision::Select { mode: Mode::SseKms, key_id: Some(id), extra_context }) => {
+                self.observe_policy(Hook::KeySelect, name, started, "select");
+                let mut context = match sse {
+                    SseRequest::Kms { context, .. } => context,
+                    _ => Default::default(),
+                };
+                context.extend(extra_context);
+                Ok(SseRequest::Kms { key_id: Some(id), context })
+            }
+            Ok(other) => {
+                let e = PolicyError::Invalid(format!("unusable selection {other:?} (sse-s3, or sse-kms with a key id)"));
+                Err(self.policy_failure(Hook::KeySelect, name, started, &e))
+            }
+            Err(e) => Err(self.policy_failure(Hook::KeySelect, name, started, &e)),
+        }
+    }
+}
