@@ -29,8 +29,8 @@ use crate::admin::policies::PolicyAdmin;
 use crate::audit::AuditLog;
 use crate::config::{ConfigError, Credentials, ServeArgs, resolve_credentials};
 use crate::crypto::FormatParams;
-use crate::decide::Decider;
 use crate::decide::bucket_policy::BucketPolicies;
+use crate::decide::{Decider, DeciderParts};
 use crate::fsutil::create_private_dir;
 use crate::kms::config::{KmsConfig, SecretSource};
 use crate::kms::manager::{KmsManager, LifecycleError, ManagerContext, Startup};
@@ -177,11 +177,17 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     rotation.spawn(std::time::Duration::from_secs(args.policy_rotation_interval_seconds.unwrap_or(3600)));
     let parts = GatewayParts {
         upstream: upstream.clone(),
-        kms: kms.clone(),
         metrics: metrics.clone(),
         state: state.clone(),
         state_seal,
-        decider: Arc::new(Decider::new(defaults.clone(), BucketPolicies::new(state), policies.clone(), metrics.clone())),
+        decider: Arc::new(Decider::new(DeciderParts {
+            defaults: defaults.clone(),
+            bucket_policies: BucketPolicies::new(state),
+            policies: policies.clone(),
+            kms: kms.clone(),
+            params,
+            metrics: metrics.clone(),
+        })),
     };
     let gateway = Gateway::new(parts, opts);
 

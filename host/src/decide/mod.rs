@@ -10,14 +10,20 @@
 //!   keys, against the headers as sent;
 //! - [`defaults`]: the bucket or gateway default, blocked SSE-C, and
 //!   `--require-encryption`;
-//! - `policies`: the bound WebAssembly policies (sse-validate, key-select).
+//! - `policies`: the bound WebAssembly policies (sse-validate, key-select);
+//!
+//! then [`keys`]: the new object's key sealed as decided (and a stored
+//! object's key opened again), with its own [`keys::KeyError`].
 
 pub mod bucket_policy;
 pub mod defaults;
+pub mod keys;
 mod policies;
 
 use std::sync::Arc;
 
+use crate::crypto::FormatParams;
+use crate::kms::manager::KmsManager;
 use crate::metrics::Metrics;
 use crate::policy::Hook;
 use crate::policy::registry::PolicyRegistry;
@@ -68,17 +74,26 @@ pub struct Decider {
     pub defaults: Arc<EncryptionDefaults>,
     pub bucket_policies: BucketPolicies,
     policies: Arc<PolicyRegistry>,
+    kms: Arc<KmsManager>,
+    /// The format new objects are written in.
+    params: FormatParams,
     metrics: Arc<Metrics>,
 }
 
+/// What a [`Decider`] is built from.
+pub struct DeciderParts {
+    pub defaults: Arc<EncryptionDefaults>,
+    pub bucket_policies: BucketPolicies,
+    pub policies: Arc<PolicyRegistry>,
+    pub kms: Arc<KmsManager>,
+    pub params: FormatParams,
+    pub metrics: Arc<Metrics>,
+}
+
 impl Decider {
-    pub fn new(
-        defaults: Arc<EncryptionDefaults>,
-        bucket_policies: BucketPolicies,
-        policies: Arc<PolicyRegistry>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Self { defaults, bucket_policies, policies, metrics }
+    pub fn new(parts: DeciderParts) -> Self {
+        let DeciderParts { defaults, bucket_policies, policies, kms, params, metrics } = parts;
+        Self { defaults, bucket_policies, policies, kms, params, metrics }
     }
 
     /// The SSE a new object gets, from the SSE its request sent.

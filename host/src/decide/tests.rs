@@ -1,5 +1,9 @@
 use super::*;
+use crate::audit::AuditLog;
 use crate::config::RequireEncryption;
+use crate::kms::manager::{KmsManager, ManagerContext, Startup};
+use crate::kms::secret_files::SecretFilePolicy;
+use crate::kms::service::Observer;
 use crate::policy::engine::{Limits, PolicyEngine};
 use crate::sse::{CustomerKey, SseMode};
 use crate::state::StateStore;
@@ -7,15 +11,33 @@ use defaults::BucketEncryption;
 use kgw_core::bucket_policy::BucketPolicy;
 
 async fn decider(dir: &std::path::Path, gateway: Option<SseMode>, require: RequireEncryption) -> Decider {
+    decider_with(dir, gateway, require, Startup::NotConfigured).await
+}
+
+async fn decider_with(dir: &std::path::Path, gateway: Option<SseMode>, require: RequireEncryption, kms: Startup) -> Decider {
     let store = StateStore::open(&dir.join("state")).unwrap();
     let engine = Arc::new(PolicyEngine::new(Limits::default()).unwrap());
     let registry = PolicyRegistry::open(engine, dir.join("policies"), store.clone()).await.unwrap();
-    Decider::new(
-        Arc::new(EncryptionDefaults::new(store.clone(), gateway, require)),
-        BucketPolicies::new(store),
-        Arc::new(registry),
-        Arc::new(Metrics::new()),
-    )
+    let metrics = Arc::new(Metrics::new());
+    let ctx = ManagerContext {
+        data_dir: dir.to_owned(),
+        master: crate::crypto::SealingKey::from_bytes([5; 32]),
+        store: store.clone(),
+        observer: Arc::new(Observer { metrics: metrics.clone(), audit: Arc::new(AuditLog::disabled()) }),
+        references: Arc::new(|_| Box::pin(async { Vec::new() })),
+        probe_interval: std::time::Duration::ZERO,
+        fallback_key: crate::kms::KeyId::new("k").unwrap(),
+        secret_files: SecretFilePolicy::new(&[], dir, None),
+    };
+    let kms = KmsManager::boot(ctx, kms).await.unwrap();
+    Decider::new(DeciderParts {
+        defaults: Arc::new(EncryptionDefaults::new(store.clone(), gateway, require)),
+        bucket_policies: BucketPolicies::new(store),
+        policies: Arc::new(registry),
+        kms,
+        params: Default::default(),
+        metrics,
+    })
 }
 
 fn intent(bucket: &str) -> WriteIntent {
@@ -91,4 +113,29 @@ async fn the_bucket_policy_sees_the_headers_as_sent_before_any_default() {
     assert!(matches!(d.decide(&intent("b"), kms(None)).await.unwrap(), SseRequest::Kms { .. }));
     // Other buckets are not its business.
     assert!(matches!(d.decide(&intent("other"), SseRequest::None).await.unwrap(), SseRequest::None));
+}
+
+#[tokio::test]
+async fn sealed_keys_open_only_for_their_object_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = crate::kms::config::KmsConfig::local_default(crate::kms::KeyId::new("k").unwrap());
+    let d = decider_with(dir.path(), None, RequireEncryption::Off, Startup::Default(local)).await;
+    for sse in [SseRequest::S3, kms(None), sse_c()] {
+        // The same client key again (sse_c is deterministic).
+        let customer = match (&sse, sse_c()) {
+            (SseRequest::Customer(_), SseRequest::Customer(c)) => Some(c),
+            _ => None,
+        };
+        let oek = crate::crypto::ObjectKey::generate().unwrap();
+        let sealed = d.seal(oek.clone(), sse, "b", "o", None).await.unwrap().expect("encrypted");
+        assert_eq!(sealed.kms.is_none(), customer.is_some());
+        let opened = d.open(&sealed.record, customer.as_ref(), "b", "o", None).await.unwrap();
+        assert_eq!(opened.as_bytes(), oek.as_bytes());
+        // Bound to its bucket and key: moved elsewhere, it does not open.
+        assert!(d.open(&sealed.record, customer.as_ref(), "b", "other", None).await.is_err());
+        assert!(d.open(&sealed.record, customer.as_ref(), "b2", "o", None).await.is_err());
+    }
+    assert!(d.seal(crate::crypto::ObjectKey::generate().unwrap(), SseRequest::None, "b", "o", None).await.unwrap().is_none());
+    let unknown = d.seal(crate::crypto::ObjectKey::generate().unwrap(), kms(Some("no-such-key")), "b", "o", None).await;
+    assert!(matches!(unknown, Err(keys::KeyError::Kms(_))), "{:?}", unknown.err());
 }

@@ -7,6 +7,7 @@ use s3s::{S3Error, S3ErrorCode};
 
 use crate::crypto::CryptoError;
 use crate::decide::DecisionError;
+use crate::decide::keys::KeyError;
 use crate::kms::KmsError;
 use crate::sse::SseError;
 use crate::sse::record::RecordError;
@@ -73,6 +74,15 @@ pub fn record_error(e: RecordError) -> S3Error {
 pub fn crypto_error(e: CryptoError) -> S3Error {
     tracing::error!(error = %e, "object failed authentication");
     sourced(S3Error::with_message(S3ErrorCode::InternalError, "The stored object failed integrity verification."), e)
+}
+
+/// An object key that could not be sealed or opened.
+pub fn key_error(e: KeyError) -> S3Error {
+    match e {
+        KeyError::Kms(e) => kms_error(e),
+        KeyError::Crypto(e) => crypto_error(e),
+        KeyError::Record(e) => record_error(e),
+    }
 }
 
 /// A write the decision refused, or could not decide.

@@ -2,19 +2,14 @@
 //! the read-side SSE headers against the stored mode, and the SSE response
 //! headers ("echo") a client gets back.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use s3s::S3Result;
 use s3s::dto::{ETag, ServerSideEncryption};
 
 use super::Gateway;
-use super::errors::{crypto_error, kms_error, record_error, sse_error, wrong_customer_key};
-use crate::crypto::keys::{Binding, SSEC_SALT_LEN, ct_eq, derive_customer_keys};
-use crate::crypto::{ObjectKey, random_bytes};
-use crate::kms::service::KeyUse;
-use crate::kms::types::canonical_context;
-use crate::kms::{EncryptionContext, KeyId};
-use crate::sse::record::{CustomerSeal, KmsSeal, RecordError};
+use super::errors::{crypto_error, key_error, record_error, sse_error, wrong_customer_key};
+use crate::crypto::ObjectKey;
+use crate::crypto::keys::{ct_eq, derive_customer_keys};
+use crate::sse::record::RecordError;
 use crate::sse::{CustomerKey, ObjectCrypto, SseError, SseMode, SseRequest};
 
 /// Take an SSE-C triple out of an input's three fields (MD5 optional, as
@@ -112,25 +107,6 @@ pub(crate) struct SealedWrite {
     pub echo: Echo,
 }
 
-/// The KMS context bound to an object's data key: the client's pairs plus
-/// the object ARN, as S3 does.
-pub(super) fn kms_context(user: &EncryptionContext, bucket: &str, key: &str) -> EncryptionContext {
-    let mut ctx = user.clone();
-    ctx.insert("aws:s3:arn".into(), format!("arn:aws:s3:::{bucket}/{key}"));
-    ctx
-}
-
-/// The context of a bucket key: it names the bucket, as S3 Bucket Keys do.
-fn bucket_key_context(user: &EncryptionContext, bucket: &str) -> EncryptionContext {
-    let mut ctx = user.clone();
-    ctx.insert("aws:s3:arn".into(), format!("arn:aws:s3:::{bucket}"));
-    ctx
-}
-
-fn context_of(seal: &KmsSeal, bucket: &str, key: &str) -> EncryptionContext {
-    if seal.bucket_key { bucket_key_context(&seal.context, bucket) } else { kms_context(&seal.context, bucket, key) }
-}
-
 impl Gateway {
     /// Decide keys for a new object; `None` for a plaintext write.
     pub(crate) async fn seal_new_object(
@@ -153,75 +129,25 @@ impl Gateway {
         key: &str,
         principal: Option<&str>,
     ) -> S3Result<Option<SealedWrite>> {
-        if matches!(sse, SseRequest::None) {
+        let customer_md5 = match &sse {
+            SseRequest::Customer(ck) => Some(ck.md5_b64().to_owned()),
+            _ => None,
+        };
+        let Some(sealed) = self.decider.seal(oek, sse, bucket, key, principal).await.map_err(key_error)? else {
             return Ok(None);
-        }
-        if let SseRequest::Customer(ck) = &sse {
-            return self.seal_for_customer(oek, ck, bucket, key).map(Some);
-        }
-        let kms = self.kms.service().map_err(kms_error)?;
-        let (mode, key_id, user_ctx) = match sse {
-            SseRequest::Kms { key_id, context } => {
-                let id = match key_id {
-                    Some(k) => KeyId::from_client(&k).map_err(|e| kms_error(e.into()))?,
-                    None => kms.default_key_id().clone(),
-                };
-                (SseMode::Kms, id, context)
-            }
-            _ => (SseMode::S3, kms.default_key_id().clone(), EncryptionContext::new()),
         };
-        let shared = kms.bucket_keys();
-        let ctx = if shared { bucket_key_context(&user_ctx, bucket) } else { kms_context(&user_ctx, bucket, key) };
-        let who = KeyUse { principal, bucket: Some(bucket), object: Some(key), request_id: None };
-        let dk = kms.generate_data_key(&key_id, &ctx, shared, &who).await.map_err(kms_error)?;
-        let binding = Binding { mode: mode.as_str(), bucket, key };
-        let sealed_oek = dk.plaintext.seal(&oek, &binding).map_err(crypto_error)?;
-        tracing::debug!(key_id = %key_id, key_version = dk.key_version, mode = mode.as_str(), "sealed new object key");
-        let echo = Echo {
-            sse: mode.header_value().map(|v| ServerSideEncryption::from(v.to_owned())),
-            kms_key_id: (mode == SseMode::Kms).then(|| key_id.to_string()),
-            context_b64: (mode == SseMode::Kms).then(|| B64.encode(canonical_context(&ctx))),
-            bucket_key: shared.then_some(true),
-            ..Default::default()
+        let mode = sealed.record.mode;
+        let echo = match sealed.kms {
+            Some(k) => Echo {
+                sse: mode.header_value().map(|v| ServerSideEncryption::from(v.to_owned())),
+                kms_key_id: (mode == SseMode::Kms).then(|| k.key_id.to_string()),
+                context_b64: (mode == SseMode::Kms).then_some(k.context_b64),
+                bucket_key: k.bucket_key.then_some(true),
+                ..Default::default()
+            },
+            None => Echo { customer_algorithm: Some("AES256".into()), customer_key_md5: customer_md5, ..Default::default() },
         };
-        let seal = KmsSeal { key_id, wrapped_dek: dk.wrapped, context: user_ctx, bucket_key: shared };
-        Ok(Some(SealedWrite { oek, record: self.new_record(mode, sealed_oek, Some(seal), None), echo }))
-    }
-
-    fn seal_for_customer(&self, oek: ObjectKey, ck: &CustomerKey, bucket: &str, key: &str) -> S3Result<SealedWrite> {
-        let mut salt = vec![0u8; SSEC_SALT_LEN];
-        random_bytes(&mut salt).map_err(crypto_error)?;
-        let (kek, check) = derive_customer_keys(ck.key(), &salt);
-        let binding = Binding { mode: SseMode::Customer.as_str(), bucket, key };
-        let sealed_oek = kek.seal(&oek, &binding).map_err(crypto_error)?;
-        let record = self.new_record(SseMode::Customer, sealed_oek, None, Some(CustomerSeal { salt, check: check.to_vec() }));
-        let echo = Echo {
-            customer_algorithm: Some("AES256".into()),
-            customer_key_md5: Some(ck.md5_b64().to_owned()),
-            ..Default::default()
-        };
-        Ok(SealedWrite { oek, record, echo })
-    }
-
-    fn new_record(
-        &self,
-        mode: SseMode,
-        sealed_oek: Vec<u8>,
-        kms: Option<KmsSeal>,
-        customer: Option<CustomerSeal>,
-    ) -> ObjectCrypto {
-        ObjectCrypto {
-            version: crate::sse::record::CURRENT_VERSION,
-            mode,
-            params: self.params,
-            plain_size: 0,
-            sealed_oek,
-            kms,
-            customer,
-            sealed_etag: None,
-            multipart: None,
-            layout_tag: None,
-        }
+        Ok(Some(SealedWrite { oek: sealed.oek, record: sealed.record, echo }))
     }
 
     /// Enforce the read-side header rules, and check an SSE-C key against
@@ -253,22 +179,7 @@ impl Gateway {
         key: &str,
         principal: Option<&str>,
     ) -> S3Result<ObjectKey> {
-        let binding = Binding { mode: rec.mode.as_str(), bucket, key };
-        let kek = match (rec.mode, &rec.kms, customer) {
-            (SseMode::Customer, _, Some(ck)) => {
-                let seal = rec.customer.as_ref().ok_or_else(|| record_error(RecordError("missing SSE-C fields")))?;
-                derive_customer_keys(ck.key(), &seal.salt).0
-            }
-            (SseMode::S3 | SseMode::Kms, Some(k), _) => {
-                let ctx = context_of(k, bucket, key);
-                let kms = self.kms.service().map_err(kms_error)?;
-                let who = KeyUse { principal, bucket: Some(bucket), object: Some(key), request_id: None };
-                kms.decrypt_data_key(&k.key_id, &k.wrapped_dek, &ctx, &who).await.map_err(kms_error)?
-            }
-            _ => return Err(record_error(RecordError("record does not match its mode"))),
-        };
-        // A sealed key moved from another object, or damaged, fails here.
-        kek.unseal(&rec.sealed_oek, &binding).map_err(crypto_error)
+        self.decider.open(rec, customer, bucket, key, principal).await.map_err(key_error)
     }
 
     /// The record of a stored object, for reading it. An object without

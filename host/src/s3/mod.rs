@@ -43,7 +43,6 @@ use s3s::S3Request;
 
 use crate::crypto::{FormatParams, SealingKey};
 use crate::decide::Decider;
-use crate::kms::manager::KmsManager;
 use crate::metrics::Metrics;
 use crate::state::StateStore;
 use listing::SizeCache;
@@ -67,7 +66,6 @@ impl Default for GatewayOptions {
 /// The encrypting S3 service.
 pub struct Gateway {
     upstream: Arc<dyn s3s::S3>,
-    kms: Arc<KmsManager>,
     params: FormatParams,
     wrong_key_status: StatusCode,
     allow_insecure_sse_c: bool,
@@ -82,7 +80,6 @@ pub struct Gateway {
 /// What a gateway is built from besides its options.
 pub struct GatewayParts {
     pub upstream: Arc<dyn s3s::S3>,
-    pub kms: Arc<KmsManager>,
     pub metrics: Arc<Metrics>,
     pub state: StateStore,
     /// Seals secrets kept in upload state (derived from the master key).
@@ -92,10 +89,9 @@ pub struct GatewayParts {
 
 impl Gateway {
     pub fn new(parts: GatewayParts, opts: GatewayOptions) -> Self {
-        let GatewayParts { upstream, kms, metrics, state, state_seal, decider } = parts;
+        let GatewayParts { upstream, metrics, state, state_seal, decider } = parts;
         Self {
             upstream,
-            kms,
             params: opts.params,
             wrong_key_status: opts.wrong_key_status,
             allow_insecure_sse_c: opts.allow_insecure_sse_c,
