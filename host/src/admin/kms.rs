@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use serde_json::{Value, json};
 use time::{Duration as TimeDuration, OffsetDateTime};
 
+use super::actions::KmsAction;
 use super::dto::{
     Capabilities, CreateKey, GenerateDataKey, KeyOp, KmsStatusReply, StartRequest, key_info, key_metadata, parse,
     parse_status_filter,
@@ -36,58 +37,31 @@ fn ok(message: &str, extra: Value) -> Reply {
 }
 
 impl KmsAdmin {
-    /// The action name (for metrics and audit) of a path under `kms/`.
-    pub fn action_of(method: &Method, rest: &str) -> Option<&'static str> {
-        Some(match (method.as_str(), rest) {
-            ("POST", "configure") => "kms:configure",
-            ("POST", "reconfigure") => "kms:reconfigure",
-            ("POST", "start") => "kms:start",
-            ("POST", "stop") => "kms:stop",
-            ("GET" | "POST", "status" | "service-status") => "kms:status",
-            ("GET", "config") => "kms:config",
-            ("POST", "clear-cache") => "kms:clear-cache",
-            ("POST", "keys" | "create-key" | "key/create") => "kms:create-key",
-            ("GET", "keys" | "list-keys") => "kms:list-keys",
-            ("DELETE" | "POST", "keys/delete") => "kms:delete-key",
-            ("POST", "keys/cancel-deletion") => "kms:cancel-key-deletion",
-            ("POST", "keys/enable") => "kms:enable-key",
-            ("POST", "keys/disable") => "kms:disable-key",
-            ("POST", "keys/rotate") => "kms:rotate-key",
-            ("POST", "keys/update-description") => "kms:update-key-description",
-            ("POST", "keys/tag") => "kms:tag-key",
-            ("POST", "keys/untag") => "kms:untag-key",
-            ("POST", "generate-data-key") => "kms:generate-data-key",
-            ("GET", "describe-key" | "key/status") => "kms:describe-key",
-            ("GET", r) if r.starts_with("keys/") && r.len() > 5 && !r[5..].contains('/') => "kms:describe-key",
-            _ => return None,
-        })
-    }
-
-    pub async fn handle(&self, action: &str, call: &AdminCall) -> Result<Reply, ApiError> {
+    pub async fn handle(&self, action: KmsAction, call: &AdminCall) -> Result<Reply, ApiError> {
         match action {
-            "kms:configure" => self.configure(call, false).await,
-            "kms:reconfigure" => self.configure(call, true).await,
-            "kms:start" => {
+            KmsAction::Configure => self.configure(call, false).await,
+            KmsAction::Reconfigure => self.configure(call, true).await,
+            KmsAction::Start => {
                 let r: StartRequest = parse(&call.body)?;
                 self.manager.start(r.force).await?;
                 Ok(ok("KMS service started successfully", json!({ "status": self.manager.status() })))
             }
-            "kms:stop" => {
+            KmsAction::Stop => {
                 self.manager.stop().await?;
                 Ok(ok("KMS service stopped successfully", json!({ "status": self.manager.status() })))
             }
-            "kms:status" => Ok(Reply::json(self.status().await)),
-            "kms:config" => {
+            KmsAction::Status => Ok(Reply::json(self.status().await)),
+            KmsAction::Config => {
                 let cfg = self.manager.config().map(|c| c.to_json(SecretSink::Redact));
                 Ok(Reply::json(json!({ "status": self.manager.status(), "config": cfg })))
             }
-            "kms:clear-cache" => {
+            KmsAction::ClearCache => {
                 self.manager.service()?.clear_cache();
                 Ok(Reply::json(json!({ "success": true, "status": "success", "message": "cache cleared successfully" })))
             }
-            "kms:create-key" => self.create_key(call).await,
-            "kms:list-keys" => self.list_keys(call).await,
-            "kms:describe-key" => {
+            KmsAction::CreateKey => self.create_key(call).await,
+            KmsAction::ListKeys => self.list_keys(call).await,
+            KmsAction::DescribeKey => {
                 let id = match call.rest.strip_prefix("keys/") {
                     Some(id) => KeyId::new(id)?,
                     None => key_id_of(call, None)?,
@@ -95,9 +69,15 @@ impl KmsAdmin {
                 let info = self.manager.service()?.backend().describe_key(&id).await?;
                 Ok(ok("key described successfully", json!({ "key_id": id, "key_metadata": key_metadata(&info) })).about(&id))
             }
-            "kms:delete-key" => self.delete_key(call).await,
-            "kms:generate-data-key" => self.generate_data_key(call).await,
-            _ => self.key_update(action, call).await,
+            KmsAction::DeleteKey => self.delete_key(call).await,
+            KmsAction::GenerateDataKey => self.generate_data_key(call).await,
+            KmsAction::RotateKey
+            | KmsAction::EnableKey
+            | KmsAction::DisableKey
+            | KmsAction::CancelKeyDeletion
+            | KmsAction::UpdateKeyDescription
+            | KmsAction::TagKey
+            | KmsAction::UntagKey => self.key_update(action, call).await,
         }
     }
 
@@ -272,29 +252,32 @@ impl KmsAdmin {
         ))
     }
 
-    async fn key_update(&self, action: &str, call: &AdminCall) -> Result<Reply, ApiError> {
+    async fn key_update(&self, action: KmsAction, call: &AdminCall) -> Result<Reply, ApiError> {
         let r: KeyOp = parse(&call.body)?;
         let id = key_id_of(call, r.key_id.as_deref())?;
         let service = self.manager.service()?;
         let admin = service.admin();
         let (info, message) = match action {
-            "kms:rotate-key" => (admin.rotate_key(&id).await?, "key rotated successfully"),
-            "kms:enable-key" => (admin.update_key(&id, KeyUpdate::Enable).await?, "key enabled successfully"),
-            "kms:disable-key" => (admin.update_key(&id, KeyUpdate::Disable).await?, "key disabled successfully"),
-            "kms:cancel-key-deletion" => (admin.update_key(&id, KeyUpdate::CancelDeletion).await?, "key deletion cancelled"),
-            "kms:update-key-description" => {
+            KmsAction::RotateKey => (admin.rotate_key(&id).await?, "key rotated successfully"),
+            KmsAction::EnableKey => (admin.update_key(&id, KeyUpdate::Enable).await?, "key enabled successfully"),
+            KmsAction::DisableKey => (admin.update_key(&id, KeyUpdate::Disable).await?, "key disabled successfully"),
+            KmsAction::CancelKeyDeletion => (admin.update_key(&id, KeyUpdate::CancelDeletion).await?, "key deletion cancelled"),
+            KmsAction::UpdateKeyDescription => {
                 let d = r.description.ok_or_else(|| ApiError::bad_request("field `description` is required"))?;
                 (admin.update_key(&id, KeyUpdate::Description(d)).await?, "key description updated")
             }
-            "kms:tag-key" => {
+            KmsAction::TagKey => {
                 let t = r.tags.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::bad_request("field `tags` is required"))?;
                 (admin.update_key(&id, KeyUpdate::Tag(t)).await?, "key tagged successfully")
             }
-            "kms:untag-key" => {
+            KmsAction::UntagKey => {
                 let k = r.tag_keys.ok_or_else(|| ApiError::bad_request("field `tag_keys` is required"))?;
                 (admin.update_key(&id, KeyUpdate::Untag(k)).await?, "key untagged successfully")
             }
-            _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "UnknownEndpoint", "no such admin endpoint")),
+            other => {
+                let msg = format!("{} is not a key update", other.name());
+                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", msg));
+            }
         };
         // State changes take effect at once, not after the cache TTL.
         service.clear_cache();

@@ -8,8 +8,10 @@
 //!
 //! - [`kms`]: the KMS endpoints (`kms/...`).
 //! - [`policies`]: the WebAssembly policy endpoints (`policies/...`).
+//! - [`actions`]: what a method and path mean (typed), and their names.
 //! - [`dto`]: request/response shapes; [`error`]: JSON errors.
 
+pub mod actions;
 pub mod dto;
 pub mod error;
 pub mod kms;
@@ -27,6 +29,7 @@ use serde_json::Value;
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::metrics::Metrics;
+use actions::{Action, KmsAction, PolicyAction};
 use error::ApiError;
 
 /// Largest admin request body (policy uploads have their own limit).
@@ -127,7 +130,7 @@ impl AdminRoute {
     }
 
     /// Run `action`; `key` gets the key the request names in its body.
-    async fn dispatch(&self, req: S3Request<Body>, action: &str, key: &mut Option<String>) -> Result<Reply, ApiError> {
+    async fn dispatch(&self, req: S3Request<Body>, action: Action, key: &mut Option<String>) -> Result<Reply, ApiError> {
         let principal = self.authorize(&req)?;
         let (area, rest) = area_of(req.uri.path()).unwrap_or(("kms", ""));
         let rest = rest.to_owned();
@@ -146,7 +149,10 @@ impl AdminRoute {
             *key = body_key(&body);
         }
         let call = AdminCall { method: req.method, rest, content_type, query, body, principal };
-        if area == "policies" { self.policies.handle(action, &call).await } else { self.kms.handle(action, &call).await }
+        match action {
+            Action::Kms(a) => self.kms.handle(a, &call).await,
+            Action::Policies(a) => self.policies.handle(a, &call).await,
+        }
     }
 }
 
@@ -166,8 +172,8 @@ impl S3Route for AdminRoute {
         let principal = req.credentials.as_ref().map(|c| c.access_key.clone());
         let request_id = req.extensions.get::<crate::routes::RequestId>().map(|r| r.0.clone());
         let action = match area_of(req.uri.path()) {
-            Some(("kms", r)) => kms::KmsAdmin::action_of(&req.method, r.trim_end_matches('/')),
-            Some((_, r)) => policies::PolicyAdmin::action_of(&req.method, r),
+            Some(("kms", r)) => KmsAction::of(&req.method, r.trim_end_matches('/')).map(Action::Kms),
+            Some((_, r)) => PolicyAction::of(&req.method, r).map(Action::Policies),
             None => None,
         };
         let mut key_hint = req.uri.query().and_then(|q| {
@@ -181,7 +187,7 @@ impl S3Route for AdminRoute {
             Ok(r) => (r.status, r.body, r.key_id.or(key_hint), "ok"),
             Err(e) => (e.status, e.body(), key_hint, e.code),
         };
-        let action = action.unwrap_or("unknown");
+        let action = action.map_or("unknown", Action::name);
         self.metrics.admin_requests.with_label_values(&[action, status.as_str()]).inc();
         self.audit.record(&AuditEvent {
             kind: "admin",

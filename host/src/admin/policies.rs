@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::actions::PolicyAction;
 use super::dto::parse;
 use super::error::ApiError;
 use super::{AdminCall, Reply};
@@ -76,28 +77,10 @@ struct Evaluate {
 }
 
 impl PolicyAdmin {
-    /// The action of a path under `policies`.
-    pub fn action_of(method: &Method, rest: &str) -> Option<&'static str> {
-        let rest = rest.trim_matches('/');
-        Some(match (method.as_str(), rest) {
-            ("GET", "") => "policies:list",
-            ("GET", "bindings") => "policies:bindings",
-            ("POST", "bind") => "policies:bind",
-            ("POST", "unbind") => "policies:unbind",
-            ("POST", "rotation/run") => "policies:rotation-run",
-            ("POST", r) if r.ends_with("/evaluate") && !r[..r.len() - 9].contains('/') => "policies:evaluate",
-            (_, r) if r.contains('/') || r.is_empty() => return None,
-            ("PUT" | "POST", _) => "policies:upload",
-            ("GET", _) => "policies:get",
-            ("DELETE", _) => "policies:delete",
-            _ => return None,
-        })
-    }
-
-    pub async fn handle(&self, action: &str, call: &AdminCall) -> Result<Reply, ApiError> {
+    pub async fn handle(&self, action: PolicyAction, call: &AdminCall) -> Result<Reply, ApiError> {
         let name = call.rest.trim_matches('/').trim_end_matches("/evaluate").to_owned();
         match action {
-            "policies:list" => {
+            PolicyAction::List => {
                 let snap = self.registry.snapshot();
                 let mut infos: Vec<Value> = snap.policies.values().map(|p| json!(p.info)).collect();
                 infos.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
@@ -105,17 +88,17 @@ impl PolicyAdmin {
                     json!({ "generation": snap.generation, "wit": WIT_VERSION, "policies": infos, "bindings": snap.bindings }),
                 ))
             }
-            "policies:bindings" => {
+            PolicyAction::Bindings => {
                 let snap = self.registry.snapshot();
                 Ok(Reply::json(json!({ "generation": snap.generation, "bindings": snap.bindings })))
             }
-            "policies:get" => {
+            PolicyAction::Get => {
                 let snap = self.registry.snapshot();
                 let p = snap.policies.get(&name).ok_or_else(|| PolicyError::NotFound(name.clone()))?;
                 let bound: Vec<&Binding> = snap.bindings.iter().filter(|b| b.policy == name).collect();
                 Ok(Reply::json(json!({ "policy": p.info, "bindings": bound })))
             }
-            "policies:upload" => {
+            PolicyAction::Upload => {
                 if RESERVED.contains(&name.as_str()) {
                     return Err(ApiError::bad_request(format!("'{name}' is a reserved name")));
                 }
@@ -128,26 +111,25 @@ impl PolicyAdmin {
                 let (info, report) = self.registry.upload(&name, wasm).await?;
                 Ok(Reply::json(json!({ "success": true, "policy": info, "report": report })))
             }
-            "policies:delete" => {
+            PolicyAction::Delete => {
                 self.registry.delete(&name).await?;
                 Ok(Reply::json(json!({ "success": true, "message": format!("policy '{name}' deleted") })))
             }
-            "policies:bind" => {
+            PolicyAction::Bind => {
                 let b: Binding = parse(&call.body)?;
                 let generation = self.registry.bind(b.clone()).await?;
                 Ok(Reply::json(json!({ "success": true, "binding": b, "generation": generation })))
             }
-            "policies:unbind" => {
+            PolicyAction::Unbind => {
                 let u: Unbind = parse(&call.body)?;
                 let generation = self.registry.unbind(u.hook, u.bucket, u.prefix).await?;
                 Ok(Reply::json(json!({ "success": true, "generation": generation })))
             }
-            "policies:evaluate" => self.evaluate(&name, call),
-            "policies:rotation-run" => {
+            PolicyAction::Evaluate => self.evaluate(&name, call),
+            PolicyAction::RotationRun => {
                 let results = self.rotation.run_once().await.map_err(ApiError::from)?;
                 Ok(Reply::json(json!({ "success": true, "results": results })))
             }
-            _ => Err(ApiError::new(StatusCode::NOT_FOUND, "UnknownEndpoint", "no such admin endpoint")),
         }
     }
 
