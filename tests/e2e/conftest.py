@@ -202,6 +202,43 @@ class Gateway:
             self.raw_client().put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata)
 
 
+class RustFS:
+    """A single-node RustFS (tests/rustfs/install.sh builds it), for runs
+    with KGW_E2E_UPSTREAMS=rustfs (tests/rustfs/run.sh)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="rustfs-"))
+        (self.dir / "data").mkdir()
+        self.log = open(self.dir / "rustfs.log", "w")
+        env = {**os.environ, "RUSTFS_ADDRESS": f"127.0.0.1:{self.port}", "RUSTFS_ACCESS_KEY": UP_ACCESS,
+               "RUSTFS_SECRET_KEY": UP_SECRET, "RUSTFS_VOLUMES": str(self.dir / "data"), "RUSTFS_CONSOLE_ENABLE": "false"}
+        self.proc = subprocess.Popen([os.environ["KGW_RUSTFS_BIN"], str(self.dir / "data")], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=env)
+        wait_port(self.port, self.proc, timeout=120)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        terminate(self.proc)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def lists_parts(gw):
+    """Whether ListParts works through `gw`: moto answers it with a
+    <ListPartsResponse> root that the gateway's S3 client rejects."""
+    return not isinstance(gw.upstream, Moto)
+
+
+# The upstreams the session gateways run in front of: the embedded store
+# and moto by default; `KGW_E2E_UPSTREAMS=rustfs` for a run in front of RustFS.
+UPSTREAMS = os.environ.get("KGW_E2E_UPSTREAMS", "embedded,moto").split(",")
+
+
+def upstream_of(request):
+    return None if request.param == "embedded" else request.getfixturevalue(request.param)
+
+
 @pytest.fixture(scope="session")
 def moto():
     m = Moto()
@@ -209,9 +246,16 @@ def moto():
     m.stop()
 
 
-@pytest.fixture(scope="session", params=["embedded", "moto"])
+@pytest.fixture(scope="session")
+def rustfs():
+    r = RustFS()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="session", params=UPSTREAMS)
 def gw(request):
-    upstream = request.getfixturevalue("moto") if request.param == "moto" else None
+    upstream = upstream_of(request)
     g = Gateway(upstream=upstream)
     yield g
     g.close()
@@ -309,11 +353,11 @@ def tls_files(tmp_path_factory):
     return cert, key
 
 
-@pytest.fixture(scope="session", params=["embedded", "moto"])
+@pytest.fixture(scope="session", params=UPSTREAMS)
 def tls_gw(request, tls_files):
     """A gateway serving HTTPS (SSE-C without --allow-insecure-sse-c)."""
     cert, key = tls_files
-    upstream = request.getfixturevalue("moto") if request.param == "moto" else None
+    upstream = upstream_of(request)
     g = Gateway(upstream=upstream, extra_args=["--tls-cert", str(cert), "--tls-key", str(key)])
     g.ca = cert
     yield g

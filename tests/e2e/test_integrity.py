@@ -11,7 +11,7 @@ import hashlib
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import MIB, Gateway, payload, ssec, vault_gateway
+from conftest import MIB, Gateway, lists_parts, payload, ssec, vault_gateway
 from recording_proxy import PAD, RecordingProxy
 
 CKEY = b"k" * 32
@@ -151,7 +151,7 @@ def test_sse_c_part_rules_for_every_part_size(gw, bucket, size):
     assert err(e) == ("InvalidRequest", 400)
     # The right key works, and the refused calls stored nothing.
     etag = c.upload_part(Bucket=bucket, Key="c", UploadId=uid, PartNumber=1, Body=body, **ssec(CKEY))["ETag"]
-    if gw.upstream is None:  # moto's ListParts answer does not convert (see above)
+    if lists_parts(gw):  # moto's ListParts answer does not convert (see above)
         parts = c.list_parts(Bucket=bucket, Key="c", UploadId=uid, **ssec(CKEY))["Parts"]
         assert [(p["PartNumber"], p["Size"]) for p in parts] == [(1, size)]
     c.complete_multipart_upload(Bucket=bucket, Key="c", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
