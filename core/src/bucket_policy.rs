@@ -106,8 +106,9 @@ pub enum Verdict {
 pub struct BucketPolicy {
     bucket: String,
     text: String,
-    /// Statements the gateway evaluates (SSE condition keys), if any.
-    gateway: Option<IAMPolicy>,
+    /// Statements the gateway evaluates (SSE condition keys), if any,
+    /// ready to evaluate (built once, not per write).
+    gateway: Option<PolicyEvaluator>,
     /// The document the store gets: the other statements, if any.
     upstream: Option<String>,
 }
@@ -145,7 +146,8 @@ impl BucketPolicy {
             None
         } else {
             let v = part(mine).to_string();
-            Some(IAMPolicy::from_json(&v).map_err(|e| malformed(format!("Invalid policy: {e}")))?)
+            let policy = IAMPolicy::from_json(&v).map_err(|e| malformed(format!("Invalid policy: {e}")))?;
+            Some(PolicyEvaluator::with_policies(vec![policy]))
         };
         let upstream = if theirs.is_empty() {
             None
@@ -175,13 +177,13 @@ impl BucketPolicy {
     /// Evaluate a write of an object (`s3:PutObject`) against the
     /// gateway's statements.
     pub fn evaluate_write(&self, w: &WriteContext<'_>) -> Verdict {
-        let Some(policy) = &self.gateway else { return Verdict::Allowed };
+        let Some(evaluator) = &self.gateway else { return Verdict::Allowed };
         let Ok(resource) = Arn::parse(&format!("arn:aws:s3:::{}/{}", w.bucket, w.key)) else {
             return Verdict::Denied;
         };
         let principal = Principal::Aws(PrincipalId::String(principal_arn(w.principal)));
         let request = IAMRequest::new_with_context(principal, "s3:PutObject", resource, context(w));
-        match PolicyEvaluator::with_policies(vec![policy.clone()]).evaluate(&request) {
+        match evaluator.evaluate(&request) {
             Ok(r) if r.decision == Decision::Deny => Verdict::Denied,
             Ok(_) => Verdict::Allowed,
             Err(_) => Verdict::Denied,
