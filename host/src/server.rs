@@ -248,7 +248,7 @@ async fn boot_kms(
         .map_err(crate::kms::KmsError::from)?;
     let startup = match args.kms_config_json()? {
         Some(v) => Startup::Explicit(
-            KmsConfig::parse(v.to_string().as_bytes(), SecretSource::Request, &fallback_key)
+            KmsConfig::from_value(v, SecretSource::Request, &fallback_key)
                 .map_err(|e| ConfigError::Invalid(format!("KMS flags: {e}")))?,
         ),
         None if args.kms_not_configured.unwrap_or(false) => Startup::NotConfigured,

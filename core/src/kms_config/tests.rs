@@ -1,4 +1,5 @@
 use super::*;
+use crate::crypto::SealingKey;
 
 fn key() -> KeyId {
     KeyId::new("gateway-default").unwrap()
@@ -110,4 +111,50 @@ fn blank_token_is_inherited_only_by_the_same_vault() {
     for (mount, role) in [("other", "r"), ("approle", "r2")] {
         assert!(ar(mount, role, "").inherit_secrets(Some(&old)).is_err(), "{mount} {role}");
     }
+}
+
+#[test]
+fn wrong_types_and_nested_typos_are_named_by_path() {
+    let cases = [
+        (r#"{"backend_type":"local","timeout_seconds":"30"}"#, "`timeout_seconds`"),
+        (r#"{"backend_type":"vault","address":"http://x","auth_method":{"token":"t"},"tls":{"ca_cert":"/c"}}"#, "`tls.ca_cert`"),
+        (r#"{"backend_type":"vault","address":"http://x","auth_method":{"approle":{"role_id":"r","secret":"s"}}}"#, "secret"),
+        (r#"{"backend_type":"vault","address":"http://x","auth_method":{"Token":{"token":"t","x":1}}}"#, "auth_method.Token"),
+        (r#"{"backend_type":"vault","address":"http://x","auth_method":{"token":"t"},"kv_mount":7}"#, "`kv_mount`"),
+        (r#"{"backend_type":7}"#, "backend_type"),
+        (r#"["local"]"#, "JSON object"),
+    ];
+    for (body, needle) in cases {
+        let e = parse(body).expect_err(body).to_string();
+        assert!(e.contains(needle), "{body}: {e}");
+    }
+}
+
+#[test]
+fn spellings_of_the_backend_tag() {
+    for tag in ["local", "LOCAL", "Local"] {
+        assert!(matches!(parse(&format!(r#"{{"backend_type":"{tag}"}}"#)).unwrap().backend, BackendConfig::Local(_)), "{tag}");
+    }
+    for tag in ["vault", "Vault", "VaultKV2", "vault_transit", "VaultTransit", "vault-kv2"] {
+        let body = format!(r#"{{"backend_type":"{tag}","address":"http://v:8200","auth_method":{{"token":"t"}}}}"#);
+        assert!(matches!(parse(&body).unwrap().backend, BackendConfig::Vault(_)), "{tag}");
+    }
+}
+
+#[test]
+fn the_shown_form_is_the_request_form() {
+    let body = r#"{"backend_type":"vault","address":"http://v:8200/","auth_method":{"approle":{"role_id":"r","secret_id":"s"}},
+        "namespace":"team","retry_attempts":4}"#;
+    let shown = parse(body).unwrap().to_json(SecretSink::Redact);
+    assert_eq!(shown["address"], "http://v:8200");
+    assert_eq!(shown["auth_method"]["approle"]["secret_id"], "********");
+    assert_eq!(shown["auth_method"]["approle"]["mount"], "approle");
+    assert_eq!(shown["namespace"], "team");
+    assert_eq!(shown["retry_attempts"], 4);
+    assert_eq!(shown["default_key_id"], "gateway-default");
+    assert_eq!(shown["tls"]["skip_verify"], false);
+    assert!(shown.get("skip_tls_verify").is_none() && shown.get("key_dir").is_none(), "{shown}");
+    let local = parse(r#"{"backend_type":"local"}"#).unwrap().to_json(SecretSink::Redact);
+    assert!(local.get("key_dir").is_none() && local.get("address").is_none(), "{local}");
+    assert_eq!(local["backend_type"], "local");
 }

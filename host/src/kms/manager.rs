@@ -140,7 +140,7 @@ impl KmsManager {
         me.load_readers(&persisted.retired).await;
         let stored = match &persisted.config {
             Some(v) => Some(
-                KmsConfig::parse(v.to_string().as_bytes(), SecretSource::Stored(&me.sealer), &me.ctx.fallback_key)
+                KmsConfig::from_value(v.clone(), SecretSource::Stored(&me.sealer), &me.ctx.fallback_key)
                     .map_err(|e| LifecycleError::Invalid(format!("persisted KMS configuration: {e}")))?,
             ),
             None => None,
@@ -370,8 +370,7 @@ impl KmsManager {
 
     async fn load_readers(&self, retired: &[(String, Value)]) {
         for (id, v) in retired {
-            let cfg = match KmsConfig::parse(v.to_string().as_bytes(), SecretSource::Stored(&self.sealer), &self.ctx.fallback_key)
-            {
+            let cfg = match KmsConfig::from_value(v.clone(), SecretSource::Stored(&self.sealer), &self.ctx.fallback_key) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(backend = %id, error = %e, "cannot read an earlier KMS configuration");
