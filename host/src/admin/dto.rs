@@ -4,11 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use zeroize::Zeroizing;
 
 use super::error::ApiError;
 use crate::kms::cache::CacheStats;
@@ -73,12 +76,8 @@ pub struct GenerateDataKey {
     pub encryption_context: Option<BTreeMap<String, String>>,
 }
 
-fn ts(t: &OffsetDateTime) -> Value {
-    t.format(&Rfc3339).map(Value::String).unwrap_or(Value::Null)
-}
-
-fn opt_ts(t: &Option<OffsetDateTime>) -> Value {
-    t.as_ref().map(ts).unwrap_or(Value::Null)
+fn ts(t: &OffsetDateTime) -> Option<String> {
+    t.format(&Rfc3339).ok()
 }
 
 /// The list status spelling (`Active` for enabled).
@@ -89,40 +88,189 @@ pub fn status_name(s: KeyState) -> &'static str {
     }
 }
 
+/// `{"success": true, "message": …}` and the answer's own fields.
+#[derive(Serialize)]
+pub struct Done<T> {
+    success: bool,
+    message: &'static str,
+    #[serde(flatten)]
+    body: T,
+}
+
+impl<T: Serialize> Done<T> {
+    pub fn new(message: &'static str, body: T) -> Self {
+        Self { success: true, message, body }
+    }
+}
+
+/// An answer that is only the KMS state (start, stop, configure).
+#[derive(Serialize)]
+pub struct StatusOnly {
+    pub status: KmsStatus,
+}
+
+/// `kms/config`: the running configuration with its secrets redacted.
+#[derive(Serialize)]
+pub struct ConfigReply {
+    pub status: KmsStatus,
+    pub config: Option<Value>,
+}
+
+/// `kms/clear-cache`, in RustFS's shape.
+#[derive(Serialize)]
+pub struct CacheCleared {
+    success: bool,
+    status: &'static str,
+    message: &'static str,
+}
+
+impl Default for CacheCleared {
+    fn default() -> Self {
+        Self { success: true, status: "success", message: "cache cleared successfully" }
+    }
+}
+
+/// A key operation's answer: the key and its metadata.
+#[derive(Serialize)]
+pub struct KeyReply<'a> {
+    pub key_id: &'a KeyId,
+    pub key_metadata: KeyMetadata<'a>,
+}
+
+impl<'a> KeyReply<'a> {
+    pub fn of(k: &'a KeyInfo) -> Self {
+        Self { key_id: &k.key_id, key_metadata: KeyMetadata::of(k) }
+    }
+}
+
+/// `delete-key`: scheduled (with the metadata) or deleted at once.
+#[derive(Serialize)]
+pub struct DeleteReply<'a> {
+    key_id: &'a KeyId,
+    deletion_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_metadata: Option<KeyMetadata<'a>>,
+}
+
+impl<'a> DeleteReply<'a> {
+    pub fn scheduled(k: &'a KeyInfo) -> Self {
+        let key_metadata = KeyMetadata::of(k);
+        Self {
+            key_id: &k.key_id,
+            deletion_date: key_metadata.deletion_date.clone(),
+            deleted: None,
+            key_metadata: Some(key_metadata),
+        }
+    }
+
+    pub fn deleted(key_id: &'a KeyId) -> Self {
+        Self { key_id, deletion_date: None, deleted: Some(true), key_metadata: None }
+    }
+}
+
+/// `list-keys`: one page.
+#[derive(Serialize)]
+pub struct KeyList<'a> {
+    pub keys: Vec<KeyListEntry<'a>>,
+    pub truncated: bool,
+    pub next_marker: Option<String>,
+}
+
+/// `generate-data-key`: the plaintext key is the answer, so it is base64
+/// text zeroized once written out.
+#[derive(Serialize)]
+pub struct DataKeyReply<'a> {
+    success: bool,
+    key_id: &'a KeyId,
+    key_version: u32,
+    plaintext_key: Zeroizing<String>,
+    ciphertext_blob: String,
+}
+
+impl<'a> DataKeyReply<'a> {
+    pub fn new(key_id: &'a KeyId, key_version: u32, plaintext: &[u8], wrapped: &[u8]) -> Self {
+        Self {
+            success: true,
+            key_id,
+            key_version,
+            plaintext_key: Zeroizing::new(B64.encode(plaintext)),
+            ciphertext_blob: B64.encode(wrapped),
+        }
+    }
+}
+
 /// `KeyMetadata` as in the RustFS API (AWS KMS names), plus version info.
-pub fn key_metadata(k: &KeyInfo) -> Value {
-    json!({
-        "key_id": k.key_id,
-        "key_state": k.state.as_str(),
-        "key_usage": "EncryptDecrypt",
-        "key_spec": "AES_256",
-        "description": k.description,
-        "creation_date": ts(&k.created_at),
-        "deletion_date": opt_ts(&k.deletion_date),
-        "rotated_at": opt_ts(&k.rotated_at),
-        "current_version": k.current_version,
-        "origin": "KMS",
-        "key_manager": "CUSTOMER",
-        "backend": k.backend,
-        "tags": k.tags,
-    })
+#[derive(Serialize)]
+pub struct KeyMetadata<'a> {
+    key_id: &'a KeyId,
+    key_state: &'static str,
+    key_usage: &'static str,
+    key_spec: &'static str,
+    description: &'a str,
+    creation_date: Option<String>,
+    deletion_date: Option<String>,
+    rotated_at: Option<String>,
+    current_version: u32,
+    origin: &'static str,
+    key_manager: &'static str,
+    backend: &'a str,
+    tags: &'a BTreeMap<String, String>,
+}
+
+impl<'a> KeyMetadata<'a> {
+    pub fn of(k: &'a KeyInfo) -> Self {
+        Self {
+            key_id: &k.key_id,
+            key_state: k.state.as_str(),
+            key_usage: "EncryptDecrypt",
+            key_spec: "AES_256",
+            description: &k.description,
+            creation_date: ts(&k.created_at),
+            deletion_date: k.deletion_date.as_ref().and_then(ts),
+            rotated_at: k.rotated_at.as_ref().and_then(ts),
+            current_version: k.current_version,
+            origin: "KMS",
+            key_manager: "CUSTOMER",
+            backend: &k.backend,
+            tags: &k.tags,
+        }
+    }
 }
 
 /// `KeyInfo` (list entries) as in the RustFS API.
-pub fn key_info(k: &KeyInfo) -> Value {
-    json!({
-        "key_id": k.key_id,
-        "description": k.description,
-        "algorithm": "AES_256",
-        "usage": "EncryptDecrypt",
-        "status": status_name(k.state),
-        "version": k.current_version,
-        "tags": k.tags,
-        "created_at": ts(&k.created_at),
-        "rotated_at": opt_ts(&k.rotated_at),
-        "deletion_date": opt_ts(&k.deletion_date),
-        "backend": k.backend,
-    })
+#[derive(Serialize)]
+pub struct KeyListEntry<'a> {
+    key_id: &'a KeyId,
+    description: &'a str,
+    algorithm: &'static str,
+    usage: &'static str,
+    status: &'static str,
+    version: u32,
+    tags: &'a BTreeMap<String, String>,
+    created_at: Option<String>,
+    rotated_at: Option<String>,
+    deletion_date: Option<String>,
+    backend: &'a str,
+}
+
+impl<'a> KeyListEntry<'a> {
+    pub fn of(k: &'a KeyInfo) -> Self {
+        Self {
+            key_id: &k.key_id,
+            description: &k.description,
+            algorithm: "AES_256",
+            usage: "EncryptDecrypt",
+            status: status_name(k.state),
+            version: k.current_version,
+            tags: &k.tags,
+            created_at: ts(&k.created_at),
+            rotated_at: k.rotated_at.as_ref().and_then(ts),
+            deletion_date: k.deletion_date.as_ref().and_then(ts),
+            backend: &k.backend,
+        }
+    }
 }
 
 /// `status` filter values, case- and `_`-insensitive.
@@ -214,5 +362,36 @@ mod tests {
             assert_eq!(parse_status_filter(s).unwrap(), k);
         }
         assert!(parse_status_filter("Deleted-ish").is_err());
+    }
+
+    /// The answers' field names are the RustFS API's: clients parse them.
+    #[test]
+    fn answer_shapes_are_rustfs_shapes() {
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let k = KeyInfo {
+            key_id: KeyId::new("k1").unwrap(),
+            description: "d".into(),
+            state: KeyState::PendingDeletion,
+            current_version: 2,
+            created_at: at,
+            rotated_at: None,
+            tags: BTreeMap::from([("team".into(), "a".into())]),
+            backend: "local".into(),
+            deletion_date: Some(at),
+        };
+        let v = serde_json::to_value(Done::new("m", DeleteReply::scheduled(&k))).unwrap();
+        assert_eq!(v["success"], true);
+        assert_eq!(v["message"], "m");
+        assert_eq!(v["deletion_date"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["key_metadata"]["key_state"], "PendingDeletion");
+        assert_eq!(v["key_metadata"]["key_spec"], "AES_256");
+        assert!(v["key_metadata"]["rotated_at"].is_null() && v.get("deleted").is_none(), "{v}");
+        let gone = serde_json::to_value(DeleteReply::deleted(&k.key_id)).unwrap();
+        assert_eq!(gone, serde_json::json!({ "key_id": "k1", "deletion_date": null, "deleted": true }));
+        let entry = serde_json::to_value(KeyListEntry::of(&k)).unwrap();
+        assert_eq!((entry["status"].as_str(), entry["version"].as_u64()), (Some("PendingDeletion"), Some(2)));
+        let dk = serde_json::to_value(DataKeyReply::new(&k.key_id, 2, &[0u8; 32], b"w")).unwrap();
+        assert_eq!(dk["plaintext_key"].as_str().map(str::len), Some(44));
+        assert_eq!(dk["ciphertext_blob"], "dw==");
     }
 }

@@ -2,7 +2,6 @@
 //! HTTP status, mapped once from the domain errors.
 
 use hyper::StatusCode;
-use serde_json::json;
 
 use crate::kms::KmsError;
 use crate::kms::config::ConfigError;
@@ -25,7 +24,13 @@ impl ApiError {
     }
 
     pub fn body(&self) -> serde_json::Value {
-        json!({ "success": false, "code": self.code, "message": self.message })
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            success: bool,
+            code: &'a str,
+            message: &'a str,
+        }
+        serde_json::to_value(Body { success: false, code: self.code, message: &self.message }).expect("strings serialise")
     }
 }
 

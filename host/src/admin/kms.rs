@@ -2,16 +2,14 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use hyper::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
 use time::{Duration as TimeDuration, OffsetDateTime};
 
 use super::actions::KmsAction;
 use super::dto::{
-    Capabilities, CreateKey, GenerateDataKey, KeyOp, KmsStatusReply, StartRequest, key_info, key_metadata, parse,
-    parse_status_filter,
+    CacheCleared, Capabilities, ConfigReply, CreateKey, DataKeyReply, DeleteReply, Done, GenerateDataKey, KeyList, KeyListEntry,
+    KeyOp, KeyReply, KmsStatusReply, StartRequest, StatusOnly, parse, parse_status_filter,
 };
 use super::error::ApiError;
 use super::{AdminCall, Reply};
@@ -28,12 +26,8 @@ pub struct KmsAdmin {
     pub allow_immediate_deletion: bool,
 }
 
-fn ok(message: &str, extra: Value) -> Reply {
-    let mut v = json!({ "success": true, "message": message });
-    if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
-        m.extend(e);
-    }
-    Reply::json(v)
+fn ok(message: &'static str, body: impl Serialize) -> Reply {
+    Reply::json(Done::new(message, body))
 }
 
 impl KmsAdmin {
@@ -44,20 +38,20 @@ impl KmsAdmin {
             KmsAction::Start => {
                 let r: StartRequest = parse(&call.body)?;
                 self.manager.start(r.force).await?;
-                Ok(ok("KMS service started successfully", json!({ "status": self.manager.status() })))
+                Ok(ok("KMS service started successfully", StatusOnly { status: self.manager.status() }))
             }
             KmsAction::Stop => {
                 self.manager.stop().await?;
-                Ok(ok("KMS service stopped successfully", json!({ "status": self.manager.status() })))
+                Ok(ok("KMS service stopped successfully", StatusOnly { status: self.manager.status() }))
             }
             KmsAction::Status => Ok(Reply::json(self.status().await)),
             KmsAction::Config => {
                 let cfg = self.manager.config().map(|c| c.to_json(SecretSink::Redact));
-                Ok(Reply::json(json!({ "status": self.manager.status(), "config": cfg })))
+                Ok(Reply::json(ConfigReply { status: self.manager.status(), config: cfg }))
             }
             KmsAction::ClearCache => {
                 self.manager.service()?.clear_cache();
-                Ok(Reply::json(json!({ "success": true, "status": "success", "message": "cache cleared successfully" })))
+                Ok(Reply::json(CacheCleared::default()))
             }
             KmsAction::CreateKey => self.create_key(call).await,
             KmsAction::ListKeys => self.list_keys(call).await,
@@ -67,7 +61,7 @@ impl KmsAdmin {
                     None => key_id_of(call, None)?,
                 };
                 let info = self.manager.service()?.backend().describe_key(&id).await?;
-                Ok(ok("key described successfully", json!({ "key_id": id, "key_metadata": key_metadata(&info) })).about(&id))
+                Ok(ok("key described successfully", KeyReply::of(&info)).about(&id))
             }
             KmsAction::DeleteKey => self.delete_key(call).await,
             KmsAction::GenerateDataKey => self.generate_data_key(call).await,
@@ -91,15 +85,15 @@ impl KmsAdmin {
         let cfg = KmsConfig::parse(&call.body, SecretSource::Request, &fallback)?;
         if re {
             self.manager.reconfigure(cfg).await?;
-            Ok(ok("KMS reconfigured and restarted successfully", json!({ "status": self.manager.status() })))
+            Ok(ok("KMS reconfigured and restarted successfully", StatusOnly { status: self.manager.status() }))
         } else {
             self.manager.configure(cfg).await?;
-            Ok(ok("KMS configured successfully", json!({ "status": self.manager.status() })))
+            Ok(ok("KMS configured successfully", StatusOnly { status: self.manager.status() }))
         }
     }
 
     /// Works in every state; `healthy` comes from a real backend call.
-    async fn status(&self) -> Value {
+    async fn status(&self) -> KmsStatusReply {
         let status = self.manager.status();
         let cfg = self.manager.config();
         let service = self.manager.service().ok();
@@ -111,7 +105,7 @@ impl KmsAdmin {
             None => (false, None),
         };
         let backend = service.as_ref().map(|s| s.backend());
-        let reply = KmsStatusReply {
+        KmsStatusReply {
             running: matches!(status, KmsStatus::Running) || service.is_some(),
             status,
             backend_type: cfg.as_ref().map(KmsConfig::backend_type),
@@ -134,8 +128,7 @@ impl KmsAdmin {
             circuit_breaker: if backend.is_some_and(|b| b.circuit_open()) { "open" } else { "closed" },
             capabilities: backend.map(|b| Capabilities::of(b.as_ref())),
             config_summary: cfg.map(|c| c.to_json(SecretSink::Redact)),
-        };
-        serde_json::to_value(reply).expect("status serialises")
+        }
     }
 
     async fn create_key(&self, call: &AdminCall) -> Result<Reply, ApiError> {
@@ -159,8 +152,7 @@ impl KmsAdmin {
         };
         let req = CreateKeyRequest { key_id, description: r.description.unwrap_or_default(), tags };
         let info = self.manager.service()?.admin().create_key(req).await?;
-        Ok(ok("key created successfully", json!({ "key_id": info.key_id, "key_metadata": key_metadata(&info) }))
-            .about(&info.key_id))
+        Ok(ok("key created successfully", KeyReply::of(&info)).about(&info.key_id))
     }
 
     async fn list_keys(&self, call: &AdminCall) -> Result<Reply, ApiError> {
@@ -178,7 +170,7 @@ impl KmsAdmin {
             && !u.replace('_', "").eq_ignore_ascii_case("EncryptDecrypt")
         {
             if u.replace('_', "").eq_ignore_ascii_case("SignVerify") {
-                return Ok(ok("keys listed successfully", json!({ "keys": [], "truncated": false, "next_marker": null })));
+                return Ok(ok("keys listed successfully", KeyList { keys: Vec::new(), truncated: false, next_marker: None }));
             }
             return Err(ApiError::bad_request(format!("query `usage`: '{u}' is not EncryptDecrypt or SignVerify")));
         }
@@ -190,9 +182,9 @@ impl KmsAdmin {
             .filter(|k| marker.as_deref().is_none_or(|m| k.key_id.as_str() > m))
             .collect();
         let truncated = filtered.len() > limit;
-        let page: Vec<Value> = filtered.iter().take(limit).map(|k| key_info(k)).collect();
-        let next = truncated.then(|| filtered[limit - 1].key_id.to_string());
-        Ok(ok("keys listed successfully", json!({ "keys": page, "truncated": truncated, "next_marker": next })))
+        let keys = filtered.iter().take(limit).map(|k| KeyListEntry::of(k)).collect();
+        let next_marker = truncated.then(|| filtered[limit - 1].key_id.to_string());
+        Ok(ok("keys listed successfully", KeyList { keys, truncated, next_marker }))
     }
 
     async fn delete_key(&self, call: &AdminCall) -> Result<Reply, ApiError> {
@@ -222,7 +214,7 @@ impl KmsAdmin {
             service.backend().describe_key(&id).await?;
             service.admin().delete_key(&id).await?;
             service.clear_cache();
-            return Ok(ok("key deleted successfully", json!({ "key_id": id, "deletion_date": null, "deleted": true })).about(&id));
+            return Ok(ok("key deleted successfully", DeleteReply::deleted(&id)).about(&id));
         }
         if !(7..=30).contains(&days) {
             return Err(ApiError::bad_request("`pending_window_in_days` must be between 7 and 30"));
@@ -230,11 +222,7 @@ impl KmsAdmin {
         let when = OffsetDateTime::now_utc() + TimeDuration::days(i64::from(days));
         let info = service.admin().update_key(&id, KeyUpdate::ScheduleDeletion(when)).await?;
         service.clear_cache();
-        Ok(ok(
-            "key scheduled for deletion",
-            json!({ "key_id": id, "deletion_date": key_metadata(&info)["deletion_date"], "key_metadata": key_metadata(&info) }),
-        )
-        .about(&id))
+        Ok(ok("key scheduled for deletion", DeleteReply::scheduled(&info)).about(&id))
     }
 
     async fn refuse_if_referenced(&self, service: &KmsService, id: &KeyId) -> Result<(), ApiError> {
@@ -281,7 +269,7 @@ impl KmsAdmin {
         };
         // State changes take effect at once, not after the cache TTL.
         service.clear_cache();
-        Ok(ok(message, json!({ "key_id": id, "key_metadata": key_metadata(&info) })).about(&id))
+        Ok(ok(message, KeyReply::of(&info)).about(&id))
     }
 
     async fn generate_data_key(&self, call: &AdminCall) -> Result<Reply, ApiError> {
@@ -296,14 +284,7 @@ impl KmsAdmin {
         let service = self.manager.service()?;
         let who = KeyUse { principal: Some(&call.principal), ..Default::default() };
         let dk = service.generate_data_key(&id, &ctx, false, &who).await?;
-        Ok(Reply::json(json!({
-            "success": true,
-            "key_id": id,
-            "key_version": dk.key_version,
-            "plaintext_key": B64.encode(dk.plaintext.as_bytes()),
-            "ciphertext_blob": B64.encode(&dk.wrapped),
-        }))
-        .about(&id))
+        Ok(Reply::json(DataKeyReply::new(&id, dk.key_version, dk.plaintext.as_bytes(), &dk.wrapped)).about(&id))
     }
 }
 

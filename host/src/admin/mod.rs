@@ -46,8 +46,10 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// 200 with `body`.
-    pub fn json(body: Value) -> Self {
+    /// 200 with `body`. The answers are structs of strings, numbers and
+    /// string-keyed maps, which always serialise.
+    pub fn json(body: impl serde::Serialize) -> Self {
+        let body = serde_json::to_value(body).expect("admin answers serialise");
         Self { status: StatusCode::OK, body, key_id: None }
     }
 

@@ -7,16 +7,16 @@ use std::time::Instant;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hyper::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::actions::PolicyAction;
 use super::dto::parse;
 use super::error::ApiError;
 use super::{AdminCall, Reply};
-use crate::policy::registry::{Binding, MAX_COMPONENT_BYTES, PolicyRegistry};
-use crate::policy::types::{Hook, KeyFacts, PolicyRequest};
+use crate::policy::registry::{Binding, MAX_COMPONENT_BYTES, PolicyInfo, PolicyRegistry, UploadReport};
+use crate::policy::types::{Hook, KeyDecision, KeyFacts, PolicyRequest, RotationAdvice, Verdict};
 use crate::policy::{PolicyError, WIT_VERSION};
+use crate::rotation::RotationResult;
 use crate::rotation::RotationScheduler;
 
 /// Request bodies may carry a component (base64 adds a third).
@@ -82,21 +82,19 @@ impl PolicyAdmin {
         match action {
             PolicyAction::List => {
                 let snap = self.registry.snapshot();
-                let mut infos: Vec<Value> = snap.policies.values().map(|p| json!(p.info)).collect();
-                infos.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-                Ok(Reply::json(
-                    json!({ "generation": snap.generation, "wit": WIT_VERSION, "policies": infos, "bindings": snap.bindings }),
-                ))
+                let mut policies: Vec<&PolicyInfo> = snap.policies.values().map(|p| &p.info).collect();
+                policies.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(Reply::json(PolicyList { generation: snap.generation, wit: WIT_VERSION, policies, bindings: &snap.bindings }))
             }
             PolicyAction::Bindings => {
                 let snap = self.registry.snapshot();
-                Ok(Reply::json(json!({ "generation": snap.generation, "bindings": snap.bindings })))
+                Ok(Reply::json(BindingList { generation: snap.generation, bindings: &snap.bindings }))
             }
             PolicyAction::Get => {
                 let snap = self.registry.snapshot();
                 let p = snap.policies.get(&name).ok_or_else(|| PolicyError::NotFound(name.clone()))?;
-                let bound: Vec<&Binding> = snap.bindings.iter().filter(|b| b.policy == name).collect();
-                Ok(Reply::json(json!({ "policy": p.info, "bindings": bound })))
+                let bindings = snap.bindings.iter().filter(|b| b.policy == name).collect();
+                Ok(Reply::json(PolicyDetail { policy: &p.info, bindings }))
             }
             PolicyAction::Upload => {
                 if RESERVED.contains(&name.as_str()) {
@@ -109,26 +107,26 @@ impl PolicyAdmin {
                     call.body.to_vec()
                 };
                 let (info, report) = self.registry.upload(&name, wasm).await?;
-                Ok(Reply::json(json!({ "success": true, "policy": info, "report": report })))
+                Ok(Reply::json(Uploaded { success: true, policy: info, report }))
             }
             PolicyAction::Delete => {
                 self.registry.delete(&name).await?;
-                Ok(Reply::json(json!({ "success": true, "message": format!("policy '{name}' deleted") })))
+                Ok(Reply::json(Deleted { success: true, message: format!("policy '{name}' deleted") }))
             }
             PolicyAction::Bind => {
                 let b: Binding = parse(&call.body)?;
                 let generation = self.registry.bind(b.clone()).await?;
-                Ok(Reply::json(json!({ "success": true, "binding": b, "generation": generation })))
+                Ok(Reply::json(Bound { success: true, binding: b, generation }))
             }
             PolicyAction::Unbind => {
                 let u: Unbind = parse(&call.body)?;
                 let generation = self.registry.unbind(u.hook, u.bucket, u.prefix).await?;
-                Ok(Reply::json(json!({ "success": true, "generation": generation })))
+                Ok(Reply::json(Unbound { success: true, generation }))
             }
             PolicyAction::Evaluate => self.evaluate(&name, call),
             PolicyAction::RotationRun => {
                 let results = self.rotation.run_once().await.map_err(ApiError::from)?;
-                Ok(Reply::json(json!({ "success": true, "results": results })))
+                Ok(Reply::json(RotationRan { success: true, results }))
             }
         }
     }
@@ -142,16 +140,85 @@ impl PolicyAdmin {
         let engine = self.registry.engine();
         let started = Instant::now();
         let answer = match p.prepared.hook() {
-            Hook::KeySelect => json!(engine.key_select(&p.prepared, &e.request.unwrap_or_else(PolicyRequest::golden))?),
+            Hook::KeySelect => Answer::Key(engine.key_select(&p.prepared, &e.request.unwrap_or_else(PolicyRequest::golden))?),
             Hook::SseValidate => {
-                json!(engine.sse_validate(&p.prepared, &e.request.unwrap_or_else(PolicyRequest::golden))?)
+                Answer::Verdict(engine.sse_validate(&p.prepared, &e.request.unwrap_or_else(PolicyRequest::golden))?)
             }
             Hook::Rotation => {
                 let now = e.now.unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64);
-                json!(engine.rotation(&p.prepared, &e.key.unwrap_or_else(KeyFacts::golden), now)?)
+                Answer::Rotation(engine.rotation(&p.prepared, &e.key.unwrap_or_else(KeyFacts::golden), now)?)
             }
         };
-        let us = started.elapsed().as_secs_f64() * 1e6;
-        Ok(Reply::json(json!({ "policy": name, "hook": p.info.hook, "result": answer, "elapsed_us": us })))
+        let elapsed_us = started.elapsed().as_secs_f64() * 1e6;
+        Ok(Reply::json(Evaluation { policy: name, hook: p.info.hook, result: answer, elapsed_us }))
     }
+}
+
+#[derive(Serialize)]
+struct PolicyList<'a> {
+    generation: u64,
+    wit: &'static str,
+    policies: Vec<&'a PolicyInfo>,
+    bindings: &'a [Binding],
+}
+
+#[derive(Serialize)]
+struct BindingList<'a> {
+    generation: u64,
+    bindings: &'a [Binding],
+}
+
+#[derive(Serialize)]
+struct PolicyDetail<'a> {
+    policy: &'a PolicyInfo,
+    bindings: Vec<&'a Binding>,
+}
+
+#[derive(Serialize)]
+struct Uploaded {
+    success: bool,
+    policy: PolicyInfo,
+    report: UploadReport,
+}
+
+#[derive(Serialize)]
+struct Deleted {
+    success: bool,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Bound {
+    success: bool,
+    binding: Binding,
+    generation: u64,
+}
+
+#[derive(Serialize)]
+struct Unbound {
+    success: bool,
+    generation: u64,
+}
+
+#[derive(Serialize)]
+struct RotationRan {
+    success: bool,
+    results: Vec<RotationResult>,
+}
+
+/// A dry run's answer, in the shape of the hook that gave it.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Answer {
+    Key(KeyDecision),
+    Verdict(Verdict),
+    Rotation(RotationAdvice),
+}
+
+#[derive(Serialize)]
+struct Evaluation<'a> {
+    policy: &'a str,
+    hook: Hook,
+    result: Answer,
+    elapsed_us: f64,
 }
