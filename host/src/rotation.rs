@@ -46,7 +46,7 @@ impl RotationScheduler {
             Resolved::Missing(name) => return Err(PolicyError::NotFound(name)),
         };
         let Ok(service) = self.kms.service() else { return Ok(Vec::new()) };
-        let keys = service.admin().list_keys().await.map_err(|e| PolicyError::Engine(format!("listing keys: {e}")))?;
+        let keys = service.admin().list_keys().await?;
         let now = unix(time::OffsetDateTime::now_utc());
         let mut out = Vec::new();
         for k in keys {

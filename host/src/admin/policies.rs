@@ -41,7 +41,8 @@ impl From<PolicyError> for ApiError {
             PolicyError::Trap(_) | PolicyError::Timeout(_) | PolicyError::Limit(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "PolicyFailed", msg)
             }
-            PolicyError::Engine(_) | PolicyError::Storage(_) => {
+            PolicyError::Kms(e) => e.into(),
+            PolicyError::Engine { .. } | PolicyError::Storage { .. } => {
                 tracing::error!(error = %msg, "policy engine failure");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", msg)
             }

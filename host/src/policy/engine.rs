@@ -138,7 +138,7 @@ impl Prepared {
     /// The compiled machine code, for [`PolicyEngine::prepare_precompiled`]
     /// at the next start (a language runtime takes seconds to compile).
     pub fn precompiled(&self) -> Result<Vec<u8>, PolicyError> {
-        self.component.serialize().map_err(|e| PolicyError::Engine(format!("serialize: {e:#}")))
+        self.component.serialize().map_err(|e| PolicyError::engine("serialize", e))
     }
 }
 
@@ -179,7 +179,7 @@ impl PolicyEngine {
                     e.increment_epoch();
                 }
             })
-            .map_err(|e| PolicyError::Engine(format!("epoch ticker: {e}")))?;
+            .map_err(|e| PolicyError::engine("epoch ticker", e))?;
         let pure = Linker::new(&engine);
         let wasi = wasi::linker(&engine)?;
         Ok(Self { engine, limits, pure, wasi, stop })
@@ -211,7 +211,7 @@ impl PolicyEngine {
                 .table_keep_resident(64 << 10);
             cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
-        Engine::new(&cfg).map_err(|e| PolicyError::Engine(e.to_string()))
+        Engine::new(&cfg).map_err(|e| PolicyError::engine("configuration", e))
     }
 
     /// Compile and validate: a component exporting one of the three

@@ -45,10 +45,28 @@ pub enum PolicyError {
     Timeout(std::time::Duration),
     #[error("policy exceeded a limit: {0}")]
     Limit(String),
-    #[error("policy engine: {0}")]
-    Engine(String),
-    #[error("policy storage: {0}")]
-    Storage(String),
+    /// The engine failed, not the policy (linker, compiler, ticker).
+    #[error("policy engine: {what}: {source}")]
+    Engine { what: &'static str, source: Cause },
+    /// Policy files or the state store could not be read or written.
+    #[error("policy storage: {what}: {source}")]
+    Storage { what: String, source: Cause },
+    /// The KMS could not answer a rotation pass.
+    #[error("rotation pass: {0}")]
+    Kms(#[from] crate::kms::KmsError),
+}
+
+/// The underlying error of an engine or storage failure, kept as the source.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+impl PolicyError {
+    pub fn engine(what: &'static str, e: impl Into<Cause>) -> Self {
+        Self::Engine { what, source: e.into() }
+    }
+
+    pub fn storage(what: impl std::fmt::Display, e: impl Into<Cause>) -> Self {
+        Self::Storage { what: what.to_string(), source: e.into() }
+    }
 }
 
 impl PolicyError {

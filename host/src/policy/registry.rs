@@ -155,8 +155,8 @@ impl PolicyRegistry {
     /// Open the registry and load every stored policy (a policy that no
     /// longer loads is logged and left out; its bindings then fail closed).
     pub async fn open(engine: Arc<PolicyEngine>, dir: PathBuf, store: StateStore) -> Result<Self, PolicyError> {
-        create_private_dir(&dir).map_err(|e| PolicyError::Storage(format!("{}: {e}", dir.display())))?;
-        let infos: Vec<(String, PolicyInfo)> = store.list(NS).await.map_err(|e| PolicyError::Storage(e.to_string()))?;
+        create_private_dir(&dir).map_err(|e| PolicyError::storage(dir.display(), e))?;
+        let infos: Vec<(String, PolicyInfo)> = store.list(NS).await.map_err(|e| PolicyError::storage("policy list", e))?;
         let mut policies = HashMap::new();
         for (name, info) in infos {
             match Self::load(&engine, &dir, &store, &info).await {
@@ -167,7 +167,7 @@ impl PolicyRegistry {
             }
         }
         let bindings: Vec<Binding> =
-            store.get(BINDINGS_NS, "all").await.map_err(|e| PolicyError::Storage(e.to_string()))?.unwrap_or_default();
+            store.get(BINDINGS_NS, "all").await.map_err(|e| PolicyError::storage("bindings", e))?.unwrap_or_default();
         let snap = Snapshot { generation: 1, policies, bindings };
         Ok(Self { engine, dir, store, current: ArcSwap::from_pointee(snap), write: Default::default() })
     }
@@ -195,7 +195,7 @@ impl PolicyRegistry {
             }
         }
         let path = dir.join(format!("{name}.wasm"));
-        let wasm = std::fs::read(&path).map_err(|e| PolicyError::Storage(format!("{}: {e}", path.display())))?;
+        let wasm = std::fs::read(&path).map_err(|e| PolicyError::storage(path.display(), e))?;
         let loaded = Arc::new(LoadedPolicy { info: info.clone(), prepared: engine.prepare(name, &wasm)? });
         Self::save_artifact(dir, store, &loaded).await;
         Ok(loaded)
@@ -209,15 +209,18 @@ impl PolicyRegistry {
         let l = loaded.clone();
         let written = tokio::task::spawn_blocking(move || {
             let code = l.prepared.precompiled()?;
-            write_private_atomic(&path, &code).map_err(|e| PolicyError::Storage(format!("{}: {e}", path.display())))?;
+            write_private_atomic(&path, &code).map_err(|e| PolicyError::storage(path.display(), e))?;
             Ok::<_, PolicyError>(sha256_hex(&code))
         })
         .await
-        .unwrap_or_else(|e| Err(PolicyError::Storage(format!("precompiled code task: {e}"))));
+        .unwrap_or_else(|e| Err(PolicyError::storage("precompiled code task", e)));
         let saved = match written {
             Ok(sha256) => {
                 let rec = Artifact { sha256, component_sha256: loaded.info.sha256.clone() };
-                store.put(ARTIFACTS_NS, &loaded.info.name, &rec).await.map_err(|e| PolicyError::Storage(e.to_string()))
+                store
+                    .put(ARTIFACTS_NS, &loaded.info.name, &rec)
+                    .await
+                    .map_err(|e| PolicyError::storage("precompiled code record", e))
             }
             Err(e) => Err(e),
         };
@@ -251,7 +254,7 @@ impl PolicyRegistry {
         let label = name.to_owned();
         let (prepared, wasm) = tokio::task::spawn_blocking(move || engine.prepare(&label, &wasm).map(|p| (p, wasm)))
             .await
-            .map_err(|e| PolicyError::Engine(format!("compiler task: {e}")))??;
+            .map_err(|e| PolicyError::engine("compiler task", e))??;
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
         let hook = prepared.hook();
         let info = PolicyInfo {
@@ -274,8 +277,8 @@ impl PolicyRegistry {
             )));
         }
         let path = self.dir.join(format!("{name}.wasm"));
-        write_private_atomic(&path, &wasm).map_err(|e| PolicyError::Storage(format!("{}: {e}", path.display())))?;
-        self.store.put(NS, name, &info).await.map_err(|e| PolicyError::Storage(e.to_string()))?;
+        write_private_atomic(&path, &wasm).map_err(|e| PolicyError::storage(path.display(), e))?;
+        self.store.put(NS, name, &info).await.map_err(|e| PolicyError::storage("policy record", e))?;
         let loaded = Arc::new(LoadedPolicy { info: info.clone(), prepared });
         let mut policies = snap.policies.clone();
         policies.insert(name.to_owned(), loaded.clone());
@@ -298,7 +301,7 @@ impl PolicyRegistry {
         if let Some(b) = snap.bindings.iter().find(|b| b.policy == name) {
             return Err(PolicyError::Conflict(format!("policy '{name}' is bound to {}; unbind it first", b.hook.name())));
         }
-        self.store.delete(NS, name).await.map_err(|e| PolicyError::Storage(e.to_string()))?;
+        self.store.delete(NS, name).await.map_err(|e| PolicyError::storage("policy record", e))?;
         let _ = self.store.delete(ARTIFACTS_NS, name).await;
         for ext in ["wasm", "cwasm"] {
             let _ = std::fs::remove_file(self.dir.join(format!("{name}.{ext}")));
@@ -330,7 +333,7 @@ impl PolicyRegistry {
         }
         let mut bindings: Vec<Binding> = snap.bindings.iter().filter(|x| !x.same_scope(&b)).cloned().collect();
         bindings.push(b);
-        self.store.put(BINDINGS_NS, "all", &bindings).await.map_err(|e| PolicyError::Storage(e.to_string()))?;
+        self.store.put(BINDINGS_NS, "all", &bindings).await.map_err(|e| PolicyError::storage("bindings", e))?;
         Ok(self.publish(snap.policies.clone(), bindings))
     }
 
@@ -342,7 +345,7 @@ impl PolicyRegistry {
             return Err(PolicyError::NotFound(format!("binding of {} at that scope", hook.name())));
         }
         let bindings: Vec<Binding> = snap.bindings.iter().filter(|x| !x.same_scope(&probe)).cloned().collect();
-        self.store.put(BINDINGS_NS, "all", &bindings).await.map_err(|e| PolicyError::Storage(e.to_string()))?;
+        self.store.put(BINDINGS_NS, "all", &bindings).await.map_err(|e| PolicyError::storage("bindings", e))?;
         Ok(self.publish(snap.policies.clone(), bindings))
     }
 }

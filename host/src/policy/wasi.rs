@@ -47,7 +47,7 @@ pub fn check_imports(imports: &[String], own: &str) -> Result<bool, PolicyError>
 /// A linker serving the allowed WASI interfaces.
 pub fn linker<T: WasiView + 'static>(engine: &wasmtime::Engine) -> Result<Linker<T>, PolicyError> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| PolicyError::Engine(format!("WASI linker: {e:#}")))?;
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| PolicyError::engine("WASI linker", e))?;
     Ok(linker)
 }
 
