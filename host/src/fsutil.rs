@@ -124,3 +124,28 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
+
+/// An exclusive lock on a data directory, held while the value lives. Two
+/// gateway processes on one directory would each cache the same state and
+/// write over each other's documents (and the embedded store's journal).
+/// The lock is the kernel's (`flock`): a crashed holder releases it.
+#[derive(Debug)]
+pub struct DirLock(#[allow(dead_code)] File);
+
+/// Lock `dir` for this process: `Ok(Err(holder))` when another process
+/// holds it, with the process id it wrote, if readable.
+pub fn lock_dir(dir: &Path) -> io::Result<Result<DirLock, Option<String>>> {
+    let path = dir.join("gateway.lock");
+    let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+            return Ok(Err(holder));
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(e),
+    }
+    f.set_len(0)?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(Ok(DirLock(f)))
+}

@@ -88,6 +88,8 @@ async fn main() -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
     };
+    // Held until the last connection is drained.
+    let _data_dir_lock = built.data_dir_lock;
     server::run_with(listener, built.service, built.tls, Some(built.metrics), built.limits, shutdown).await?;
     tracing::info!("kms-gateway stopped");
     Ok(())

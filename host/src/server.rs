@@ -31,7 +31,7 @@ use crate::config::{ConfigError, Credentials, ServeArgs, resolve_credentials};
 use crate::crypto::FormatParams;
 use crate::decide::bucket_policy::BucketPolicies;
 use crate::decide::{Decider, DeciderParts};
-use crate::fsutil::create_private_dir;
+use crate::fsutil::{DirLock, create_private_dir, lock_dir};
 use crate::kms::config::{KmsConfig, SecretSource};
 use crate::kms::manager::{KmsManager, LifecycleError, ManagerContext, Startup};
 use crate::kms::master::{MasterKeySource, load_master_key};
@@ -67,6 +67,8 @@ pub enum StartError {
     State(#[from] StateError),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("data directory {path} is in use by another gateway process{}", holder.as_ref().map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    DataDirInUse { path: String, holder: Option<String> },
     #[error("cannot create {path}")]
     DataDir {
         path: String,
@@ -87,12 +89,17 @@ pub struct Built {
     pub tls: Option<TlsAcceptor>,
     pub metrics: Arc<Metrics>,
     pub limits: ConnectionLimits,
+    /// Held while serving: one process per data directory.
+    pub data_dir_lock: DirLock,
 }
 
 /// Build the S3 service from resolved arguments.
 pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     let data_dir = args.data_dir();
     create_private_dir(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
+    let data_dir_lock = lock_dir(&data_dir)
+        .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?
+        .map_err(|holder| StartError::DataDirInUse { path: data_dir.display().to_string(), holder })?;
     let (credentials, generated_credentials) = resolve_credentials(args, &data_dir)?;
     let connection_limits = ConnectionLimits::from_args(args)?;
 
@@ -230,6 +237,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         tls,
         metrics: metrics_out,
         limits: connection_limits,
+        data_dir_lock,
     })
 }
 

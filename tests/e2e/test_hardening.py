@@ -277,3 +277,26 @@ def test_generated_secret_is_printed_once(tmp_path):
         assert json.loads((g.data_dir / "credentials.json").read_text()) == saved
     finally:
         g.close()
+
+
+def test_a_second_gateway_on_one_data_dir_refuses_to_start(tmp_path):
+    """Two processes on one data directory would cache the same state and
+    write over each other's documents: the second one refuses to start,
+    naming the first, and the first keeps serving. Once it stops, the
+    directory is free again."""
+    first = Gateway(data_dir=tmp_path / "d")
+    try:
+        r = subprocess.run([str(BIN), "serve", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "d")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and "in use by another gateway process" in r.stderr, r.stderr
+        assert f"pid {first.proc.pid}" in r.stderr, r.stderr
+        c = first.client()
+        c.create_bucket(Bucket="still")
+        c.put_object(Bucket="still", Key="k", Body=b"served")
+    finally:
+        first.stop()
+    again = Gateway(data_dir=tmp_path / "d")
+    try:
+        assert again.client().get_object(Bucket="still", Key="k")["Body"].read() == b"served"
+    finally:
+        again.stop()
