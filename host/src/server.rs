@@ -46,6 +46,7 @@ use crate::policy::registry::PolicyRegistry;
 use crate::rotation::RotationScheduler;
 use crate::routes::{GatewayHost, RequestId, RouteChain, Transport};
 use crate::s3::defaults::{BucketEncryptionRoute, EncryptionDefaults, parse_gateway_default};
+use crate::s3::store_routes::{copy_source_route, refused, store_route};
 use crate::s3::{Gateway, GatewayOptions, GatewayParts};
 use crate::state::{StateError, StateStore};
 use crate::upstream::{self, RemoteUpstream, UpstreamError};
@@ -303,7 +304,17 @@ struct DataPlaneAccess {
 #[async_trait::async_trait]
 impl s3s::access::S3Access for DataPlaneAccess {
     async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
-        data_plane_check(cx.credentials(), &self.admin_access_key)
+        data_plane_check(cx.credentials(), &self.admin_access_key)?;
+        let route = match cx.s3_path() {
+            s3s::path::S3Path::Root => None,
+            s3s::path::S3Path::Bucket { bucket } => store_route(bucket, None),
+            s3s::path::S3Path::Object { bucket, key } => store_route(bucket, Some(key)),
+        };
+        let copied = cx.headers().get("x-amz-copy-source").and_then(|v| v.to_str().ok()).and_then(copy_source_route);
+        match route.or(copied) {
+            Some(r) => Err(refused(&r)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from recording_proxy import RecordingProxy
 from conftest import ADMIN_ACCESS, ADMIN_SECRET, BIN, MIB, Gateway, Moto, free_port, payload, s3_client
 
 KMS_RULE = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]}
@@ -300,3 +301,46 @@ def test_a_second_gateway_on_one_data_dir_refuses_to_start(tmp_path):
         assert again.client().get_object(Bucket="still", Key="k")["Body"].read() == b"served"
     finally:
         again.stop()
+
+
+def test_the_stores_own_routes_are_never_forwarded(moto):
+    """RustFS (and MinIO) serve their admin API, internode RPC and table
+    catalog under paths that parse as S3 bucket and key (`/rustfs/...`,
+    `/minio/admin/...`, `/iceberg/v1/...`). The gateway signs what it
+    forwards with its own upstream credentials, often the store's root: it
+    refuses those paths (as an object, a bucket or a copy source) before
+    anything reaches the store, so an S3 client cannot use the store's
+    admin API as the gateway."""
+    proxy = RecordingProxy(moto.port)
+    g = Gateway(upstream=proxy)
+    try:
+        c = g.client()
+        c.create_bucket(Bucket="data")
+        proxy.clear()
+        enc = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+        calls = {
+            "admin object": lambda: c.get_object(Bucket="rustfs", Key="admin/v2/info"),
+            "rpc object": lambda: c.put_object(Bucket="rustfs", Key="rpc/write_file", Body=b"x"),
+            "minio admin": lambda: c.get_object(Bucket="minio", Key="admin/v2/info"),
+            "catalog head": lambda: c.head_object(Bucket="iceberg", Key="v1/config"),
+            "listing": lambda: c.list_objects_v2(Bucket="rustfs"),
+            "bucket": lambda: c.create_bucket(Bucket="rustfs"),
+            "encryption": lambda: c.put_bucket_encryption(Bucket="rustfs", ServerSideEncryptionConfiguration=enc),
+            "copy source": lambda: c.copy_object(Bucket="data", Key="stolen", CopySource={"Bucket": "rustfs", "Key": "admin/v2/info"}),
+            "delete": lambda: c.delete_object(Bucket="minio", Key="admin/v2/remove-user"),
+        }
+        for name, call in calls.items():
+            with pytest.raises(ClientError) as e:
+                call()
+            r = e.value.response
+            assert r["ResponseMetadata"]["HTTPStatusCode"] == 403, name
+            assert r["Error"]["Code"] in ("AccessDenied", "403"), (name, r["Error"])
+        assert proxy.requests == [], [(r.method, r.path) for r in proxy.requests]
+        # The same names elsewhere are ordinary keys and buckets.
+        c.put_object(Bucket="data", Key="rustfs/admin/v2/info", Body=b"fine")
+        assert c.get_object(Bucket="data", Key="rustfs/admin/v2/info")["Body"].read() == b"fine"
+        c.create_bucket(Bucket="minio")
+        c.put_object(Bucket="minio", Key="administration.txt", Body=b"fine")
+    finally:
+        g.stop()
+        proxy.stop()

@@ -151,6 +151,9 @@ impl S3Route for BucketEncryptionRoute {
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let bucket = self.bucket_of(&req.uri, &req.headers).ok_or_else(|| s3_error!(InvalidRequest))?;
+        if let Some(r) = super::store_routes::store_route(&bucket, None) {
+            return Err(super::store_routes::refused(&r));
+        }
         super::require_bucket(self.upstream.as_ref(), &req, &bucket).await?;
         match req.method {
             Method::PUT => {

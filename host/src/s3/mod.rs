@@ -16,6 +16,7 @@
 //! - [`keys`], [`checksum`], [`body`], [`conditional`]: helpers.
 //! - [`errors`]: domain errors → S3 errors, in one place.
 //! - [`forward`]: the generated pass-through of all other operations.
+//! - [`store_routes`]: the store's own non-S3 paths, never forwarded.
 
 mod body;
 mod bucket_policy;
@@ -33,6 +34,7 @@ mod multipart;
 mod part_copy;
 mod policy;
 mod put;
+pub mod store_routes;
 mod write;
 
 use std::sync::Arc;
