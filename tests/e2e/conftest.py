@@ -204,19 +204,58 @@ class Gateway:
 
 class RustFS:
     """A single-node RustFS (tests/rustfs/install.sh builds it), for runs
-    with KGW_E2E_UPSTREAMS=rustfs (tests/rustfs/run.sh)."""
+    with KGW_E2E_UPSTREAMS=rustfs (tests/rustfs/run.sh). With `kms=True`
+    RustFS runs its own local KMS (its own SSE-S3 and SSE-KMS), as in its
+    KMS quick start; `start(kms=False)` restarts it on the same data
+    without."""
 
-    def __init__(self):
+    MASTER = "rustfs-test-master-passphrase"
+
+    def __init__(self, kms=False):
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="rustfs-"))
         (self.dir / "data").mkdir()
         self.log = open(self.dir / "rustfs.log", "w")
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.start(kms)
+
+    def start(self, kms=False):
         env = {**os.environ, "RUSTFS_ADDRESS": f"127.0.0.1:{self.port}", "RUSTFS_ACCESS_KEY": UP_ACCESS,
                "RUSTFS_SECRET_KEY": UP_SECRET, "RUSTFS_VOLUMES": str(self.dir / "data"), "RUSTFS_CONSOLE_ENABLE": "false"}
+        if kms:
+            # Its key directory is under the temp directory, which RustFS
+            # accepts only with its development flag.
+            env.update({"RUSTFS_KMS_ENABLE": "true", "RUSTFS_KMS_BACKEND": "local",
+                        "RUSTFS_KMS_KEY_DIR": str(self.dir / "kms-keys"), "RUSTFS_KMS_LOCAL_MASTER_KEY": self.MASTER,
+                        "RUSTFS_KMS_DEFAULT_KEY_ID": "rustfs-master", "RUSTFS_KMS_ALLOW_INSECURE_DEV_DEFAULTS": "true"})
         self.proc = subprocess.Popen([os.environ["KGW_RUSTFS_BIN"], str(self.dir / "data")], stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env)
         wait_port(self.port, self.proc, timeout=120)
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        if kms:
+            # The port opens before the KMS is checked: wait for it to run.
+            deadline = time.time() + 60
+            while "Running" not in self.admin("GET", "kms/service-status"):
+                assert self.proc.poll() is None and time.time() < deadline, (self.dir / "rustfs.log").read_text()[-2000:]
+                time.sleep(0.2)
+
+    def admin(self, method, path):
+        """A call to RustFS's own admin API, signed with its root credentials."""
+        import requests
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+        url = f"{self.endpoint}/rustfs/admin/v3/{path}"
+        req = AWSRequest(method=method, url=url, data=b"")
+        S3SigV4Auth(Credentials(UP_ACCESS, UP_SECRET), "s3", "us-east-1").add_auth(req)
+        return requests.request(method, url, headers=dict(req.headers), data=b"", timeout=30).text
+
+    def create_key(self, key_id):
+        out = self.admin("POST", f"kms/key/create?key-id={key_id}")
+        assert "Enabled" in out, out
+
+    def restart(self, kms=False):
+        terminate(self.proc)
+        self.start(kms)
 
     def stop(self):
         terminate(self.proc)
@@ -233,6 +272,8 @@ def lists_parts(gw):
 # The upstreams the session gateways run in front of: the embedded store
 # and moto by default; `KGW_E2E_UPSTREAMS=rustfs` for a run in front of RustFS.
 UPSTREAMS = os.environ.get("KGW_E2E_UPSTREAMS", "embedded,moto").split(",")
+# Modules about RustFS itself, collected only in a run in front of RustFS.
+collect_ignore = [] if "rustfs" in UPSTREAMS else ["test_rustfs_migration.py"]
 
 
 def upstream_of(request):
