@@ -45,6 +45,8 @@ PATH="$PWD/$VENV/bin:$PATH" policies/python/build.sh policies/target/python
 # Vault backend against a dev OpenBao from the venv, and the policy engine
 # runs the hostile components built above: both required here.
 KGW_FULL_SUITE=1 cargo test --workspace
+# The load generator's executable, which the end-to-end suite runs once.
+cargo build -p kgw-bench --quiet
 
 # Fuzzing of the pure core (records, part tables, ranges, SSE headers, KMS
 # configuration): every committed corpus and regression input through the
