@@ -7,8 +7,7 @@
 //! timeout, a limit hit or an oversized answer is a [`PolicyError`], never
 //! a crash.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
@@ -150,12 +149,72 @@ pub struct PolicyEngine {
     pure: Linker<CallState>,
     /// Serves the allow-listed WASI interfaces.
     wasi: Linker<CallState>,
-    stop: Arc<AtomicBool>,
+    ticker: Arc<EpochTicker>,
 }
 
 impl Drop for PolicyEngine {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.ticker.stop();
+    }
+}
+
+/// Advances the engine's epoch every millisecond while at least one
+/// policy call runs, and sleeps otherwise: an idle gateway has no thread
+/// waking a thousand times a second (it did: a few percent of a core).
+/// A call's deadline counts ticks from its start, so it is unchanged.
+#[derive(Default)]
+struct EpochTicker {
+    state: Mutex<TickState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct TickState {
+    calls: usize,
+    stop: bool,
+}
+
+impl EpochTicker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TickState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn run(&self, engine: &Engine) {
+        loop {
+            let mut st = self.lock();
+            while st.calls == 0 && !st.stop {
+                st = self.wake.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            if st.stop {
+                return;
+            }
+            drop(st);
+            std::thread::sleep(Duration::from_millis(1));
+            engine.increment_epoch();
+        }
+    }
+
+    /// Ticking until the returned guard drops.
+    fn enter(self: &Arc<Self>) -> Ticking {
+        let mut st = self.lock();
+        st.calls += 1;
+        if st.calls == 1 {
+            self.wake.notify_one();
+        }
+        Ticking(self.clone())
+    }
+
+    fn stop(&self) {
+        self.lock().stop = true;
+        self.wake.notify_one();
+    }
+}
+
+struct Ticking(Arc<EpochTicker>);
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        self.0.lock().calls -= 1;
     }
 }
 
@@ -169,20 +228,15 @@ impl PolicyEngine {
             tracing::warn!(error = %e, "pooling allocator unavailable; allocating policy instances on demand");
             Self::engine(limits, false)
         })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (e, s) = (engine.clone(), stop.clone());
+        let ticker = Arc::new(EpochTicker::default());
+        let (e, t) = (engine.clone(), ticker.clone());
         std::thread::Builder::new()
             .name("policy-epoch".into())
-            .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(1));
-                    e.increment_epoch();
-                }
-            })
+            .spawn(move || t.run(&e))
             .map_err(|e| PolicyError::engine("epoch ticker", e))?;
         let pure = Linker::new(&engine);
         let wasi = wasi::linker(&engine)?;
-        Ok(Self { engine, limits, pure, wasi, stop })
+        Ok(Self { engine, limits, pure, wasi, ticker })
     }
 
     fn engine(limits: Limits, pooling: bool) -> Result<Engine, PolicyError> {
@@ -291,8 +345,8 @@ impl PolicyEngine {
         let limits = CallLimits { inner, memory_denied: false };
         let mut store = Store::new(&self.engine, CallState { limits, wasi: None });
         store.limiter(|s| &mut s.limits);
-        // Epochs tick every millisecond; the deadline must be set on every
-        // store (it defaults to 0: an immediate interrupt).
+        // Epochs tick every millisecond during calls; the deadline must be
+        // set on every store (it defaults to 0: an immediate interrupt).
         store.set_epoch_deadline(self.limits.deadline.as_millis().max(1) as u64);
         store
     }
@@ -310,6 +364,7 @@ impl PolicyEngine {
 
     fn call_here<R>(&self, p: &Prepared, f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>) -> Result<R, PolicyError> {
         let started = Instant::now();
+        let _ticking = self.ticker.enter();
         let mut store = self.store(p);
         let out = f(&mut store).map_err(|e| self.trap(p, started, e, store.data().limits.memory_denied));
         // Only a guest that used WASI can have printed.
