@@ -9,6 +9,9 @@ use kms_gateway::server;
 use std::io::IsTerminal as _;
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "kms-gateway", version, about = "Encrypting S3 gateway with keys in a KMS")]
 struct Cli {
