@@ -157,7 +157,7 @@ pub struct ServeArgs {
     /// Seconds between rotation-policy passes; 0 disables them [default: 3600]
     #[arg(long, env = "KMS_GATEWAY_POLICY_ROTATION_INTERVAL_SECONDS")]
     pub policy_rotation_interval_seconds: Option<u64>,
-    /// Audit log file (JSON lines), or "off" [default: DATA_DIR/audit.log]
+    /// Audit log file (JSON lines), "stdout", or "off" [default: DATA_DIR/audit.log]
     #[arg(long, env = "KMS_GATEWAY_AUDIT_LOG")]
     pub audit_log: Option<String>,
     /// Log format: text or json [default: text]

@@ -114,6 +114,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     let master = load_master_key(source)?;
     let audit = Arc::new(match args.audit_log.as_deref() {
         Some("off") => AuditLog::disabled(),
+        Some("stdout") => AuditLog::stdout(),
         other => {
             let path = other.map(PathBuf::from).unwrap_or_else(|| data_dir.join("audit.log"));
             AuditLog::open(&path).map_err(|source| StartError::DataDir { path: path.display().to_string(), source })?

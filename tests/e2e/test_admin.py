@@ -265,3 +265,26 @@ def test_admin_cli_signs_its_own_requests(fresh, tmp_path):
     bad = subprocess.run([str(BIN), "admin", "--endpoint", g.endpoint, "--access-key", ACCESS, "--secret-key", SECRET,
                           "status"], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and json.loads(bad.stdout)["code"] == "AccessDenied"
+
+
+def test_audit_trail_to_stdout_for_a_log_collector(tmp_path):
+    """`--audit-log stdout`: the same JSON lines on standard output (what a
+    container's log collector reads), and no audit file written."""
+    g = Gateway(data_dir=tmp_path / "d", extra_args=["--allow-insecure-sse-c", "--audit-log", "stdout"])
+    try:
+        c = g.client()
+        c.create_bucket(Bucket="audited")
+        c.put_object(Bucket="audited", Key="o", Body=b"x", ServerSideEncryption="aws:kms")
+        assert c.get_object(Bucket="audited", Key="o")["Body"].read() == b"x"
+        g.admin("GET", "status")
+        events = []
+        for line in g.log().splitlines():
+            if line.startswith("{"):
+                events.append(json.loads(line))
+        assert any(e["kind"] == "admin" and e["action"] == "kms:status" and e["principal"] == ADMIN_ACCESS for e in events)
+        uses = {e["action"] for e in events if e["kind"] == "key-use" and e.get("object") == "o"}
+        assert uses >= {"generate_data_key", "decrypt_data_key"}, events
+        assert all("time" in e for e in events)
+        assert not (tmp_path / "d" / "audit.log").exists()
+    finally:
+        g.stop()
