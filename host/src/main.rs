@@ -25,6 +25,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Call the admin API of a running gateway (signed with SigV4)
     Admin(Box<cli::admin::AdminArgs>),
+    /// Check and test a WebAssembly policy offline (the authors' test kit)
+    Policy(Box<cli::policy::PolicyArgs>),
 }
 
 fn init_tracing(format: Option<&str>) {
@@ -65,10 +67,12 @@ fn print_credentials(args: &ServeArgs, built: &server::Built) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = match Cli::parse().command {
         Command::Serve(args) => *args,
-        Command::Admin(a) => return cli::admin::run(*a).await,
+        Command::Admin(a) => return cli::admin::run(*a).await.map(|()| std::process::ExitCode::SUCCESS),
+        // Compiling a component blocks: off the async workers.
+        Command::Policy(p) => return tokio::task::spawn_blocking(move || cli::policy::run(*p)).await?,
     };
     let args = args.merge_file()?;
     // The process-wide TLS provider for every rustls user (Vault client,
@@ -95,5 +99,5 @@ async fn main() -> anyhow::Result<()> {
     let _data_dir_lock = built.data_dir_lock;
     server::run_with(listener, built.service, built.tls, Some(built.metrics), built.limits, shutdown).await?;
     tracing::info!("kms-gateway stopped");
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -10,11 +10,13 @@
 //!   whose language runtime imports WASI.
 //! - [`registry`]: loaded policies and scoped bindings, swapped atomically
 //!   and persisted.
+//! - [`kit`]: the authors' test kit (offline check, fixture runs).
 //!
 //! This module knows nothing of the KMS or S3: callers translate.
 
 pub mod bindings;
 pub mod engine;
+pub mod kit;
 pub mod registry;
 pub mod types;
 pub mod wasi;
