@@ -47,6 +47,12 @@ fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 }
 
 impl Metrics {
+    /// One policy call: its outcome and latency, by hook and policy.
+    pub fn observe_policy_call(&self, hook: &str, policy: &str, outcome: &str, seconds: f64) {
+        self.policy_calls.with_label_values(&[hook, policy, outcome]).inc();
+        self.policy_call_seconds.with_label_values(&[hook, policy]).observe(seconds);
+    }
+
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("kgw".into()), None).expect("static prefix is valid");
         let m = Self {
@@ -83,9 +89,13 @@ impl Metrics {
                 &["hook", "policy", "outcome"],
             ),
             policy_call_seconds: HistogramVec::new(
-                HistogramOpts::new("policy_call_seconds", "Latency of policy calls (fresh instance included)")
-                    .buckets(vec![0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.001, 0.01, 0.1]),
-                &["hook"],
+                HistogramOpts::new("policy_call_seconds", "Latency of policy calls by hook and policy (fresh instance included)")
+                    // Pure policies answer in microseconds, language runtimes in milliseconds.
+                    .buckets(vec![
+                        0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                        0.1,
+                    ]),
+                &["hook", "policy"],
             )
             .expect("static metric"),
             bucket_policy_denials: IntCounter::new(

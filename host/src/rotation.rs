@@ -67,8 +67,7 @@ impl RotationScheduler {
                 Ok(RotationAdvice::Later { .. }) => "later",
                 Err(e) => e.class(),
             };
-            self.metrics.policy_calls.with_label_values(&[Hook::Rotation.name(), &policy.info.name, outcome]).inc();
-            self.metrics.policy_call_seconds.with_label_values(&[Hook::Rotation.name()]).observe(started.elapsed().as_secs_f64());
+            self.metrics.observe_policy_call(Hook::Rotation.name(), &policy.info.name, outcome, started.elapsed().as_secs_f64());
             let mut r = RotationResult {
                 key_id: facts.key_id.clone(),
                 version: facts.version,

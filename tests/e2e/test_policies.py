@@ -133,6 +133,8 @@ def test_key_selection_and_validation_with_real_clients(pg):
     c.put_object(Bucket="finance-reports", Key="kms", Body=b"ok", ServerSideEncryption="aws:kms", SSEKMSKeyId="finance-key")
     metrics = __import__("requests").get(f"{g.endpoint}/metrics", timeout=10).text
     assert 'kgw_policy_calls_total{hook="sse-validate",outcome="reject",policy="rsk"} 2' in metrics
+    # Latency per policy: the three calls above, each in the histogram.
+    assert 'kgw_policy_call_seconds_count{hook="sse-validate",policy="rsk"} 3' in metrics
     # Bindings and policies survive a restart.
     g.restart()
     c = g.client()

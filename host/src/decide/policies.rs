@@ -45,9 +45,7 @@ impl Decider {
     }
 
     fn observe_policy(&self, hook: Hook, name: &str, started: Instant, outcome: &str) {
-        let m = &self.metrics;
-        m.policy_calls.with_label_values(&[hook.name(), name, outcome]).inc();
-        m.policy_call_seconds.with_label_values(&[hook.name()]).observe(started.elapsed().as_secs_f64());
+        self.metrics.observe_policy_call(hook.name(), name, outcome, started.elapsed().as_secs_f64());
     }
 
     fn policy_failure(&self, hook: Hook, name: &str, started: Instant, e: &PolicyError) -> DecisionError {
