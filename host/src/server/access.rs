@@ -1,0 +1,69 @@
+//! Who may use the data plane: S3 requests need a signature that is not
+//! the admin's, and never name one of the store's own (non-S3) routes.
+
+use s3s::route::S3Route;
+
+use crate::s3::store_routes::{copy_source_route, refused, store_route};
+
+/// Data-plane requests need a signature, and not one made with the admin
+/// credentials: those are for the admin API only.
+pub(super) fn data_plane_check(credentials: Option<&s3s::auth::Credentials>, admin_access_key: &str) -> s3s::S3Result<()> {
+    match credentials {
+        None => Err(s3s::s3_error!(AccessDenied, "Signature is required")),
+        Some(c) if c.access_key == admin_access_key => {
+            Err(s3s::s3_error!(AccessDenied, "Admin credentials cannot be used for S3 requests."))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// [`data_plane_check`] for S3 operations.
+pub(super) struct DataPlaneAccess {
+    pub(super) admin_access_key: String,
+}
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for DataPlaneAccess {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        data_plane_check(cx.credentials(), &self.admin_access_key)?;
+        let route = match cx.s3_path() {
+            s3s::path::S3Path::Root => None,
+            s3s::path::S3Path::Bucket { bucket } => store_route(bucket, None),
+            s3s::path::S3Path::Object { bucket, key } => store_route(bucket, Some(key)),
+        };
+        let copied = cx.headers().get("x-amz-copy-source").and_then(|v| v.to_str().ok()).and_then(copy_source_route);
+        match route.or(copied) {
+            Some(r) => Err(refused(&r)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// [`data_plane_check`] for a custom route that serves S3 requests (the
+/// bucket `?encryption` sub-resource): custom routes bypass `S3Access`.
+pub(super) struct DataPlaneRoute<R> {
+    pub(super) inner: R,
+    pub(super) admin_access_key: String,
+}
+
+#[async_trait::async_trait]
+impl<R: S3Route> S3Route for DataPlaneRoute<R> {
+    fn is_match(
+        &self,
+        method: &hyper::Method,
+        uri: &hyper::Uri,
+        headers: &hyper::HeaderMap,
+        ext: &mut hyper::http::Extensions,
+    ) -> bool {
+        self.inner.is_match(method, uri, headers, ext)
+    }
+
+    async fn check_access(&self, req: &mut s3s::S3Request<s3s::Body>) -> s3s::S3Result<()> {
+        data_plane_check(req.credentials.as_ref(), &self.admin_access_key)?;
+        self.inner.check_access(req).await
+    }
+
+    async fn call(&self, req: s3s::S3Request<s3s::Body>) -> s3s::S3Result<s3s::S3Response<s3s::Body>> {
+        self.inner.call(req).await
+    }
+}
