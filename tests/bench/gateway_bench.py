@@ -63,21 +63,26 @@ def timed(fn, size):
     return size / (time.perf_counter() - t) / 1e6
 
 
+def p50_p99_ms(fn, n, warmup=20):
+    """Call `fn` sequentially `n` times after `warmup` calls: p50 and p99 in ms."""
+    for _ in range(warmup):
+        fn()
+    t = []
+    for _ in range(n):
+        a = time.perf_counter()
+        fn()
+        t.append((time.perf_counter() - a) * 1000)
+    t.sort()
+    return t[len(t) // 2], t[int(len(t) * 0.99)]
+
+
 def small_latency(direct, via, n=300):
     """Sequential 4 KiB PUT, GET and HEAD: p50 and p99 in ms, direct and
     through the gateway (SSE-KMS), same client."""
     body = os.urandom(4096)
 
     def lat(fn):
-        for _ in range(20):
-            fn()
-        t = []
-        for _ in range(n):
-            a = time.perf_counter()
-            fn()
-            t.append((time.perf_counter() - a) * 1000)
-        t.sort()
-        return t[len(t) // 2], t[int(len(t) * 0.99)]
+        return p50_p99_ms(fn, n)
 
     ops = {
         "PUT": (lambda: direct.put_object(Bucket="bench", Key="s", Body=body),

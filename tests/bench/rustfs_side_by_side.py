@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import ACCESS, SECRET, UP_ACCESS, UP_SECRET, Gateway, RustFS  # noqa: E402
-from gateway_bench import MIB, client, proc_cpu, proc_hwm_mib, timed  # noqa: E402
+from gateway_bench import MIB, client, p50_p99_ms, proc_cpu, proc_hwm_mib, timed  # noqa: E402
 
 
 def rchar(pid):
@@ -62,15 +62,7 @@ def latency(s, n):
     out = {}
     for op, fn in (("PUT", lambda: s.c.put_object(Bucket="bench", Key="small", Body=body, **s.sse)),
                    ("GET", lambda: s.c.get_object(Bucket="bench", Key="small")["Body"].read())):
-        for _ in range(20):
-            fn()
-        t = []
-        for _ in range(n):
-            a = time.perf_counter()
-            fn()
-            t.append((time.perf_counter() - a) * 1000)
-        t.sort()
-        out[op] = (t[len(t) // 2], t[int(len(t) * 0.99)])
+        out[op] = p50_p99_ms(fn, n)
     return out
 
 
