@@ -328,6 +328,8 @@ def test_the_stores_own_routes_are_never_forwarded(moto):
             "encryption": lambda: c.put_bucket_encryption(Bucket="rustfs", ServerSideEncryptionConfiguration=enc),
             "copy source": lambda: c.copy_object(Bucket="data", Key="stolen", CopySource={"Bucket": "rustfs", "Key": "admin/v2/info"}),
             "delete": lambda: c.delete_object(Bucket="minio", Key="admin/v2/remove-user"),
+            "dot segments": lambda: c.get_object(Bucket="data", Key="../rustfs/admin/v2/info"),
+            "dot segments in a key": lambda: c.get_object(Bucket="minio", Key="x/../admin/v2/info"),
         }
         for name, call in calls.items():
             with pytest.raises(ClientError) as e:

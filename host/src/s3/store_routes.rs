@@ -14,13 +14,23 @@ use s3s::dto::CopySource;
 const STORE_ROUTES: &[(&str, &str)] = &[("rustfs", ""), ("minio", "admin"), ("minio", "health"), ("iceberg", "v1")];
 
 /// The store route `bucket/key` falls in, if any (`"rustfs/admin"` style).
+/// Judged on the path as a store that normalises it would route it: empty
+/// and `.` segments dropped, `..` resolved, so that neither
+/// `data/../rustfs/admin/…` nor `minio//admin/…` slips past.
 pub fn store_route(bucket: &str, key: Option<&str>) -> Option<String> {
-    STORE_ROUTES.iter().find_map(|(b, prefix)| {
-        if !bucket.eq_ignore_ascii_case(b) {
-            return None;
+    let mut path: Vec<&str> = Vec::new();
+    for seg in std::iter::once(bucket).chain(key.unwrap_or("").split('/')) {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                path.pop();
+            }
+            s => path.push(s),
         }
-        let key = key.unwrap_or("");
-        let inside = prefix.is_empty() || key == *prefix || key.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'));
+    }
+    let first = *path.first()?;
+    STORE_ROUTES.iter().find_map(|(b, prefix)| {
+        let inside = first.eq_ignore_ascii_case(b) && (prefix.is_empty() || path.get(1) == Some(prefix));
         inside.then(|| if prefix.is_empty() { format!("/{b}") } else { format!("/{b}/{prefix}") })
     })
 }
@@ -54,6 +64,10 @@ mod tests {
             ("minio", Some("admin/v3/info")),
             ("minio", Some("admin")),
             ("iceberg", Some("v1/config")),
+            ("data", Some("../rustfs/admin/v3/info")),
+            ("minio", Some("x/../admin/v2/info")),
+            ("minio", Some("/admin/v2/info")),
+            ("minio", Some("./admin")),
         ] {
             assert!(store_route(bucket, key).is_some(), "{bucket}/{key:?}");
         }
@@ -62,6 +76,7 @@ mod tests {
             ("minio", None),
             ("iceberg", Some("v10/x")),
             ("data", Some("rustfs/admin/v3/info")),
+            ("minio", Some("admin/../data")),
         ] {
             assert!(store_route(bucket, key).is_none(), "{bucket}/{key:?}");
         }
