@@ -51,8 +51,10 @@ impl SpawnedGateway {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(dir.path())
             .args(["--upstream", spec.upstream, "--upstream-access-key", spec.upstream_access_key])
-            .args(["--upstream-secret-key", spec.upstream_secret_key, "--access-key", spec.access_key])
-            .args(["--secret-key", spec.secret_key, "--audit-log", "off", "--allow-insecure-sse-c"])
+            .args(["--access-key", spec.access_key, "--audit-log", "off", "--allow-insecure-sse-c"])
+            // Secrets by environment, not on a command line others can list.
+            .env("KMS_GATEWAY_UPSTREAM_SECRET_KEY", spec.upstream_secret_key)
+            .env("KMS_GATEWAY_SECRET_KEY", spec.secret_key)
             .args(spec.extra_args)
             .stdout(std::process::Stdio::null())
             .stderr(log)

@@ -130,7 +130,9 @@ mod tests {
 /// write over each other's documents (and the embedded store's journal).
 /// The lock is the kernel's (`flock`): a crashed holder releases it.
 #[derive(Debug)]
-pub struct DirLock(#[allow(dead_code)] File);
+pub struct DirLock {
+    _held: File,
+}
 
 /// Lock `dir` for this process: `Ok(Err(holder))` when another process
 /// holds it, with the process id it wrote, if readable.
@@ -147,5 +149,5 @@ pub fn lock_dir(dir: &Path) -> io::Result<Result<DirLock, Option<String>>> {
     }
     f.set_len(0)?;
     writeln!(f, "{}", std::process::id())?;
-    Ok(Ok(DirLock(f)))
+    Ok(Ok(DirLock { _held: f }))
 }

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use zeroize::Zeroizing;
 
 use super::error::ApiError;
 use crate::kms::cache::CacheStats;
@@ -178,26 +177,22 @@ pub struct KeyList<'a> {
     pub next_marker: Option<String>,
 }
 
-/// `generate-data-key`: the plaintext key is the answer, so it is base64
-/// text zeroized once written out.
+/// `generate-data-key`: the plaintext key is the answer (the caller asked
+/// for it, as in the RustFS API). Its base64 text passes through the JSON
+/// value and the response body, which are not zeroized; the key's bytes
+/// are, where the KMS service holds them.
 #[derive(Serialize)]
 pub struct DataKeyReply<'a> {
     success: bool,
     key_id: &'a KeyId,
     key_version: u32,
-    plaintext_key: Zeroizing<String>,
+    plaintext_key: String,
     ciphertext_blob: String,
 }
 
 impl<'a> DataKeyReply<'a> {
     pub fn new(key_id: &'a KeyId, key_version: u32, plaintext: &[u8], wrapped: &[u8]) -> Self {
-        Self {
-            success: true,
-            key_id,
-            key_version,
-            plaintext_key: Zeroizing::new(B64.encode(plaintext)),
-            ciphertext_blob: B64.encode(wrapped),
-        }
+        Self { success: true, key_id, key_version, plaintext_key: B64.encode(plaintext), ciphertext_blob: B64.encode(wrapped) }
     }
 }
 
