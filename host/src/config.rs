@@ -175,6 +175,18 @@ pub struct ServeArgs {
     /// Connections served at once; more wait in the listen backlog [default: 4096]
     #[arg(long, env = "KMS_GATEWAY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Where the gateway's state lives: `local` (the data directory, one
+    /// node) or `upstream` (a reserved bucket of the upstream store, shared
+    /// by replicas: cluster mode) [default: local]
+    #[arg(long, env = "KMS_GATEWAY_STATE")]
+    pub state: Option<StateMode>,
+    /// The reserved bucket of cluster mode [default: kms-gateway-state]
+    #[arg(long, env = "KMS_GATEWAY_STATE_BUCKET")]
+    pub state_bucket: Option<String>,
+    /// How often a replica looks for other replicas' changes, in ms; the
+    /// bound on how long a change takes to reach every replica [default: 1000]
+    #[arg(long, env = "KMS_GATEWAY_STATE_POLL_MS")]
+    pub state_poll_ms: Option<u64>,
     /// TOML file with any of the keys above
     #[arg(long, env = "KMS_GATEWAY_CONFIG")]
     #[serde(skip)]
@@ -280,13 +292,20 @@ impl ServeArgs {
             log_format,
             header_read_timeout_seconds,
             idle_timeout_seconds,
-            max_connections
+            max_connections,
+            state,
+            state_bucket,
+            state_poll_ms
         );
         Ok(self)
     }
 
     pub fn listen(&self) -> SocketAddr {
         self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9000)))
+    }
+
+    pub fn state_bucket(&self) -> &str {
+        self.state_bucket.as_deref().unwrap_or(DEFAULT_STATE_BUCKET)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -339,6 +358,20 @@ impl ServeArgs {
         });
         Ok(Some(v))
     }
+}
+
+/// The reserved bucket of cluster state unless `--state-bucket` names one.
+pub const DEFAULT_STATE_BUCKET: &str = "kms-gateway-state";
+
+/// Where the gateway's state lives (`--state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateMode {
+    /// The data directory: one node.
+    #[default]
+    Local,
+    /// A reserved bucket of the upstream store: replicas share it.
+    Upstream,
 }
 
 /// Where encryption is required (`--require-encryption`).

@@ -27,6 +27,9 @@ enum Command {
     Admin(Box<cli::admin::AdminArgs>),
     /// Check and test a WebAssembly policy offline (the authors' test kit)
     Policy(Box<cli::policy::PolicyArgs>),
+    /// Serve the embedded object store over S3 on its own, unencrypted (a
+    /// cluster's shared upstream on one machine; benchmarks' direct side)
+    Store(Box<cli::store::StoreArgs>),
 }
 
 fn init_tracing(format: Option<&str>) {
@@ -73,6 +76,10 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Admin(a) => return cli::admin::run(*a).await.map(|()| std::process::ExitCode::SUCCESS),
         // Compiling a component blocks: off the async workers.
         Command::Policy(p) => return tokio::task::spawn_blocking(move || cli::policy::run(*p)).await?,
+        Command::Store(s) => {
+            init_tracing(None);
+            return cli::store::run(*s).await.map(|()| std::process::ExitCode::SUCCESS);
+        }
     };
     let args = args.merge_file()?;
     // The process-wide TLS provider for every rustls user (Vault client,

@@ -37,6 +37,12 @@ pub struct RemoteUpstream {
 /// addressing works with every S3 store; the SDK adds no checksums of its
 /// own (the gateway already verified the client's over the plaintext).
 pub fn remote(u: &RemoteUpstream) -> Result<Arc<dyn s3s::S3>, UpstreamError> {
+    Ok(Arc::new(s3s_aws::Proxy::from(remote_client(u)?)))
+}
+
+/// The SDK client [`remote`] forwards through; the cluster state backend
+/// uses it directly.
+pub fn remote_client(u: &RemoteUpstream) -> Result<aws_sdk_s3::Client, UpstreamError> {
     if !(u.endpoint.starts_with("http://") || u.endpoint.starts_with("https://")) {
         return Err(UpstreamError::Invalid(format!("upstream URL must start with http:// or https://, got {}", u.endpoint)));
     }
@@ -51,7 +57,7 @@ pub fn remote(u: &RemoteUpstream) -> Result<Arc<dyn s3s::S3>, UpstreamError> {
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .interceptor(StripSseHeaders)
         .build();
-    Ok(Arc::new(s3s_aws::Proxy::from(aws_sdk_s3::Client::from_conf(conf))))
+    Ok(aws_sdk_s3::Client::from_conf(conf))
 }
 
 /// Header prefixes the upstream must never receive: SSE is the gateway's

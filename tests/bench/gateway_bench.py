@@ -3,9 +3,9 @@
 gateway vs straight to the same upstream, same client, same run.
 
 The upstream is the embedded store served over HTTP on its own
-(host/examples/plain_store.rs). "direct" = client → upstream; "gateway" =
+(`kms-gateway store`). "direct" = client → upstream; "gateway" =
 client → gateway → upstream. Also counts the ciphertext fetched for 1-byte ranges of a 1 GiB
-object. Build first: cargo build --release --bin kms-gateway --example plain_store
+object. Build first: cargo build --release --bin kms-gateway
 Usage: KMS_GATEWAY_BIN=target/release/kms-gateway python tests/bench/gateway_bench.py [--size-mib 256] [--reps 3] [--small-only]
 """
 
@@ -17,28 +17,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from conftest import ACCESS, SECRET, Gateway, s3_client  # noqa: E402
+from conftest import ACCESS, SECRET, Gateway, Store, s3_client  # noqa: E402
 
 MIB = 1 << 20
 
 
-class PlainStore:
-    """The embedded store served over HTTP without the gateway (host/examples/plain_store.rs)."""
-
-    def __init__(self):
-        import subprocess
-
-        from conftest import free_port, wait_port
-
-        exe = Path(os.environ.get("KMS_GATEWAY_BIN", "")).with_name("examples") / "plain_store"
-        self.port = free_port()
-        self.proc = subprocess.Popen([str(exe), tempfile.mkdtemp(), f"127.0.0.1:{self.port}", ACCESS, SECRET], stdout=subprocess.DEVNULL)
-        wait_port(self.port, self.proc)
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
+def PlainStore():
+    """The embedded store served over HTTP without the gateway (`kms-gateway store`)."""
+    return Store(root=tempfile.mkdtemp(), creds=(ACCESS, SECRET))
 
 
 def proc_cpu(pid):

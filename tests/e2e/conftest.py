@@ -90,6 +90,24 @@ class Moto:
         os.unlink(self.log.name)
 
 
+class Store:
+    """The embedded store served on its own (`kms-gateway store`): a plain
+    S3 upstream with conditional writes, shareable by several gateways."""
+
+    def __init__(self, root=None, creds=(UP_ACCESS, UP_SECRET)):
+        self.port = free_port()
+        self.root = Path(root or tempfile.mkdtemp(prefix="kgw-store-"))
+        args = [str(BIN), "store", "--root", str(self.root), "--listen", f"127.0.0.1:{self.port}"]
+        env = {**os.environ, "KMS_GATEWAY_STORE_ACCESS_KEY": creds[0], "KMS_GATEWAY_STORE_SECRET_KEY": creds[1]}
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        wait_port(self.port, self.proc)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        terminate(self.proc)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 class Gateway:
     """One kms-gateway process with its own data dir.
 

@@ -83,6 +83,21 @@ pub struct AdminRoute {
     pub policies: policies::PolicyAdmin,
     pub metrics: Arc<Metrics>,
     pub audit: Arc<AuditLog>,
+    /// Cluster mode: changes not yet shared between replicas are refused.
+    pub cluster: bool,
+}
+
+/// Changes that, in cluster mode, would apply to one replica only: the KMS
+/// lifecycle (other replicas do not reload it yet) and the policy registry
+/// (components are kept on each replica's disk). Refused there rather than
+/// let replicas diverge; start every replica with the same `--kms-*` flags.
+fn replica_local(action: Action) -> bool {
+    use actions::{KmsAction as K, PolicyAction as P};
+    matches!(
+        action,
+        Action::Kms(K::Configure | K::Reconfigure | K::Start | K::Stop)
+            | Action::Policies(P::Upload | P::Delete | P::Bind | P::Unbind | P::RotationRun)
+    )
 }
 
 fn strip_prefix(path: &str) -> Option<&str> {
@@ -134,6 +149,13 @@ impl AdminRoute {
     /// Run `action`; `key` gets the key the request names in its body.
     async fn dispatch(&self, req: S3Request<Body>, action: Action, key: &mut Option<String>) -> Result<Reply, ApiError> {
         let principal = self.authorize(&req)?;
+        if self.cluster && replica_local(action) {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "NotImplemented",
+                "in cluster mode (--state upstream) this change is not shared between replicas yet; give every replica the same --kms-* flags, and run policies on single-node gateways",
+            ));
+        }
         let (area, rest) = area_of(req.uri.path()).unwrap_or(("kms", ""));
         let rest = rest.to_owned();
         let limit = if area == "policies" { policies::MAX_BODY } else { MAX_BODY };

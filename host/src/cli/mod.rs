@@ -1,4 +1,6 @@
-//! Command-line clients of a running gateway, and the policy test kit.
+//! Command-line clients of a running gateway, the policy test kit, and
+//! the embedded store served on its own.
 
 pub(crate) mod admin;
 pub(crate) mod policy;
+pub(crate) mod store;

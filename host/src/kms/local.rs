@@ -1,5 +1,8 @@
 //! The `local` backend: one JSON file per master key under `<key_dir>`,
-//! key material sealed with AES-256-GCM under a 256-bit master key.
+//! key material sealed with AES-256-GCM under a 256-bit master key. In
+//! cluster mode the same documents live in the shared state store
+//! (namespace `kms-local-keys`), created write-once and changed by
+//! compare-and-set, so two replicas rotating one key cannot lose a version.
 //!
 //! File `<key_dir>/<key_id>.key` (mode 0600, written atomically):
 //!
@@ -27,6 +30,12 @@ use super::types::{KeyRecord, canonical_context, require_enabled};
 use super::{CreateKeyRequest, DataKey, EncryptionContext, KeyAdmin, KeyBackend, KeyId, KeyInfo, KeyUpdate, KmsError};
 use crate::crypto::{SealingKey, random_bytes};
 use crate::fsutil::{create_private_dir, write_private_atomic};
+use crate::state::StateStore;
+
+/// Namespace of key documents in the shared state store.
+const SHARED_NS: &str = "kms-local-keys";
+/// Compare-and-set attempts of one key change.
+const CAS_ATTEMPTS: usize = 64;
 
 const FILE_FORMAT: u32 = 1;
 const WRAP_MAGIC: &[u8; 4] = b"KGL1";
@@ -55,12 +64,22 @@ struct LoadedKey {
     materials: BTreeMap<u32, SealingKey>,
 }
 
+/// Where the key documents live.
+enum Files {
+    /// One file per key in a directory (one node).
+    Dir(PathBuf),
+    /// The shared state store (cluster mode).
+    Shared(StateStore),
+}
+
 /// The local file backend.
 pub struct LocalBackend {
-    dir: PathBuf,
+    files: Files,
     master: SealingKey,
-    keys: RwLock<HashMap<KeyId, Arc<LoadedKey>>>,
-    /// Serialises read-modify-write of key files.
+    /// Keys as loaded, and the state generation they are at least as new
+    /// as (shared keys are reloaded after another replica's change).
+    keys: RwLock<(u64, HashMap<KeyId, Arc<LoadedKey>>)>,
+    /// Serialises read-modify-write of key files within this process.
     write_lock: tokio::sync::Mutex<()>,
 }
 
@@ -70,21 +89,54 @@ impl LocalBackend {
     /// at start, not at the first GET.
     pub fn open(dir: &Path, master: SealingKey) -> Result<Self, KmsError> {
         create_private_dir(dir).map_err(|source| KmsError::Io { path: dir.display().to_string(), source })?;
-        let me = Self { dir: dir.to_owned(), master, keys: RwLock::default(), write_lock: Default::default() };
+        let me = Self::new(Files::Dir(dir.to_owned()), master);
         let entries = std::fs::read_dir(dir).map_err(|source| KmsError::Io { path: dir.display().to_string(), source })?;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "key") {
                 let loaded = me.load_file(&path)?;
-                me.keys.write().expect("key map lock").insert(loaded.file.key_id.clone(), Arc::new(loaded));
+                me.remember(0, Arc::new(loaded));
             }
         }
         Ok(me)
     }
 
-    fn path_of(&self, id: &KeyId) -> PathBuf {
+    /// The keys of the shared state store (cluster mode), each checked
+    /// against the master key up front as [`open`](Self::open) does.
+    pub async fn open_shared(store: StateStore, master: SealingKey) -> Result<Self, KmsError> {
+        let generation = store.generation();
+        let files = store.list::<KeyFile>(SHARED_NS).await?;
+        let me = Self::new(Files::Shared(store), master);
+        for (name, file) in files {
+            let loaded = me.load(file, &format!("{SHARED_NS}/{name}"))?;
+            me.remember(generation, Arc::new(loaded));
+        }
+        Ok(me)
+    }
+
+    fn new(files: Files, master: SealingKey) -> Self {
+        Self { files, master, keys: RwLock::default(), write_lock: Default::default() }
+    }
+
+    /// Keep `key` in memory as at least as new as `generation`.
+    fn remember(&self, generation: u64, key: Arc<LoadedKey>) {
+        let mut keys = self.keys.write().expect("key map lock");
+        if keys.0 != generation {
+            *keys = (generation, HashMap::new());
+        }
+        keys.1.insert(key.file.key_id.clone(), key);
+    }
+
+    fn generation(&self) -> u64 {
+        match &self.files {
+            Files::Dir(_) => 0,
+            Files::Shared(store) => store.generation(),
+        }
+    }
+
+    fn path_of(dir: &Path, id: &KeyId) -> PathBuf {
         // KeyId's character set makes this a plain file name inside `dir`.
-        self.dir.join(format!("{id}.key"))
+        dir.join(format!("{id}.key"))
     }
 
     fn material_aad(id: &KeyId, version: u32) -> Vec<u8> {
@@ -109,6 +161,12 @@ impl LocalBackend {
         let raw = std::fs::read(path).map_err(|source| KmsError::Io { path: p.clone(), source })?;
         let file: KeyFile =
             serde_json::from_slice(&raw).map_err(|e| KmsError::Corrupt { path: p.clone(), source: Box::new(e) })?;
+        self.load(file, &p)
+    }
+
+    /// Open the materials of a key document named `p` (for messages).
+    fn load(&self, file: KeyFile, p: &str) -> Result<LoadedKey, KmsError> {
+        let p = p.to_owned();
         if file.format_version != FILE_FORMAT {
             return Err(KmsError::Corrupt { path: p, source: format!("unknown format_version {}", file.format_version).into() });
         }
@@ -128,17 +186,30 @@ impl LocalBackend {
         Ok(LoadedKey { file, materials })
     }
 
-    fn get(&self, id: &KeyId) -> Result<Arc<LoadedKey>, KmsError> {
-        if let Some(k) = self.keys.read().expect("key map lock").get(id) {
-            return Ok(k.clone());
+    async fn get(&self, id: &KeyId) -> Result<Arc<LoadedKey>, KmsError> {
+        let generation = self.generation();
+        {
+            let keys = self.keys.read().expect("key map lock");
+            if let Some(k) = keys.1.get(id).filter(|_| keys.0 == generation) {
+                return Ok(k.clone());
+            }
         }
-        // Another process (or an operator) may have added the file since.
-        let path = self.path_of(id);
-        if !path.exists() {
-            return Err(KmsError::NotFound(id.clone()));
-        }
-        let loaded = Arc::new(self.load_file(&path)?);
-        self.keys.write().expect("key map lock").insert(id.clone(), loaded.clone());
+        // Another process (or an operator) may have added or changed it.
+        let loaded = match &self.files {
+            Files::Dir(dir) => {
+                let path = Self::path_of(dir, id);
+                if !path.exists() {
+                    return Err(KmsError::NotFound(id.clone()));
+                }
+                self.load_file(&path)?
+            }
+            Files::Shared(store) => match store.get::<KeyFile>(SHARED_NS, id.as_str()).await? {
+                Some(file) => self.load(file, &format!("{SHARED_NS}/{id}"))?,
+                None => return Err(KmsError::NotFound(id.clone())),
+            },
+        };
+        let loaded = Arc::new(loaded);
+        self.remember(generation, loaded.clone());
         Ok(loaded)
     }
 
@@ -152,17 +223,57 @@ impl LocalBackend {
         Ok((KeyVersion { version, created_at: now, material: B64.encode(sealed) }, SealingKey::from_bytes(*material)))
     }
 
-    async fn persist(&self, file: KeyFile, materials: BTreeMap<u32, SealingKey>) -> Result<KeyInfo, KmsError> {
-        let path = self.path_of(&file.key_id);
-        let json = serde_json::to_vec_pretty(&file).expect("key file serialises");
-        let p2 = path.clone();
-        tokio::task::spawn_blocking(move || write_private_atomic(&p2, &json))
-            .await
-            .map_err(KmsError::internal("key file writer task failed"))?
-            .map_err(|source| KmsError::Io { path: path.display().to_string(), source })?;
-        let info = info_of(&file);
-        self.keys.write().expect("key map lock").insert(file.key_id.clone(), Arc::new(LoadedKey { file, materials }));
-        Ok(info)
+    /// Write a new key document (`Ok(false)` if the key exists), or replace
+    /// one in a key directory (read-modify-write under `write_lock`).
+    async fn persist(&self, file: KeyFile, materials: BTreeMap<u32, SealingKey>, new: bool) -> Result<bool, KmsError> {
+        match &self.files {
+            Files::Dir(dir) => {
+                let path = Self::path_of(dir, &file.key_id);
+                let json = serde_json::to_vec_pretty(&file).expect("key file serialises");
+                let p2 = path.clone();
+                tokio::task::spawn_blocking(move || write_private_atomic(&p2, &json))
+                    .await
+                    .map_err(KmsError::internal("key file writer task failed"))?
+                    .map_err(|source| KmsError::Io { path: path.display().to_string(), source })?;
+            }
+            Files::Shared(store) => {
+                debug_assert!(new, "shared keys change by compare-and-set");
+                if !store.create(SHARED_NS, file.key_id.as_str(), &file).await? {
+                    return Ok(false);
+                }
+                store.changed().await?;
+            }
+        }
+        self.remember(self.generation(), Arc::new(LoadedKey { file, materials }));
+        Ok(true)
+    }
+
+    /// Apply `change` to the current version of key `id` and store the
+    /// result; in cluster mode by compare-and-set, redone on a lost race.
+    async fn modify<F>(&self, id: &KeyId, change: F) -> Result<KeyInfo, KmsError>
+    where
+        F: Fn(&LoadedKey) -> Result<(KeyFile, BTreeMap<u32, SealingKey>), KmsError>,
+    {
+        let Files::Shared(store) = &self.files else {
+            let (file, materials) = change(&*self.get(id).await?)?;
+            let info = info_of(&file);
+            self.persist(file, materials, false).await?;
+            return Ok(info);
+        };
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((file, tag)) = store.get_tagged::<KeyFile>(SHARED_NS, id.as_str()).await? else {
+                return Err(KmsError::NotFound(id.clone()));
+            };
+            let current = self.load(file, &format!("{SHARED_NS}/{id}"))?;
+            let (file, materials) = change(&current)?;
+            if store.replace(SHARED_NS, id.as_str(), &file, &tag).await? {
+                let info = info_of(&file);
+                store.changed().await?;
+                self.remember(self.generation(), Arc::new(LoadedKey { file, materials }));
+                return Ok(info);
+            }
+        }
+        Err(KmsError::Unavailable(format!("key {id} is changing too often to update")))
     }
 
     fn usable(k: &LoadedKey) -> Result<(), KmsError> {
@@ -181,7 +292,7 @@ impl KeyBackend for LocalBackend {
     }
 
     async fn generate_data_key(&self, key_id: &KeyId, context: &EncryptionContext) -> Result<DataKey, KmsError> {
-        let k = self.get(key_id)?;
+        let k = self.get(key_id).await?;
         Self::usable(&k)?;
         let version = k.file.current_version;
         let kek = k.materials.get(&version).ok_or(KmsError::UnknownVersion { key: key_id.clone(), version })?;
@@ -206,7 +317,7 @@ impl KeyBackend for LocalBackend {
             return Err(KmsError::MalformedDataKey);
         }
         let version = u32::from_be_bytes(wrapped[4..8].try_into().expect("4 bytes"));
-        let k = self.get(key_id)?;
+        let k = self.get(key_id).await?;
         Self::usable(&k)?;
         let kek = k.materials.get(&version).ok_or(KmsError::UnknownVersion { key: key_id.clone(), version })?;
         let plain = kek
@@ -217,7 +328,7 @@ impl KeyBackend for LocalBackend {
     }
 
     async fn describe_key(&self, key_id: &KeyId) -> Result<KeyInfo, KmsError> {
-        Ok(info_of(&self.get(key_id)?.file))
+        Ok(info_of(&self.get(key_id).await?.file))
     }
 
     fn recognizes(&self, wrapped: &[u8]) -> bool {
@@ -225,7 +336,12 @@ impl KeyBackend for LocalBackend {
     }
 
     async fn health(&self) -> Result<(), KmsError> {
-        std::fs::read_dir(&self.dir).map(|_| ()).map_err(|source| KmsError::Io { path: self.dir.display().to_string(), source })
+        match &self.files {
+            Files::Dir(dir) => {
+                std::fs::read_dir(dir).map(|_| ()).map_err(|source| KmsError::Io { path: dir.display().to_string(), source })
+            }
+            Files::Shared(store) => store.get::<KeyFile>(SHARED_NS, "").await.map(|_| ()).map_err(KmsError::from),
+        }
     }
 }
 
@@ -241,7 +357,7 @@ impl KeyAdmin for LocalBackend {
                 KeyId::new(hex::encode(r))?
             }
         };
-        if self.get(&key_id).is_ok() {
+        if self.get(&key_id).await.is_ok() {
             return Err(KmsError::AlreadyExists(key_id));
         }
         let now = OffsetDateTime::now_utc();
@@ -253,46 +369,66 @@ impl KeyAdmin for LocalBackend {
             current_version: 1,
             versions: vec![v],
         };
-        self.persist(file, BTreeMap::from([(1, material)])).await
+        let info = info_of(&file);
+        let id = file.key_id.clone();
+        if !self.persist(file, BTreeMap::from([(1, material)]), true).await? {
+            return Err(KmsError::AlreadyExists(id));
+        }
+        Ok(info)
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyInfo>, KmsError> {
-        let mut out: Vec<KeyInfo> = self.keys.read().expect("key map lock").values().map(|k| info_of(&k.file)).collect();
+        let mut out: Vec<KeyInfo> = match &self.files {
+            Files::Dir(_) => self.keys.read().expect("key map lock").1.values().map(|k| info_of(&k.file)).collect(),
+            Files::Shared(store) => store.list::<KeyFile>(SHARED_NS).await?.iter().map(|(_, f)| info_of(f)).collect(),
+        };
         out.sort_by(|a, b| a.key_id.cmp(&b.key_id));
         Ok(out)
     }
 
     async fn update_key(&self, key_id: &KeyId, update: KeyUpdate) -> Result<KeyInfo, KmsError> {
         let _guard = self.write_lock.lock().await;
-        let k = self.get(key_id)?;
-        let mut file = k.file.clone();
-        file.record.meta.apply(key_id, update)?;
-        self.persist(file, k.materials.clone()).await
+        self.modify(key_id, |k| {
+            let mut file = k.file.clone();
+            file.record.meta.apply(key_id, update.clone())?;
+            Ok((file, k.materials.clone()))
+        })
+        .await
     }
 
     async fn delete_key(&self, key_id: &KeyId) -> Result<(), KmsError> {
         let _guard = self.write_lock.lock().await;
-        self.get(key_id)?;
-        let path = self.path_of(key_id);
-        std::fs::remove_file(&path).map_err(|source| KmsError::Io { path: path.display().to_string(), source })?;
-        self.keys.write().expect("key map lock").remove(key_id);
+        self.get(key_id).await?;
+        match &self.files {
+            Files::Dir(dir) => {
+                let path = Self::path_of(dir, key_id);
+                std::fs::remove_file(&path).map_err(|source| KmsError::Io { path: path.display().to_string(), source })?;
+            }
+            Files::Shared(store) => {
+                store.delete(SHARED_NS, key_id.as_str()).await?;
+                store.changed().await?;
+            }
+        }
+        self.keys.write().expect("key map lock").1.remove(key_id);
         Ok(())
     }
 
     async fn rotate_key(&self, key_id: &KeyId) -> Result<KeyInfo, KmsError> {
         let _guard = self.write_lock.lock().await;
-        let k = self.get(key_id)?;
-        Self::usable(&k)?;
-        let mut file = k.file.clone();
-        let now = OffsetDateTime::now_utc();
-        let version = file.current_version + 1;
-        let (v, material) = self.new_version(key_id, version, now)?;
-        file.versions.push(v);
-        file.current_version = version;
-        file.record.rotated_at = Some(now);
-        let mut materials = k.materials.clone();
-        materials.insert(version, material);
-        self.persist(file, materials).await
+        self.modify(key_id, |k| {
+            Self::usable(k)?;
+            let mut file = k.file.clone();
+            let now = OffsetDateTime::now_utc();
+            let version = file.current_version + 1;
+            let (v, material) = self.new_version(key_id, version, now)?;
+            file.versions.push(v);
+            file.current_version = version;
+            file.record.rotated_at = Some(now);
+            let mut materials = k.materials.clone();
+            materials.insert(version, material);
+            Ok((file, materials))
+        })
+        .await
     }
 }
 

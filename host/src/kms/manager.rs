@@ -158,7 +158,26 @@ impl KmsManager {
         }
         me.spawn_probe();
         me.spawn_deletion_sweep(Duration::from_secs(60));
+        if me.ctx.store.is_shared() {
+            me.spawn_cluster_watch();
+        }
         Ok(me)
+    }
+
+    /// Cluster mode: another replica's change (a key disabled, rotated or
+    /// deleted) empties this replica's data-key caches, so a key disabled
+    /// anywhere stops working everywhere within the poll bound.
+    fn spawn_cluster_watch(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let mut changes = self.ctx.store.subscribe();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let Some(me) = weak.upgrade() else { return };
+                if let Ok(service) = me.service() {
+                    service.clear_cache();
+                }
+            }
+        });
     }
 
     fn publish(&self, status: KmsStatus, config: Option<KmsConfig>, service: Option<Arc<KmsService>>) {
@@ -348,6 +367,12 @@ impl KmsManager {
 
     async fn open_backend(&self, cfg: &KmsConfig) -> Result<BackendPair, KmsError> {
         match &cfg.backend {
+            // Cluster mode: keys in the shared state store, unless the
+            // configuration names a key directory of its own.
+            BackendConfig::Local(l) if l.key_dir.is_none() && self.ctx.store.is_shared() => {
+                let b = Arc::new(LocalBackend::open_shared(self.ctx.store.clone(), self.ctx.master.clone()).await?);
+                Ok(BackendPair { backend: b.clone(), admin: b })
+            }
             BackendConfig::Local(l) => {
                 let dir = l.key_dir.clone().unwrap_or_else(|| self.ctx.data_dir.join("kms/keys"));
                 let master = self.ctx.master.clone();

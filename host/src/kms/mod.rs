@@ -57,6 +57,9 @@ pub enum KmsError {
         #[source]
         source: std::io::Error,
     },
+    /// The shared state store holding the local backend's keys (cluster mode).
+    #[error("key store: {0}")]
+    State(#[from] crate::state::StateError),
     #[error("corrupt key file {path}")]
     Corrupt {
         path: String,
@@ -147,7 +150,8 @@ impl KmsError {
             Self::Rejected(_) | Self::Missing(_) => KmsErrorClass::Rejected,
             Self::Unsupported(_) => KmsErrorClass::Unsupported,
             Self::NotRunning => KmsErrorClass::NotRunning,
-            Self::Unavailable(_) | Self::Io { .. } => KmsErrorClass::Unavailable,
+            Self::State(e) if e.is_damage() => KmsErrorClass::Internal,
+            Self::Unavailable(_) | Self::Io { .. } | Self::State(_) => KmsErrorClass::Unavailable,
             Self::Corrupt { .. } | Self::MasterKey(_) | Self::Internal { .. } => KmsErrorClass::Internal,
         }
     }

@@ -120,6 +120,8 @@ pub struct BucketEncryptionRoute {
     pub upstream: Arc<dyn s3s::S3>,
     /// Base domain for virtual-host-style requests, if enabled.
     pub domain: Option<String>,
+    /// The reserved bucket of cluster state, in cluster mode.
+    pub state_bucket: Option<String>,
 }
 
 impl BucketEncryptionRoute {
@@ -153,6 +155,9 @@ impl S3Route for BucketEncryptionRoute {
         let bucket = self.bucket_of(&req.uri, &req.headers).ok_or_else(|| s3_error!(InvalidRequest))?;
         if let Some(r) = super::store_routes::store_route(&bucket, None) {
             return Err(super::store_routes::refused(&r));
+        }
+        if let Some(reserved) = self.state_bucket.as_deref().filter(|r| super::store_routes::in_bucket(&bucket, None, r)) {
+            return Err(super::store_routes::reserved_refused(reserved));
         }
         super::require_bucket(self.upstream.as_ref(), &req, &bucket).await?;
         match req.method {

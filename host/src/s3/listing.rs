@@ -1,5 +1,6 @@
 //! Listings and object attributes in plaintext terms: `Size` in
-//! ListObjects (v1, v2) and ListObjectVersions, and GetObjectAttributes.
+//! ListObjects (v1, v2) and ListObjectVersions, and GetObjectAttributes;
+//! ListBuckets without the reserved bucket of cluster state.
 //!
 //! A listing carries no metadata, so the plaintext size of a listed object
 //! comes from a bounded cache keyed by (bucket, key, upstream ETag) — filled
@@ -14,9 +15,9 @@ use futures::{StreamExt, stream};
 use moka::sync::Cache;
 use s3s::dto::Object;
 use s3s::dto::{
-    ETag, GetObjectAttributesInput, GetObjectAttributesOutput, GetObjectAttributesParts, HeadObjectInput,
-    ListObjectVersionsInput, ListObjectVersionsOutput, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input,
-    ListObjectsV2Output, ObjectPart,
+    ETag, GetObjectAttributesInput, GetObjectAttributesOutput, GetObjectAttributesParts, HeadObjectInput, ListBucketsInput,
+    ListBucketsOutput, ListObjectVersionsInput, ListObjectVersionsOutput, ListObjectsInput, ListObjectsOutput,
+    ListObjectsV2Input, ListObjectsV2Output, ObjectPart,
 };
 use s3s::{S3Request, S3Response, S3Result};
 
@@ -47,6 +48,14 @@ impl SizeCache {
 const PARALLEL_HEADS: usize = 16;
 
 impl Gateway {
+    pub(super) async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        let mut resp = self.upstream.list_buckets(req).await?;
+        if let (Some(reserved), Some(buckets)) = (&self.state_bucket, resp.output.buckets.as_mut()) {
+            buckets.retain(|b| !b.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(reserved)));
+        }
+        Ok(resp)
+    }
+
     /// Plaintext sizes for `(key, upstream etag, version)` entries; `None`
     /// keeps the listed size (not encrypted, or not known).
     async fn plaintext_sizes<T>(

@@ -57,11 +57,18 @@ pub struct GatewayOptions {
     pub wrong_key_status: StatusCode,
     /// Accept SSE-C over plain HTTP (AWS does not).
     pub allow_insecure_sse_c: bool,
+    /// The reserved bucket of cluster state: left out of ListBuckets.
+    pub state_bucket: Option<String>,
 }
 
 impl Default for GatewayOptions {
     fn default() -> Self {
-        Self { params: FormatParams::default(), wrong_key_status: StatusCode::FORBIDDEN, allow_insecure_sse_c: false }
+        Self {
+            params: FormatParams::default(),
+            wrong_key_status: StatusCode::FORBIDDEN,
+            allow_insecure_sse_c: false,
+            state_bucket: None,
+        }
     }
 }
 
@@ -71,6 +78,7 @@ pub struct Gateway {
     params: FormatParams,
     wrong_key_status: StatusCode,
     allow_insecure_sse_c: bool,
+    state_bucket: Option<String>,
     metrics: Arc<Metrics>,
     state: StateStore,
     state_seal: SealingKey,
@@ -97,6 +105,7 @@ impl Gateway {
             params: opts.params,
             wrong_key_status: opts.wrong_key_status,
             allow_insecure_sse_c: opts.allow_insecure_sse_c,
+            state_bucket: opts.state_bucket,
             metrics,
             state,
             state_seal,

@@ -18,6 +18,16 @@ const STORE_ROUTES: &[(&str, &str)] = &[("rustfs", ""), ("minio", "admin"), ("mi
 /// and `.` segments dropped, `..` resolved, so that neither
 /// `data/../rustfs/admin/…` nor `minio//admin/…` slips past.
 pub fn store_route(bucket: &str, key: Option<&str>) -> Option<String> {
+    let path = normalised(bucket, key);
+    let first = *path.first()?;
+    STORE_ROUTES.iter().find_map(|(b, prefix)| {
+        let inside = first.eq_ignore_ascii_case(b) && (prefix.is_empty() || path.get(1) == Some(prefix));
+        inside.then(|| if prefix.is_empty() { format!("/{b}") } else { format!("/{b}/{prefix}") })
+    })
+}
+
+/// The segments of `bucket/key` as a store that normalises paths sees them.
+fn normalised<'a>(bucket: &'a str, key: Option<&'a str>) -> Vec<&'a str> {
     let mut path: Vec<&str> = Vec::new();
     for seg in std::iter::once(bucket).chain(key.unwrap_or("").split('/')) {
         match seg {
@@ -28,11 +38,25 @@ pub fn store_route(bucket: &str, key: Option<&str>) -> Option<String> {
             s => path.push(s),
         }
     }
-    let first = *path.first()?;
-    STORE_ROUTES.iter().find_map(|(b, prefix)| {
-        let inside = first.eq_ignore_ascii_case(b) && (prefix.is_empty() || path.get(1) == Some(prefix));
-        inside.then(|| if prefix.is_empty() { format!("/{b}") } else { format!("/{b}/{prefix}") })
-    })
+    path
+}
+
+/// Does `bucket/key` (normalised) fall in the reserved state bucket?
+pub fn in_bucket(bucket: &str, key: Option<&str>, reserved: &str) -> bool {
+    normalised(bucket, key).first().is_some_and(|b| b.eq_ignore_ascii_case(reserved))
+}
+
+/// [`in_bucket`] for an `x-amz-copy-source` header.
+pub fn copy_source_in_bucket(header: &str, reserved: &str) -> bool {
+    match CopySource::parse(header) {
+        Ok(CopySource::Bucket { bucket, key, .. }) => in_bucket(&bucket, Some(&key), reserved),
+        _ => false,
+    }
+}
+
+/// The refusal of a request that names the reserved state bucket.
+pub fn reserved_refused(bucket: &str) -> s3s::S3Error {
+    s3s::s3_error!(AccessDenied, "Bucket {bucket} holds the gateway's cluster state; S3 clients cannot use it.")
 }
 
 /// The refusal of a request that falls in store route `route`.
@@ -52,6 +76,21 @@ pub fn copy_source_route(header: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_bucket_is_recognised_however_the_path_is_spelled() {
+        let r = "kms-gateway-state";
+        assert!(in_bucket(r, None, r));
+        assert!(in_bucket(r, Some("uploads/x"), r));
+        assert!(in_bucket("KMS-Gateway-State", Some("a"), r));
+        assert!(in_bucket("data", Some("../kms-gateway-state/uploads/x"), r));
+        assert!(in_bucket("", Some("kms-gateway-state/x"), r));
+        assert!(!in_bucket("data", Some("kms-gateway-state/x"), r));
+        assert!(!in_bucket("kms-gateway-state2", None, r));
+        assert!(copy_source_in_bucket("kms-gateway-state/uploads/x", r));
+        assert!(copy_source_in_bucket("/data/../kms-gateway-state/x", r));
+        assert!(!copy_source_in_bucket("data/kms-gateway-state", r));
+    }
 
     #[test]
     fn admin_rpc_and_catalog_paths_are_store_routes() {

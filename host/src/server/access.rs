@@ -1,9 +1,10 @@
 //! Who may use the data plane: S3 requests need a signature that is not
-//! the admin's, and never name one of the store's own (non-S3) routes.
+//! the admin's, and never name one of the store's own (non-S3) routes nor
+//! the reserved bucket of cluster state.
 
 use s3s::route::S3Route;
 
-use crate::s3::store_routes::{copy_source_route, refused, store_route};
+use crate::s3::store_routes::{copy_source_in_bucket, copy_source_route, in_bucket, refused, reserved_refused, store_route};
 
 /// Data-plane requests need a signature, and not one made with the admin
 /// credentials: those are for the admin API only.
@@ -20,6 +21,8 @@ pub(super) fn data_plane_check(credentials: Option<&s3s::auth::Credentials>, adm
 /// [`data_plane_check`] for S3 operations.
 pub(super) struct DataPlaneAccess {
     pub(super) admin_access_key: String,
+    /// The state bucket of cluster mode, if the gateway runs in it.
+    pub(super) state_bucket: Option<String>,
 }
 
 #[async_trait::async_trait]
@@ -31,7 +34,18 @@ impl s3s::access::S3Access for DataPlaneAccess {
             s3s::path::S3Path::Bucket { bucket } => store_route(bucket, None),
             s3s::path::S3Path::Object { bucket, key } => store_route(bucket, Some(key)),
         };
-        let copied = cx.headers().get("x-amz-copy-source").and_then(|v| v.to_str().ok()).and_then(copy_source_route);
+        let copy_source = cx.headers().get("x-amz-copy-source").and_then(|v| v.to_str().ok());
+        if let Some(reserved) = &self.state_bucket {
+            let named = match cx.s3_path() {
+                s3s::path::S3Path::Root => false,
+                s3s::path::S3Path::Bucket { bucket } => in_bucket(bucket, None, reserved),
+                s3s::path::S3Path::Object { bucket, key } => in_bucket(bucket, Some(key), reserved),
+            };
+            if named || copy_source.is_some_and(|c| copy_source_in_bucket(c, reserved)) {
+                return Err(reserved_refused(reserved));
+            }
+        }
+        let copied = copy_source.and_then(copy_source_route);
         match route.or(copied) {
             Some(r) => Err(refused(&r)),
             None => Ok(()),

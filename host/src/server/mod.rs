@@ -23,7 +23,7 @@ use crate::admin::AdminRoute;
 use crate::admin::kms::KmsAdmin;
 use crate::admin::policies::PolicyAdmin;
 use crate::audit::AuditLog;
-use crate::config::{ConfigError, Credentials, ServeArgs, resolve_credentials};
+use crate::config::{ConfigError, Credentials, ServeArgs, StateMode, resolve_credentials};
 use crate::crypto::FormatParams;
 use crate::decide::bucket_policy::BucketPolicies;
 use crate::decide::{Decider, DeciderParts};
@@ -43,6 +43,7 @@ use crate::rotation::RotationScheduler;
 use crate::routes::{GatewayHost, RouteChain};
 use crate::s3::defaults::{BucketEncryptionRoute, EncryptionDefaults, parse_gateway_default};
 use crate::s3::{Gateway, GatewayOptions, GatewayParts};
+use crate::state::upstream::UpstreamBackend;
 use crate::state::{StateError, StateStore};
 use crate::upstream::{self, RemoteUpstream, UpstreamError};
 use access::{DataPlaneAccess, DataPlaneRoute};
@@ -118,22 +119,23 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     });
     let metrics = Arc::new(Metrics::new());
 
-    let (upstream, upstream_desc) = match &args.upstream {
-        Some(url) => {
-            let remote = RemoteUpstream {
-                endpoint: url.clone(),
-                access_key: args
-                    .upstream_access_key
-                    .clone()
-                    .ok_or_else(|| ConfigError::Invalid("--upstream needs --upstream-access-key".into()))?,
-                secret_key: args
-                    .upstream_secret_key
-                    .clone()
-                    .ok_or_else(|| ConfigError::Invalid("--upstream needs --upstream-secret-key".into()))?,
-                region: args.upstream_region.clone().unwrap_or_else(|| "us-east-1".into()),
-            };
-            (upstream::remote(&remote)?, url.clone())
-        }
+    let remote = match &args.upstream {
+        Some(url) => Some(RemoteUpstream {
+            endpoint: url.clone(),
+            access_key: args
+                .upstream_access_key
+                .clone()
+                .ok_or_else(|| ConfigError::Invalid("--upstream needs --upstream-access-key".into()))?,
+            secret_key: args
+                .upstream_secret_key
+                .clone()
+                .ok_or_else(|| ConfigError::Invalid("--upstream needs --upstream-secret-key".into()))?,
+            region: args.upstream_region.clone().unwrap_or_else(|| "us-east-1".into()),
+        }),
+        None => None,
+    };
+    let (upstream, upstream_desc) = match &remote {
+        Some(remote) => (upstream::remote(remote)?, remote.endpoint.clone()),
         None => {
             let dir = data_dir.join("store");
             (upstream::embedded(&dir)?, format!("embedded store at {}", dir.display()))
@@ -151,7 +153,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     };
     let gateway_default = parse_gateway_default(args.default_encryption.as_deref().unwrap_or("none"))
         .map_err(|e| ConfigError::Invalid(format!("--default-encryption: {e}")))?;
-    let state = StateStore::open(&data_dir.join("state"))?;
+    let (state, state_bucket) = open_state(args, &data_dir, &master, remote.as_ref(), generated_credentials).await?;
     // Seals what multipart state must keep secret (an upload's layout key).
     let state_seal = master.derive(b"kms-gateway/v2/upload-state");
     let defaults = Arc::new(EncryptionDefaults::new(state.clone(), gateway_default, args.require_encryption.unwrap_or_default()));
@@ -164,7 +166,12 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         Arc::new(Observer { metrics: metrics.clone(), audit: audit.clone() }),
     )
     .await?;
-    let opts = GatewayOptions { params, wrong_key_status, allow_insecure_sse_c: args.allow_insecure_sse_c.unwrap_or(false) };
+    let opts = GatewayOptions {
+        params,
+        wrong_key_status,
+        allow_insecure_sse_c: args.allow_insecure_sse_c.unwrap_or(false),
+        state_bucket: state_bucket.clone(),
+    };
     let limits = Limits {
         deadline: std::time::Duration::from_millis(args.policy_timeout_ms.unwrap_or(50).clamp(1, 10_000)),
         memory_bytes: args.policy_memory_mib.unwrap_or(16).clamp(1, 1024) << 20,
@@ -200,7 +207,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     let mut auth = SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone());
     auth.register(credentials.admin_access_key.clone(), credentials.admin_secret_key.clone().into());
     b.set_auth(auth);
-    b.set_access(DataPlaneAccess { admin_access_key: credentials.admin_access_key.clone() });
+    b.set_access(DataPlaneAccess { admin_access_key: credentials.admin_access_key.clone(), state_bucket: state_bucket.clone() });
     let admin = AdminRoute {
         admin_access_key: credentials.admin_access_key.clone(),
         kms: KmsAdmin {
@@ -211,9 +218,11 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         policies: PolicyAdmin { registry: policies, rotation },
         metrics: metrics.clone(),
         audit,
+        cluster: state_bucket.is_some(),
     };
     let metrics_out = metrics.clone();
-    let bucket_encryption = BucketEncryptionRoute { defaults, upstream: upstream.clone(), domain: args.domain.clone() };
+    let bucket_encryption =
+        BucketEncryptionRoute { defaults, upstream: upstream.clone(), domain: args.domain.clone(), state_bucket };
     b.set_route(RouteChain(vec![
         Box::new(OpsRoute::new(metrics, kms, upstream)),
         Box::new(admin),
@@ -237,6 +246,36 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         limits: connection_limits,
         data_dir_lock,
     })
+}
+
+/// The state store `--state` names, and the reserved bucket in cluster
+/// mode. Replicas share state only if they share what it is sealed and
+/// served with: the master key and the credentials must be configured,
+/// not generated per replica.
+async fn open_state(
+    args: &ServeArgs,
+    data_dir: &Path,
+    master: &crate::crypto::SealingKey,
+    remote: Option<&RemoteUpstream>,
+    generated_credentials: bool,
+) -> Result<(StateStore, Option<String>), StartError> {
+    if args.state.unwrap_or_default() == StateMode::Local {
+        return Ok((StateStore::open(&data_dir.join("state"))?, None));
+    }
+    let cluster = |what: &str| ConfigError::Invalid(format!("cluster mode (--state upstream) needs {what}"));
+    let remote = remote.ok_or_else(|| cluster("--upstream: the store the replicas share"))?;
+    if args.kms_master_key_file.is_none() && std::env::var_os("KMS_GATEWAY_KMS_MASTER_KEY").is_none() {
+        return Err(cluster("--kms-master-key-file (or KMS_GATEWAY_KMS_MASTER_KEY), the same for every replica").into());
+    }
+    if generated_credentials || args.admin_secret_key.is_none() || args.secret_key.is_none() {
+        return Err(cluster("the S3 and admin credentials configured, the same for every replica").into());
+    }
+    let bucket = args.state_bucket().to_owned();
+    let seal = master.derive(b"kms-gateway/v2/cluster-state");
+    let backend = UpstreamBackend::connect(upstream::remote_client(remote)?, bucket.clone(), seal).await?;
+    let state = StateStore::new(Arc::new(backend));
+    state.spawn_watch(std::time::Duration::from_millis(args.state_poll_ms.unwrap_or(1000).clamp(50, 60_000)));
+    Ok((state, Some(bucket)))
 }
 
 /// Start the KMS: flags (`--kms-backend …`) win; otherwise the stored

@@ -9,11 +9,17 @@ use serde::de::DeserializeOwned;
 
 use super::{StateError, StateStore};
 
-/// Cached documents of one namespace, by key. Absence is cached too.
+/// Documents by key (`None`: known to be absent).
+type Entries<T> = HashMap<String, Option<Arc<T>>>;
+
+/// Cached documents of one namespace, by key. Absence is cached too. The
+/// cache is emptied when the store learns of a new generation (another
+/// replica changed a document).
 pub struct CachedDocs<T> {
     store: StateStore,
     ns: &'static str,
-    cache: RwLock<HashMap<String, Option<Arc<T>>>>,
+    /// The generation the entries are at least as new as, and the entries.
+    cache: RwLock<(u64, Entries<T>)>,
     /// Held across a store access and the cache update that follows, so
     /// the cache never keeps a value older than the file (a read that
     /// missed the cache cannot overwrite a concurrent write's entry).
@@ -25,20 +31,33 @@ impl<T: Serialize + DeserializeOwned> CachedDocs<T> {
         Self { store, ns, cache: RwLock::default(), writes: tokio::sync::Mutex::default() }
     }
 
+    fn hit(&self, key: &str) -> Option<Option<Arc<T>>> {
+        let cache = self.cache.read().expect("cache lock");
+        (cache.0 == self.store.generation()).then(|| cache.1.get(key).cloned()).flatten()
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<Arc<T>>, StateError> {
-        if let Some(hit) = self.cache.read().expect("cache lock").get(key) {
-            return Ok(hit.clone());
+        if let Some(hit) = self.hit(key) {
+            return Ok(hit);
         }
         let _w = self.writes.lock().await;
-        if let Some(hit) = self.cache.read().expect("cache lock").get(key) {
-            return Ok(hit.clone());
+        if let Some(hit) = self.hit(key) {
+            return Ok(hit);
         }
+        // The generation is noted before the read, so what is read is at
+        // least as new as the generation it is filed under.
+        let generation = self.store.generation();
         let doc = self.store.get::<T>(self.ns, key).await?.map(Arc::new);
-        self.cache.write().expect("cache lock").insert(key.to_owned(), doc.clone());
+        let mut cache = self.cache.write().expect("cache lock");
+        if cache.0 != generation {
+            *cache = (generation, HashMap::new());
+        }
+        cache.1.insert(key.to_owned(), doc.clone());
         Ok(doc)
     }
 
-    /// Store (`Some`) or delete (`None`) the document of `key`.
+    /// Store (`Some`) or delete (`None`) the document of `key`, and tell
+    /// the other replicas.
     pub async fn set(&self, key: &str, doc: Option<T>) -> Result<(), StateError> {
         let _w = self.writes.lock().await;
         match &doc {
@@ -47,7 +66,12 @@ impl<T: Serialize + DeserializeOwned> CachedDocs<T> {
                 self.store.delete(self.ns, key).await?;
             }
         }
-        self.cache.write().expect("cache lock").insert(key.to_owned(), doc.map(Arc::new));
+        let generation = self.store.changed().await?;
+        let mut cache = self.cache.write().expect("cache lock");
+        if cache.0 != generation {
+            *cache = (generation, HashMap::new());
+        }
+        cache.1.insert(key.to_owned(), doc.map(Arc::new));
         Ok(())
     }
 

@@ -17,9 +17,11 @@ const LEGACY_EXT: &str = "json";
 const LEGACY_MAX_KEY: usize = 120;
 
 /// Documents in a directory.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DirBackend {
     dir: PathBuf,
+    /// Makes compare-and-set atomic: one process owns the data directory.
+    replacing: std::sync::Mutex<()>,
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> StateError {
@@ -28,6 +30,10 @@ fn io_err(path: &Path, source: std::io::Error) -> StateError {
 
 fn not_found(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::NotFound
+}
+
+fn digest_tag(bytes: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
 }
 
 fn read_file(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
@@ -62,7 +68,7 @@ fn legacy_key(path: &Path) -> Option<String> {
 impl DirBackend {
     pub fn open(dir: &Path) -> Result<Self, StateError> {
         create_private_dir(dir).map_err(|e| io_err(dir, e))?;
-        Ok(Self { dir: dir.to_owned() })
+        Ok(Self { dir: dir.to_owned(), replacing: std::sync::Mutex::new(()) })
     }
 
     fn ns_dir(&self, ns: &str) -> PathBuf {
@@ -101,11 +107,8 @@ impl DirBackend {
     }
 }
 
-// Small files on a local disk: plain blocking calls, as cheap as a hop to
-// a blocking thread would be.
-#[async_trait::async_trait]
-impl StateBackend for DirBackend {
-    async fn read(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+impl DirBackend {
+    fn read_doc(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
         if let Some(bytes) = read_file(&self.path(ns, key))? {
             return Ok(Some(bytes));
         }
@@ -116,7 +119,7 @@ impl StateBackend for DirBackend {
         }
     }
 
-    async fn write(&self, ns: &str, key: &str, envelope: &[u8]) -> Result<(), StateError> {
+    fn write_doc(&self, ns: &str, key: &str, envelope: &[u8]) -> Result<(), StateError> {
         let path = self.path(ns, key);
         write_private_atomic(&path, envelope).map_err(|e| io_err(&path, e))?;
         // The new file shadows a first-layout one; remove it so a later
@@ -126,10 +129,39 @@ impl StateBackend for DirBackend {
         }
         Ok(())
     }
+}
+
+// Small files on a local disk: plain blocking calls, as cheap as a hop to
+// a blocking thread would be.
+#[async_trait::async_trait]
+impl StateBackend for DirBackend {
+    async fn read(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.read_doc(ns, key)
+    }
+
+    async fn write(&self, ns: &str, key: &str, envelope: &[u8]) -> Result<(), StateError> {
+        let _after_any_replace = self.replacing.lock().expect("replace lock");
+        self.write_doc(ns, key, envelope)
+    }
 
     async fn create(&self, ns: &str, key: &str, envelope: &[u8]) -> Result<bool, StateError> {
         let path = self.path(ns, key);
         write_private_new(&path, envelope).map_err(|e| io_err(&path, e))
+    }
+
+    async fn read_tagged(&self, ns: &str, key: &str) -> Result<Option<(Vec<u8>, String)>, StateError> {
+        Ok(self.read_doc(ns, key)?.map(|bytes| {
+            let tag = digest_tag(&bytes);
+            (bytes, tag)
+        }))
+    }
+
+    async fn replace(&self, ns: &str, key: &str, envelope: &[u8], tag: &str) -> Result<bool, StateError> {
+        let _one_at_a_time = self.replacing.lock().expect("replace lock");
+        match self.read_doc(ns, key)? {
+            Some(current) if digest_tag(&current) == tag => self.write_doc(ns, key, envelope).map(|()| true),
+            _ => Ok(false),
+        }
     }
 
     async fn remove(&self, ns: &str, key: &str) -> Result<bool, StateError> {
@@ -210,6 +242,23 @@ mod tests {
         assert_eq!(s.get::<i32>("c", "1.0").await.unwrap(), Some(1));
         s.put("c", "1.0", &3).await.unwrap();
         assert_eq!(s.get::<i32>("c", "1.0").await.unwrap(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn replace_is_compare_and_set() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateStore::open(d.path()).unwrap();
+        s.put("k", "a", &1).await.unwrap();
+        let (v, tag) = s.get_tagged::<i32>("k", "a").await.unwrap().unwrap();
+        assert_eq!(v, 1);
+        assert!(s.replace("k", "a", &2, &tag).await.unwrap());
+        // The tag read before that write is stale now.
+        assert!(!s.replace("k", "a", &3, &tag).await.unwrap());
+        assert_eq!(s.get::<i32>("k", "a").await.unwrap(), Some(2));
+        let (_, fresh) = s.get_tagged::<i32>("k", "a").await.unwrap().unwrap();
+        s.delete("k", "a").await.unwrap();
+        assert!(!s.replace("k", "a", &4, &fresh).await.unwrap(), "a deleted document is not recreated");
+        assert_eq!(s.get::<i32>("k", "a").await.unwrap(), None);
     }
 
     #[tokio::test]

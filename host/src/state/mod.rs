@@ -4,10 +4,17 @@
 //! string.
 //!
 //! [`StateStore`] is the typed handle every user holds; where documents
-//! live is a [`StateBackend`]: today the data directory ([`local`]), with
-//! the upstream store as the second backend in cluster mode. A document is
+//! live is a [`StateBackend`]: the data directory ([`local`], one node) or
+//! a reserved bucket of the upstream store ([`upstream`], cluster mode,
+//! shared by the replicas). A document is
 //! stored as an envelope `{"key": …, "doc": …}`, so a backend may name it
 //! by a digest of its key ([`digest_name`]) and still list keys back.
+//!
+//! Replicas cache documents; a writer of a cached document calls
+//! [`StateStore::changed`], which moves the cluster's change counter (the
+//! generation) on, and every replica's watcher ([`StateStore::spawn_watch`])
+//! sees it within its poll interval and tells the caches
+//! ([`StateStore::subscribe`]).
 //!
 //! Documents hold no secret in clear (sealed keys only). Writes are
 //! durable before they return, so they suit control operations and
@@ -21,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 mod cached;
 pub mod local;
+pub mod upstream;
 pub use cached::CachedDocs;
 
 /// Errors of the state store.
@@ -40,6 +48,27 @@ pub enum StateError {
     },
     #[error("state document {path} belongs to another key")]
     Misplaced { path: String },
+    #[error("state store upstream: {what}")]
+    Upstream {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A document that does not open under the cluster's state key: written
+    /// by someone without the master key, or moved from another name.
+    #[error("state document {path} fails authentication")]
+    Forged { path: String },
+    #[error("the upstream cannot hold cluster state: {0}; run replicas on a store with conditional writes")]
+    NoConditionalWrites(String),
+    #[error("state document {0}: too many concurrent changes")]
+    Contended(String),
+}
+
+impl StateError {
+    /// Damage or tampering, as opposed to a store that could not be reached.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Self::Corrupt { .. } | Self::Misplaced { .. } | Self::Forged { .. })
+    }
 }
 
 /// A document as written: its key travels with it, since a backend may
@@ -61,18 +90,41 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
     /// Store `envelope` only if `key` has none; `Ok(false)` if it has. Of
     /// concurrent creators of one key, exactly one succeeds.
     async fn create(&self, ns: &str, key: &str, envelope: &[u8]) -> Result<bool, StateError>;
+    /// The envelope of `key` with a tag of its version, for [`replace`](Self::replace).
+    async fn read_tagged(&self, ns: &str, key: &str) -> Result<Option<(Vec<u8>, String)>, StateError>;
+    /// Store `envelope` only if `key` is still at version `tag`; `Ok(false)`
+    /// if another write came first (compare-and-set).
+    async fn replace(&self, ns: &str, key: &str, envelope: &[u8], tag: &str) -> Result<bool, StateError>;
     /// Remove the document of `key`; `Ok(false)` when there was none.
     async fn remove(&self, ns: &str, key: &str) -> Result<bool, StateError>;
     /// Every envelope of `ns`, in no particular order.
     async fn entries(&self, ns: &str) -> Result<Vec<Vec<u8>>, StateError>;
     /// Remove every document of `ns`.
     async fn remove_namespace(&self, ns: &str) -> Result<(), StateError>;
+    /// Do other processes share these documents (cluster mode)?
+    fn shared(&self) -> bool {
+        false
+    }
+    /// The change counter. A backend no other process shares has none: 0.
+    async fn generation(&self) -> Result<u64, StateError> {
+        Ok(0)
+    }
+    /// Move the change counter on; its new value.
+    async fn bump(&self) -> Result<u64, StateError> {
+        Ok(0)
+    }
 }
+
+/// The version of a document as read, for compare-and-set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag(String);
 
 /// Typed access to the state documents of one backend. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct StateStore {
     backend: Arc<dyn StateBackend>,
+    /// The latest generation this process knows of.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The hex SHA-256 of `s`: a fixed-length name-safe digest of any key.
@@ -90,7 +142,59 @@ fn envelope<T: Serialize>(key: &str, doc: &T) -> Vec<u8> {
 
 impl StateStore {
     pub fn new(backend: Arc<dyn StateBackend>) -> Self {
-        Self { backend }
+        Self { backend, changes: Arc::new(tokio::sync::watch::Sender::new(0)) }
+    }
+
+    /// Tell every replica that a document it may cache changed. Call after
+    /// the write. A no-op on a single node, whose caches write through.
+    pub async fn changed(&self) -> Result<u64, StateError> {
+        let g = self.backend.bump().await?;
+        self.note(g);
+        Ok(g)
+    }
+
+    /// Do other replicas share these documents (cluster mode)?
+    pub fn is_shared(&self) -> bool {
+        self.backend.shared()
+    }
+
+    /// The latest generation this process knows of.
+    pub fn generation(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
+    /// Wakes on every generation this process learns of (its own changes
+    /// and, with [`spawn_watch`](Self::spawn_watch), other replicas').
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn note(&self, g: u64) {
+        self.changes.send_if_modified(|cur| {
+            let newer = g > *cur;
+            if newer {
+                *cur = g;
+            }
+            newer
+        });
+    }
+
+    /// Poll the change counter every `every` (cluster mode), so that other
+    /// replicas' changes reach this one's caches within that bound. A
+    /// failed poll is logged and retried at the next tick.
+    pub fn spawn_watch(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match me.backend.generation().await {
+                    Ok(g) => me.note(g),
+                    Err(e) => tracing::warn!(error = %e, "reading the cluster generation failed"),
+                }
+            }
+        })
     }
 
     /// The data directory backend (single node).
@@ -100,11 +204,15 @@ impl StateStore {
 
     pub async fn get<T: DeserializeOwned>(&self, ns: &str, key: &str) -> Result<Option<T>, StateError> {
         let Some(bytes) = self.backend.read(ns, key).await? else { return Ok(None) };
-        let env: Envelope<T> = serde_json::from_slice(&bytes).map_err(|e| corrupt(ns, key, e))?;
+        self.open_envelope(ns, key, &bytes).map(Some)
+    }
+
+    fn open_envelope<T: DeserializeOwned>(&self, ns: &str, key: &str, bytes: &[u8]) -> Result<T, StateError> {
+        let env: Envelope<T> = serde_json::from_slice(bytes).map_err(|e| corrupt(ns, key, e))?;
         if env.key != key {
             return Err(StateError::Misplaced { path: format!("{ns}/{key}") });
         }
-        Ok(Some(env.doc))
+        Ok(env.doc)
     }
 
     pub async fn put<T: Serialize>(&self, ns: &str, key: &str, doc: &T) -> Result<(), StateError> {
@@ -115,6 +223,19 @@ impl StateStore {
     /// Of concurrent creators of one key, exactly one succeeds.
     pub async fn create<T: Serialize>(&self, ns: &str, key: &str, doc: &T) -> Result<bool, StateError> {
         self.backend.create(ns, key, &envelope(key, doc)).await
+    }
+
+    /// A document with the tag of its version, for [`replace`](Self::replace).
+    pub async fn get_tagged<T: DeserializeOwned>(&self, ns: &str, key: &str) -> Result<Option<(T, Tag)>, StateError> {
+        let Some((bytes, tag)) = self.backend.read_tagged(ns, key).await? else { return Ok(None) };
+        Ok(Some((self.open_envelope(ns, key, &bytes)?, Tag(tag))))
+    }
+
+    /// Replace a document read with [`get_tagged`](Self::get_tagged) only if
+    /// no other write came since; `Ok(false)` if one did (read again, redo
+    /// the change, retry).
+    pub async fn replace<T: Serialize>(&self, ns: &str, key: &str, doc: &T, tag: &Tag) -> Result<bool, StateError> {
+        self.backend.replace(ns, key, &envelope(key, doc), &tag.0).await
     }
 
     /// Remove a document; `Ok(false)` when there was none.

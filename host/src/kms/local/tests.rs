@@ -78,9 +78,48 @@ async fn files_are_private_and_hold_no_plain_material() {
     assert_eq!(file["format_version"], 1);
     assert_eq!(file["versions"][0]["version"], 1);
     let material = B64.decode(file["versions"][0]["material"].as_str().unwrap()).unwrap();
-    let loaded = b.get(&id("k")).unwrap();
+    let loaded = b.get(&id("k")).await.unwrap();
     let plain = loaded.materials[&1].as_bytes();
     assert!(!material.windows(32).any(|w| w == plain), "material must be sealed");
     // Another master key cannot open the directory.
     assert!(matches!(LocalBackend::open(d.path(), SealingKey::from_bytes([2; 32])), Err(KmsError::MasterKey(_))));
+}
+
+#[tokio::test]
+async fn shared_keys_change_by_compare_and_set_across_instances() {
+    // Two backends over one store stand for two replicas.
+    let d = tempfile::tempdir().unwrap();
+    let store = StateStore::open(d.path()).unwrap();
+    let a = Arc::new(LocalBackend::open_shared(store.clone(), SealingKey::from_bytes([1; 32])).await.unwrap());
+    let b = Arc::new(LocalBackend::open_shared(store.clone(), SealingKey::from_bytes([1; 32])).await.unwrap());
+    create(&a, "k").await;
+    // Created on A, known to B; a second create of the same id fails on B.
+    assert_eq!(b.describe_key(&id("k")).await.unwrap().current_version, 1);
+    assert!(matches!(
+        b.create_key(CreateKeyRequest { key_id: Some(id("k")), ..Default::default() }).await,
+        Err(KmsError::AlreadyExists(_))
+    ));
+    let v1 = a.generate_data_key(&id("k"), &ctx("x")).await.unwrap();
+    let rotations: Vec<_> = (0..10)
+        .map(|i| {
+            let r = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { r.rotate_key(&id("k")).await.map(|_| ()) })
+        })
+        .collect();
+    for r in rotations {
+        r.await.unwrap().unwrap();
+    }
+    // No rotation lost: 1 + 10 versions, every one of them usable.
+    assert_eq!(store.get::<serde_json::Value>(SHARED_NS, "k").await.unwrap().unwrap()["current_version"], 11);
+    let fresh = LocalBackend::open_shared(store.clone(), SealingKey::from_bytes([1; 32])).await.unwrap();
+    assert_eq!(fresh.list_keys().await.unwrap()[0].current_version, 11);
+    assert_eq!(
+        fresh.decrypt_data_key(&id("k"), &v1.wrapped, &ctx("x")).await.unwrap().as_bytes(),
+        v1.plaintext.as_bytes()
+    );
+    // A wrong master key cannot open the shared keys either.
+    assert!(matches!(
+        LocalBackend::open_shared(store, SealingKey::from_bytes([2; 32])).await,
+        Err(KmsError::MasterKey(_))
+    ));
 }

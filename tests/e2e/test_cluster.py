@@ -1,0 +1,288 @@
+"""Cluster mode: three replicas sharing one upstream (`kms-gateway store`)
+and their state in its reserved bucket (`--state upstream`). Requests are
+spread across replicas round-robin, down to the parts of one upload."""
+
+import hashlib
+import itertools
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import BIN, MIB, UP_ACCESS, UP_SECRET, Gateway, Store, payload, s3_client, ssec
+
+STATE_BUCKET = "kms-gateway-state"
+POLL_MS = 200
+# The documented propagation bound is the poll interval; the tests allow
+# the poll plus a generous margin for a loaded CI machine.
+BOUND = 5
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    store = Store()
+    key_file = Path(tempfile.mkdtemp(prefix="kgw-master-")) / "master.key"
+    key_file.write_bytes(os.urandom(32))
+    key_file.chmod(0o600)
+    args = ("--allow-insecure-sse-c", "--state", "upstream", "--state-poll-ms", str(POLL_MS),
+            "--kms-master-key-file", str(key_file))
+    replicas = [Gateway(upstream=store, extra_args=args) for _ in range(3)]
+    yield store, replicas, args
+    for g in replicas:
+        g.close()
+    store.stop()
+
+
+def raw(store):
+    return s3_client(store.endpoint, UP_ACCESS, UP_SECRET)
+
+
+def round_robin(replicas):
+    clients = [g.client() for g in replicas]
+    return itertools.cycle(clients)
+
+
+def eventually_true(fn, what, timeout=BOUND):
+    deadline = time.time() + timeout
+    while not fn():
+        assert time.time() < deadline, what
+        time.sleep(0.1)
+
+
+MODES = {
+    "SSE-S3": lambda: {"ServerSideEncryption": "AES256"},
+    "SSE-KMS": lambda: {"ServerSideEncryption": "aws:kms"},
+    "SSE-C": lambda: ssec(b"k" * 32),
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_every_mode_round_trips_with_each_request_on_another_replica(cluster, mode):
+    store, replicas, _ = cluster
+    rr = round_robin(replicas)
+    bucket = f"rr-{mode.lower()}"
+    next(rr).create_bucket(Bucket=bucket)
+    sse = MODES[mode]()
+    # Reads and parts carry SSE-C's key; the other modes are named once.
+    read_sse = sse if mode == "SSE-C" else {}
+
+    small = payload(300_000, seed=3)
+    next(rr).put_object(Bucket=bucket, Key="small", Body=small, **sse)
+    for _ in range(3):
+        assert next(rr).get_object(Bucket=bucket, Key="small", **read_sse)["Body"].read() == small
+    got = next(rr).get_object(Bucket=bucket, Key="small", Range="bytes=1000-1999", **read_sse)["Body"].read()
+    assert got == small[1000:2000]
+
+    # One multipart upload, every call on the next replica.
+    parts = [payload(5 * MIB, seed=10 + i) for i in range(3)] + [payload(777, seed=20)]
+    up = next(rr).create_multipart_upload(Bucket=bucket, Key="big", **sse)["UploadId"]
+    etags = []
+    for i, body in enumerate(parts, start=1):
+        etags.append(next(rr).upload_part(Bucket=bucket, Key="big", UploadId=up, PartNumber=i, Body=body, **read_sse)["ETag"])
+    # A retried part through yet another replica: the later attempt counts.
+    parts[1] = payload(5 * MIB, seed=99)
+    etags[1] = next(rr).upload_part(Bucket=bucket, Key="big", UploadId=up, PartNumber=2, Body=parts[1], **read_sse)["ETag"]
+    listed = next(rr).list_parts(Bucket=bucket, Key="big", UploadId=up, **read_sse)["Parts"]
+    assert [p["Size"] for p in listed] == [len(p) for p in parts]
+    next(rr).complete_multipart_upload(Bucket=bucket, Key="big", UploadId=up, MultipartUpload={
+        "Parts": [{"PartNumber": i, "ETag": e} for i, e in enumerate(etags, start=1)]}, **read_sse)
+    whole = b"".join(parts)
+    for _ in range(3):
+        got = next(rr).get_object(Bucket=bucket, Key="big", **read_sse)["Body"].read()
+        assert hashlib.sha256(got).digest() == hashlib.sha256(whole).digest()
+    head = next(rr).head_object(Bucket=bucket, Key="big", **read_sse)
+    assert head["ContentLength"] == len(whole)
+
+    # The store never holds a plaintext part, nor the small object.
+    stored = raw(store).get_object(Bucket=bucket, Key="big")["Body"].read()
+    for body in parts[:3]:
+        assert body[:4096] not in stored
+    assert small[:4096] not in raw(store).get_object(Bucket=bucket, Key="small")["Body"].read()
+
+
+def test_admin_and_bucket_changes_reach_the_other_replicas(cluster):
+    store, (a, b, c), _ = cluster
+    ca, cb, cc = a.client(), b.client(), c.client()
+    ca.create_bucket(Bucket="propagate")
+
+    # A key created on A encrypts on B and decrypts on C.
+    assert a.admin("POST", "keys", {"key_id": "team-key"})[0] == 200
+    cb.put_object(Bucket="propagate", Key="o", Body=b"secret", ServerSideEncryption="aws:kms", SSEKMSKeyId="team-key")
+    assert cc.get_object(Bucket="propagate", Key="o")["Body"].read() == b"secret"
+
+    # Rotated on B: every replica reports version 2 and still reads v1 data.
+    assert b.admin("POST", "keys/rotate", {"key_id": "team-key"})[0] == 200
+    for g in (a, c):
+        eventually_true(lambda g=g: g.admin("GET", "keys/team-key")[1]["key_metadata"]["current_version"] == 2,
+                        "rotation seen")
+    assert ca.get_object(Bucket="propagate", Key="o")["Body"].read() == b"secret"
+
+    # Disabled on C: A and B refuse to use it within the bound.
+    assert c.admin("POST", "keys/disable", {"key_id": "team-key"})[0] == 200
+
+    def refused(client):
+        try:
+            client.put_object(Bucket="propagate", Key="n", Body=b"x", ServerSideEncryption="aws:kms", SSEKMSKeyId="team-key")
+            return False
+        except ClientError:
+            return True
+
+    eventually_true(lambda: refused(ca) and refused(cb), "a key disabled on C is refused by A and B")
+    assert c.admin("POST", "keys/enable", {"key_id": "team-key"})[0] == 200
+
+    # A bucket default set on A applies to plain writes through B and C.
+    ca.put_bucket_encryption(Bucket="propagate", ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "team-key"}}]})
+
+    def encrypted_by_default(client, key):
+        client.put_object(Bucket="propagate", Key=key, Body=b"plain write")
+        return raw(store).head_object(Bucket="propagate", Key=key)["Metadata"].get("kgw-kms-key") == "team-key"
+
+    eventually_true(lambda: encrypted_by_default(cb, "via-b") and encrypted_by_default(cc, "via-c"),
+                    "bucket default set on A in force on B and C")
+    assert cc.get_bucket_encryption(Bucket="propagate")["ServerSideEncryptionConfiguration"]["Rules"][0][
+        "ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"] == "team-key"
+
+
+def test_concurrent_rotations_on_different_replicas_lose_no_version(cluster):
+    _, replicas, _ = cluster
+    assert replicas[0].admin("POST", "keys", {"key_id": "raced"})[0] == 200
+    statuses = []
+
+    def rotate(g):
+        for _ in range(4):
+            statuses.append(g.admin("POST", "keys/rotate", {"key_id": "raced"})[0])
+
+    threads = [threading.Thread(target=rotate, args=(g,)) for g in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 12
+    # Twelve rotations from three replicas: version 13 everywhere.
+    for g in replicas:
+        eventually_true(lambda g=g: g.admin("GET", "keys/raced")[1]["key_metadata"]["current_version"] == 13,
+                        "every rotation kept")
+
+
+def test_conflicting_bucket_defaults_converge(cluster):
+    _, replicas, _ = cluster
+    replicas[0].client().create_bucket(Bucket="converge")
+
+    def set_default(g, algo):
+        g.client().put_bucket_encryption(Bucket="converge", ServerSideEncryptionConfiguration={"Rules": [
+            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": algo}}]})
+
+    threads = [threading.Thread(target=set_default, args=(g, algo))
+               for g, algo in zip(replicas, ["AES256", "aws:kms", "AES256"])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    def seen():
+        return [g.client().get_bucket_encryption(Bucket="converge")["ServerSideEncryptionConfiguration"]["Rules"][0][
+            "ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] for g in replicas]
+
+    eventually_true(lambda: len(set(seen())) == 1, "replicas agree on one default")
+
+
+def test_a_killed_replica_leaves_its_uploads_to_the_others(cluster):
+    store, replicas, args = cluster
+    a, b, c = replicas
+    b.client().create_bucket(Bucket="survive")
+    parts = [payload(5 * MIB, seed=40 + i) for i in range(2)]
+    up = b.client().create_multipart_upload(Bucket="survive", Key="k", ServerSideEncryption="aws:kms")["UploadId"]
+    e1 = b.client().upload_part(Bucket="survive", Key="k", UploadId=up, PartNumber=1, Body=parts[0])["ETag"]
+    b.kill()
+    try:
+        e2 = a.client().upload_part(Bucket="survive", Key="k", UploadId=up, PartNumber=2, Body=parts[1])["ETag"]
+        c.client().complete_multipart_upload(Bucket="survive", Key="k", UploadId=up, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+        assert a.client().get_object(Bucket="survive", Key="k")["Body"].read() == b"".join(parts)
+    finally:
+        b.start()
+
+
+def test_the_state_bucket_is_hidden_refused_and_sealed(cluster):
+    store, (a, _, _), _ = cluster
+    c = a.client()
+    c.create_bucket(Bucket="visible-bucket-name")
+    c.put_bucket_encryption(Bucket="visible-bucket-name", ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    names = [x["Name"] for x in c.list_buckets()["Buckets"]]
+    assert "visible-bucket-name" in names and STATE_BUCKET not in names
+    state = [o["Key"] for o in raw(store).list_objects_v2(Bucket=STATE_BUCKET).get("Contents", [])]
+    assert any(k.startswith("bucket-encryption/") for k in state), state
+    for call in (
+        lambda: c.list_objects_v2(Bucket=STATE_BUCKET),
+        lambda: c.get_object(Bucket=STATE_BUCKET, Key=state[0]),
+        lambda: c.put_object(Bucket=STATE_BUCKET, Key="bucket-encryption/x", Body=b"{}"),
+        lambda: c.delete_object(Bucket=STATE_BUCKET, Key=state[0]),
+        lambda: c.copy_object(Bucket="visible-bucket-name", Key="stolen", CopySource={"Bucket": STATE_BUCKET, "Key": state[0]}),
+        lambda: c.get_bucket_encryption(Bucket=STATE_BUCKET),
+    ):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert e.value.response["Error"]["Code"] == "AccessDenied"
+    # What the store holds is sealed: no bucket name, no JSON.
+    docs = [raw(store).get_object(Bucket=STATE_BUCKET, Key=k)["Body"].read() for k in state]
+    assert all(b"visible-bucket-name" not in d and b'"doc"' not in d for d in docs)
+
+
+def test_a_forged_state_document_is_refused_not_obeyed(cluster):
+    """The store operator rewrites a bucket default document: the replicas
+    fail closed (500) rather than follow a document they did not write."""
+    store, (a, b, _), _ = cluster
+    a.client().create_bucket(Bucket="forged")
+    a.client().put_bucket_encryption(Bucket="forged", ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    r = raw(store)
+    before = {o["Key"] for o in r.list_objects_v2(Bucket=STATE_BUCKET, Prefix="bucket-encryption/")["Contents"]}
+    for k in before:
+        r.put_object(Bucket=STATE_BUCKET, Key=k, Body=b'{"key":"forged","doc":null}')
+    # A change elsewhere makes every replica drop its caches.
+    assert a.admin("POST", "keys", {"key_id": "nudge"})[0] == 200
+
+    def refused():
+        try:
+            b.client().put_object(Bucket="forged", Key="x", Body=b"data")
+            return False
+        except ClientError as e:
+            return e.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+
+    eventually_true(refused, "a forged default is an error, not an instruction")
+    with pytest.raises(ClientError):
+        raw(store).head_object(Bucket="forged", Key="x")
+
+
+def test_admin_changes_not_yet_shared_are_refused(cluster):
+    _, (a, _, _), _ = cluster
+    s, body = a.admin("POST", "configure", {"backend_type": "local"})
+    assert s == 501 and "cluster mode" in str(body)
+    s, _ = a.admin("POST", "stop")
+    assert s == 501
+    # The KMS kept running.
+    assert a.admin("GET", "status")[1]["status"] == "Running"
+
+
+def test_cluster_mode_refuses_to_start_without_shared_secrets(cluster):
+    store, _, _ = cluster
+    env = {**os.environ, "KMS_GATEWAY_UPSTREAM_ACCESS_KEY": UP_ACCESS, "KMS_GATEWAY_UPSTREAM_SECRET_KEY": UP_SECRET}
+    base = [str(BIN), "serve", "--listen", "127.0.0.1:0", "--state", "upstream", "--upstream", store.endpoint]
+    with tempfile.TemporaryDirectory() as d:
+        # No master key file: each replica would generate its own.
+        r = subprocess.run(base + ["--data-dir", d, "--access-key", "a" * 20, "--secret-key", "s" * 40,
+                                   "--admin-access-key", "b" * 20, "--admin-secret-key", "t" * 40],
+                           env=env, capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and "--kms-master-key-file" in r.stderr
+    with tempfile.TemporaryDirectory() as d:
+        # No upstream: nothing to share.
+        r = subprocess.run([str(BIN), "serve", "--data-dir", d, "--state", "upstream"], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode != 0 and "--upstream" in r.stderr
