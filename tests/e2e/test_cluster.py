@@ -2,6 +2,7 @@
 and their state in its reserved bucket (`--state upstream`). Requests are
 spread across replicas round-robin, down to the parts of one upload."""
 
+import base64
 import hashlib
 import itertools
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import BIN, MIB, UP_ACCESS, UP_SECRET, Gateway, Store, payload, s3_client, ssec
+from conftest import BIN, MIB, UP_ACCESS, UP_SECRET, Gateway, Store, payload, s3_client, ssec, vault_config
 
 STATE_BUCKET = "kms-gateway-state"
 POLL_MS = 200
@@ -209,6 +210,44 @@ def test_a_killed_replica_leaves_its_uploads_to_the_others(cluster):
         b.start()
 
 
+def test_a_deleted_claim_does_not_make_a_replica_reuse_a_key(cluster):
+    """The store operator deletes the part claims of an upload in progress;
+    the client then replaces part 2 with other bytes through the same
+    replica. The replacement must get a new attempt number (hence its own
+    key and nonces), not the deleted claim's."""
+    store, (a, _, _), _ = cluster
+    c = a.client()
+    c.create_bucket(Bucket="claims")
+    first, parts = payload(1000, seed=62), [payload(5 * MIB, seed=60), payload(1000, seed=61)]
+    up = c.create_multipart_upload(Bucket="claims", Key="k", ServerSideEncryption="aws:kms")["UploadId"]
+    e1 = c.upload_part(Bucket="claims", Key="k", UploadId=up, PartNumber=1, Body=parts[0])["ETag"]
+    c.upload_part(Bucket="claims", Key="k", UploadId=up, PartNumber=2, Body=first)
+    # The store keeps each part in a file of its own (s3s-fs's layout).
+    part_file = store.root / f".upload_id-{up}.part-2"
+    first_ct = part_file.read_bytes()
+    r = raw(store)
+    claims = [o["Key"] for o in r.list_objects_v2(Bucket=STATE_BUCKET, Prefix="upload-parts/")["Contents"]]
+    assert claims
+    for k in claims:
+        r.delete_object(Bucket=STATE_BUCKET, Key=k)
+    e2 = c.upload_part(Bucket="claims", Key="k", UploadId=up, PartNumber=2, Body=parts[1])["ETag"]
+    second_ct = part_file.read_bytes()
+    # Under one key and nonce the two ciphertexts would XOR to the two
+    # plaintexts' XOR.
+    assert len(first_ct) == len(second_ct) > 1000
+    ct_xor = bytes(x ^ y for x, y in zip(first_ct, second_ct))
+    assert bytes(x ^ y for x, y in zip(first, parts[1]))[:64] not in ct_xor
+    # Part 1's claim is gone too: completion cannot match it and refuses.
+    with pytest.raises(ClientError) as e:
+        c.complete_multipart_upload(Bucket="claims", Key="k", UploadId=up, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+    assert e.value.response["Error"]["Code"] == "InvalidPart"
+    e1 = c.upload_part(Bucket="claims", Key="k", UploadId=up, PartNumber=1, Body=parts[0])["ETag"]
+    c.complete_multipart_upload(Bucket="claims", Key="k", UploadId=up, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+    assert c.get_object(Bucket="claims", Key="k")["Body"].read() == b"".join(parts)
+
+
 def test_the_state_bucket_is_hidden_refused_and_sealed(cluster):
     store, (a, _, _), _ = cluster
     c = a.client()
@@ -261,14 +300,14 @@ def test_a_forged_state_document_is_refused_not_obeyed(cluster):
         raw(store).head_object(Bucket="forged", Key="x")
 
 
-def test_admin_changes_not_yet_shared_are_refused(cluster):
+def test_policy_changes_not_yet_shared_are_refused(cluster):
     _, (a, _, _), _ = cluster
-    s, body = a.admin("POST", "configure", {"backend_type": "local"})
-    assert s == 501 and "cluster mode" in str(body)
-    s, _ = a.admin("POST", "stop")
+    base = "/rustfs/admin/v3/policies"
+    s, body = a.admin("PUT", f"{base}/p", b"\0asm", content_type="application/wasm")
+    assert s == 501 and "cluster mode" in str(body), (s, body)
+    s, _ = a.admin("POST", f"{base}/bind", {"hook": "key-select", "policy": "p"})
     assert s == 501
-    # The KMS kept running.
-    assert a.admin("GET", "status")[1]["status"] == "Running"
+    assert a.admin("GET", base)[0] == 200
 
 
 def test_cluster_mode_refuses_to_start_without_shared_secrets(cluster):
@@ -286,3 +325,31 @@ def test_cluster_mode_refuses_to_start_without_shared_secrets(cluster):
         r = subprocess.run([str(BIN), "serve", "--data-dir", d, "--state", "upstream"], capture_output=True, text=True,
                            timeout=30)
         assert r.returncode != 0 and "--upstream" in r.stderr
+
+
+def test_a_kms_reconfigured_on_one_replica_is_taken_up_by_the_others(cluster, bao):
+    """Local → Vault (a real OpenBao) through replica A: B and C follow,
+    write under Vault keys, and still read what the local keys wrote."""
+    store, (a, b, c), _ = cluster
+    a.client().create_bucket(Bucket="kms-switch")
+    a.client().put_object(Bucket="kms-switch", Key="before", Body=b"local era", ServerSideEncryption="aws:kms")
+    cfg = vault_config(bao, key_path_prefix="kgw-cluster/keys")
+    try:
+        s, body = a.admin("POST", "reconfigure", cfg)
+        assert s == 200, body
+        for g in (b, c):
+            eventually_true(lambda g=g: g.admin("GET", "status")[1].get("backend_type") == "vault"
+                            and g.admin("GET", "status")[1]["status"] == "Running", "vault taken up")
+        b.client().put_object(Bucket="kms-switch", Key="after", Body=b"vault era", ServerSideEncryption="aws:kms")
+        assert raw(store).head_object(Bucket="kms-switch", Key="after")["Metadata"]["kgw-kms-key"] == "gateway-default"
+        assert c.client().get_object(Bucket="kms-switch", Key="after")["Body"].read() == b"vault era"
+        assert c.client().get_object(Bucket="kms-switch", Key="before")["Body"].read() == b"local era"
+        # The data key of "after" is Vault's: its wrapped form is a Transit ciphertext.
+        dek = raw(store).head_object(Bucket="kms-switch", Key="after")["Metadata"]["kgw-kms-dek"]
+        assert base64.b64decode(dek).startswith(b"vault:v"), dek[:20]
+    finally:
+        s, body = a.admin("POST", "reconfigure", {"backend_type": "local"})
+        assert s == 200, body
+    for g in (b, c):
+        eventually_true(lambda g=g: g.admin("GET", "status")[1].get("backend_type") == "local", "local again")
+    assert b.client().get_object(Bucket="kms-switch", Key="after")["Body"].read() == b"vault era"

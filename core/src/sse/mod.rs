@@ -6,6 +6,7 @@
 //! - [`record`]: [`ObjectCrypto`] ↔ `x-amz-meta-kgw-*` metadata.
 
 pub mod customer;
+pub mod part_table;
 pub mod record;
 pub mod request;
 

@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::SseMode;
+pub use super::part_table::{decode_parts, encode_parts};
 use crate::crypto::keys::{LayoutKey, PartKey};
 use crate::crypto::layout::Layout;
 use crate::crypto::manifest::{LayoutBinding, PartEntry};
@@ -276,58 +277,6 @@ impl ObjectCrypto {
     }
 }
 
-/// `1-127x8388608,128x1234,129x5@2`: runs of consecutive part numbers of
-/// one size and upload attempt; `@n` marks an attempt other than 0.
-pub fn encode_parts(parts: &[PartEntry]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < parts.len() {
-        let first = parts[i];
-        let mut j = i;
-        while j + 1 < parts.len()
-            && parts[j + 1].plain_len == first.plain_len
-            && parts[j + 1].attempt == first.attempt
-            && parts[j + 1].number == parts[j].number + 1
-        {
-            j += 1;
-        }
-        let (start, end, size) = (first.number, parts[j].number, first.plain_len);
-        let mut run = if end == start { format!("{start}x{size}") } else { format!("{start}-{end}x{size}") };
-        if first.attempt != 0 {
-            run.push_str(&format!("@{}", first.attempt));
-        }
-        out.push(run);
-        i = j + 1;
-    }
-    out.join(",")
-}
-
-/// Inverse of [`encode_parts`]; `None` on malformed input or part numbers
-/// that do not strictly increase.
-pub fn decode_parts(s: &str) -> Option<Vec<PartEntry>> {
-    let mut out: Vec<PartEntry> = Vec::new();
-    for run in s.split(',') {
-        let (run, attempt) = match run.split_once('@') {
-            Some((r, a)) => (r, a.parse::<u32>().ok().filter(|a| *a != 0)?),
-            None => (run, 0),
-        };
-        let (nums, size) = run.split_once('x')?;
-        let size: u64 = size.parse().ok().filter(|s| *s <= MAX_RECORDED_SIZE)?;
-        let (a, b) = match nums.split_once('-') {
-            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
-            None => {
-                let n = nums.parse::<u32>().ok()?;
-                (n, n)
-            }
-        };
-        if a > b || b > 10_000 || out.last().is_some_and(|last| last.number >= a) {
-            return None;
-        }
-        out.extend((a..=b).map(|number| PartEntry { number, attempt, plain_len: size }));
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,26 +334,6 @@ mod tests {
 
     fn e(number: u32, plain_len: u64, attempt: u32) -> PartEntry {
         PartEntry { number, attempt, plain_len }
-    }
-
-    #[test]
-    fn part_tables_are_compact_and_roundtrip() {
-        let mut parts: Vec<PartEntry> = (1..=9999).map(|n| e(n, 8 << 20, 0)).collect();
-        parts.push(e(10000, 12345, 0));
-        let enc = encode_parts(&parts);
-        assert_eq!(enc, "1-9999x8388608,10000x12345");
-        assert_eq!(decode_parts(&enc).unwrap(), parts);
-        let sparse = vec![e(1, 5, 0), e(3, 5, 0), e(4, 5, 0), e(7, 0, 0)];
-        assert_eq!(decode_parts(&encode_parts(&sparse)).unwrap(), sparse);
-        // A re-uploaded part costs a few bytes, not a whole table.
-        let mut retried: Vec<PartEntry> = (1..=1000).map(|n| e(n, 8 << 20, 0)).collect();
-        retried[499].attempt = 2;
-        let enc = encode_parts(&retried);
-        assert_eq!(enc, "1-499x8388608,500x8388608@2,501-1000x8388608");
-        assert_eq!(decode_parts(&enc).unwrap(), retried);
-        for bad in ["", "x5", "3-1x5", "2x5,1x5", "1x-1", "1-20000x5", "1x5@0", "1x5@x", "1x5@"] {
-            assert!(decode_parts(bad).is_none(), "{bad}");
-        }
     }
 
     #[test]

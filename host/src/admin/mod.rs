@@ -87,17 +87,12 @@ pub struct AdminRoute {
     pub cluster: bool,
 }
 
-/// Changes that, in cluster mode, would apply to one replica only: the KMS
-/// lifecycle (other replicas do not reload it yet) and the policy registry
-/// (components are kept on each replica's disk). Refused there rather than
-/// let replicas diverge; start every replica with the same `--kms-*` flags.
+/// Changes that, in cluster mode, would apply to one replica only: the
+/// policy registry (components are kept on each replica's disk). Refused
+/// there rather than let replicas diverge.
 fn replica_local(action: Action) -> bool {
-    use actions::{KmsAction as K, PolicyAction as P};
-    matches!(
-        action,
-        Action::Kms(K::Configure | K::Reconfigure | K::Start | K::Stop)
-            | Action::Policies(P::Upload | P::Delete | P::Bind | P::Unbind | P::RotationRun)
-    )
+    use actions::PolicyAction as P;
+    matches!(action, Action::Policies(P::Upload | P::Delete | P::Bind | P::Unbind | P::RotationRun))
 }
 
 fn strip_prefix(path: &str) -> Option<&str> {
@@ -153,7 +148,7 @@ impl AdminRoute {
             return Err(ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,
                 "NotImplemented",
-                "in cluster mode (--state upstream) this change is not shared between replicas yet; give every replica the same --kms-* flags, and run policies on single-node gateways",
+                "in cluster mode (--state upstream) policies are not shared between replicas yet; run policies on single-node gateways",
             ));
         }
         let (area, rest) = area_of(req.uri.path()).unwrap_or(("kms", ""));

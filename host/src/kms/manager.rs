@@ -90,6 +90,15 @@ pub struct KmsManager {
     readers: std::sync::Mutex<Vec<Reader>>,
     generation: AtomicU64,
     probe_failures: AtomicU32,
+    /// Cluster mode: the digest of the stored configuration document this
+    /// replica last wrote or followed (held under `lifecycle`).
+    applied: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+/// What identifies a stored configuration document's content.
+fn fingerprint(doc: &Persisted) -> Vec<u8> {
+    let bytes = serde_json::to_vec(doc).expect("the KMS state serialises");
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes).as_ref().to_vec()
 }
 
 const NS: &str = "kms";
@@ -115,8 +124,10 @@ pub enum Startup {
     NotConfigured,
 }
 
-fn identity(cfg: &KmsConfig, data_dir: &std::path::Path) -> String {
+fn identity(cfg: &KmsConfig, data_dir: &std::path::Path, shared: bool) -> String {
     match &cfg.backend {
+        // Cluster mode: one key store for every replica, whatever its disk.
+        BackendConfig::Local(l) if l.key_dir.is_none() && shared => "local:cluster-state".into(),
         BackendConfig::Local(l) => {
             format!("local:{}", l.key_dir.clone().unwrap_or_else(|| data_dir.join("kms/keys")).display())
         }
@@ -135,6 +146,7 @@ impl KmsManager {
             readers: std::sync::Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
             probe_failures: AtomicU32::new(0),
+            applied: std::sync::Mutex::new(Some(fingerprint(&persisted))),
             ctx,
         });
         me.load_readers(&persisted.retired).await;
@@ -166,7 +178,8 @@ impl KmsManager {
 
     /// Cluster mode: another replica's change (a key disabled, rotated or
     /// deleted) empties this replica's data-key caches, so a key disabled
-    /// anywhere stops working everywhere within the poll bound.
+    /// anywhere stops working everywhere within the poll bound; a new KMS
+    /// configuration is taken up.
     fn spawn_cluster_watch(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let mut changes = self.ctx.store.subscribe();
@@ -175,6 +188,9 @@ impl KmsManager {
                 let Some(me) = weak.upgrade() else { return };
                 if let Ok(service) = me.service() {
                     service.clear_cache();
+                }
+                if let Err(e) = me.follow_stored().await {
+                    tracing::error!(error = %e, "cannot read the cluster's KMS configuration");
                 }
             }
         });
@@ -296,8 +312,8 @@ impl KmsManager {
     /// Keep the backend of `old` for reading older objects now that `new`
     /// replaces it: the running one if any, else opened afresh.
     async fn retire(&self, retired: &mut Vec<(String, Value)>, old: &KmsConfig, new: &KmsConfig) {
-        let id = identity(old, &self.ctx.data_dir);
-        if id == identity(new, &self.ctx.data_dir) {
+        let id = identity(old, &self.ctx.data_dir, self.ctx.store.is_shared());
+        if id == identity(new, &self.ctx.data_dir, self.ctx.store.is_shared()) {
             return;
         }
         retired.retain(|(r, _)| *r != id);
@@ -322,7 +338,7 @@ impl KmsManager {
     }
 
     fn reader_list(&self, current: &KmsConfig) -> Vec<Arc<dyn KeyBackend>> {
-        let me = identity(current, &self.ctx.data_dir);
+        let me = identity(current, &self.ctx.data_dir, self.ctx.store.is_shared());
         let readers = self.readers.lock().expect("readers lock");
         readers.iter().filter(|r| r.identity != me).map(|r| r.backend.clone()).collect()
     }
@@ -331,6 +347,56 @@ impl KmsManager {
         let doc =
             Persisted { config: cfg.map(|c| c.to_json(SecretSink::Seal(&self.sealer))), running, retired: retired.to_vec() };
         self.ctx.store.put(NS, DOC, &doc).await?;
+        *self.applied.lock().expect("applied lock") = Some(fingerprint(&doc));
+        self.ctx.store.changed().await?;
+        Ok(())
+    }
+
+    /// Cluster mode: take up the configuration another replica stored
+    /// (configure, start, stop, reconfigure), unless this replica already
+    /// runs it. A configuration that does not start here leaves the status
+    /// `Error` with the reason, as a failed start does.
+    async fn follow_stored(&self) -> Result<(), LifecycleError> {
+        let mut retired = self.lifecycle.lock().await;
+        let persisted: Persisted = self.ctx.store.get(NS, DOC).await?.unwrap_or_default();
+        let print = fingerprint(&persisted);
+        if self.applied.lock().expect("applied lock").as_deref() == Some(print.as_slice()) {
+            return Ok(());
+        }
+        *self.applied.lock().expect("applied lock") = Some(print);
+        *retired = persisted.retired.clone();
+        let missing: Vec<(String, Value)> = {
+            let readers = self.readers.lock().expect("readers lock");
+            persisted.retired.iter().filter(|(id, _)| readers.iter().all(|r| r.identity != *id)).cloned().collect()
+        };
+        self.load_readers(&missing).await;
+        let cfg = match &persisted.config {
+            None => {
+                self.publish(KmsStatus::NotConfigured, None, None);
+                return Ok(());
+            }
+            Some(v) => KmsConfig::from_value(v.clone(), SecretSource::Stored(&self.sealer), &self.ctx.fallback_key)
+                .map_err(|e| LifecycleError::Invalid(format!("stored KMS configuration: {e}")))?,
+        };
+        if !persisted.running {
+            self.publish(KmsStatus::Configured, Some(cfg), None);
+            return Ok(());
+        }
+        match self.prepare(&cfg).await {
+            Ok(pair) => {
+                let service = self.service_for(&cfg, pair);
+                self.probe_failures.store(0, Ordering::Relaxed);
+                self.publish(KmsStatus::Running, Some(cfg), Some(service));
+                tracing::info!(
+                    backend = self.current.load().service.as_ref().map(|s| s.backend_kind()),
+                    "KMS configuration taken up from the cluster"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the cluster's KMS configuration does not start on this replica");
+                self.publish(KmsStatus::Error(format!("Failed to start KMS backend: {e}")), Some(cfg), None);
+            }
+        }
         Ok(())
     }
 

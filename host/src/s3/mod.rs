@@ -18,6 +18,7 @@
 //! - [`forward`]: the generated pass-through of all other operations.
 //! - [`store_routes`]: the store's own non-S3 paths, never forwarded.
 
+mod attempts;
 mod body;
 mod bucket_policy;
 mod checksum;
@@ -85,6 +86,8 @@ pub struct Gateway {
     /// May a write happen, and in which mode under which key.
     decider: Arc<Decider>,
     sizes: SizeCache,
+    /// Cluster mode: this replica's attempt numbers (see [`attempts`]).
+    attempts: Option<attempts::AttemptNumbers>,
 }
 
 /// What a gateway is built from besides its options.
@@ -100,6 +103,7 @@ pub struct GatewayParts {
 impl Gateway {
     pub fn new(parts: GatewayParts, opts: GatewayOptions) -> Self {
         let GatewayParts { upstream, metrics, state, state_seal, decider } = parts;
+        let attempts = state.is_shared().then(attempts::AttemptNumbers::new);
         Self {
             upstream,
             params: opts.params,
@@ -111,6 +115,7 @@ impl Gateway {
             state_seal,
             decider,
             sizes: SizeCache::new(100_000),
+            attempts,
         }
     }
 }

@@ -304,17 +304,23 @@ impl Gateway {
         Ok(S3Response::new(out))
     }
 
-    /// Claim the next attempt of `part` exclusively (across threads and,
-    /// with shared state, across gateways).
+    /// Claim an attempt of `part` exclusively (across threads and, with
+    /// shared state, across replicas): the next in order on a single node,
+    /// the next of this replica's own numbers in cluster mode.
     async fn claim_attempt(&self, upload_id: &str, part: u32, plain: u64) -> S3Result<u32> {
         let ns = parts_ns(upload_id);
-        for attempt in 0..MAX_ATTEMPTS {
+        let too_many = || s3_error!(InvalidRequest, "Too many uploads of this part number; start a new multipart upload.");
+        for n in 0..MAX_ATTEMPTS {
+            let attempt = match &self.attempts {
+                None => n,
+                Some(numbers) => numbers.next(upload_id, part).ok_or_else(too_many)?,
+            };
             let doc = PartDoc { etag: String::new(), plain, number: part, attempt };
             if self.state.create(&ns, &format!("{part}.{attempt}"), &doc).await.map_err(state_error)? {
                 return Ok(attempt);
             }
         }
-        Err(s3_error!(InvalidRequest, "Too many uploads of this part number; start a new multipart upload."))
+        Err(too_many())
     }
 
     fn layout_key_aad(upload_id: &str, bucket: &str, key: &str) -> Vec<u8> {

@@ -113,13 +113,7 @@ async fn shared_keys_change_by_compare_and_set_across_instances() {
     assert_eq!(store.get::<serde_json::Value>(SHARED_NS, "k").await.unwrap().unwrap()["current_version"], 11);
     let fresh = LocalBackend::open_shared(store.clone(), SealingKey::from_bytes([1; 32])).await.unwrap();
     assert_eq!(fresh.list_keys().await.unwrap()[0].current_version, 11);
-    assert_eq!(
-        fresh.decrypt_data_key(&id("k"), &v1.wrapped, &ctx("x")).await.unwrap().as_bytes(),
-        v1.plaintext.as_bytes()
-    );
+    assert_eq!(fresh.decrypt_data_key(&id("k"), &v1.wrapped, &ctx("x")).await.unwrap().as_bytes(), v1.plaintext.as_bytes());
     // A wrong master key cannot open the shared keys either.
-    assert!(matches!(
-        LocalBackend::open_shared(store, SealingKey::from_bytes([2; 32])).await,
-        Err(KmsError::MasterKey(_))
-    ));
+    assert!(matches!(LocalBackend::open_shared(store, SealingKey::from_bytes([2; 32])).await, Err(KmsError::MasterKey(_))));
 }
