@@ -37,6 +37,9 @@ pub struct AuditEvent<'a> {
 /// Where audit events go.
 pub struct AuditLog {
     sink: Option<Mutex<Box<dyn Write + Send>>>,
+    /// The replica that writes the trail (cluster mode: several write one
+    /// log collector's stream).
+    replica: Option<String>,
 }
 
 impl AuditLog {
@@ -47,18 +50,24 @@ impl AuditLog {
             crate::fsutil::create_private_dir(parent)?;
         }
         let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-        Ok(Self { sink: Some(Mutex::new(Box::new(std::io::BufWriter::new(f)))) })
+        Ok(Self { sink: Some(Mutex::new(Box::new(std::io::BufWriter::new(f)))), replica: None })
     }
 
     /// Standard output, for a log collector (containers, journald): one
     /// JSON line per event, beside the few plain start-up lines.
     pub fn stdout() -> Self {
-        Self { sink: Some(Mutex::new(Box::new(std::io::stdout()))) }
+        Self { sink: Some(Mutex::new(Box::new(std::io::stdout()))), replica: None }
     }
 
     /// Audit disabled.
     pub fn disabled() -> Self {
-        Self { sink: None }
+        Self { sink: None, replica: None }
+    }
+
+    /// Name the replica in every event.
+    pub fn with_replica(mut self, replica: String) -> Self {
+        self.replica = Some(replica);
+        self
     }
 
     /// Write one event. Audit failures are logged, never fatal to the request.
@@ -68,10 +77,13 @@ impl AuditLog {
         struct Line<'a> {
             #[serde(with = "time::serde::rfc3339")]
             time: OffsetDateTime,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            replica: Option<&'a str>,
             #[serde(flatten)]
             ev: &'a AuditEvent<'a>,
         }
-        let mut line = match serde_json::to_vec(&Line { time: OffsetDateTime::now_utc(), ev }) {
+        let line = Line { time: OffsetDateTime::now_utc(), replica: self.replica.as_deref(), ev };
+        let mut line = match serde_json::to_vec(&line) {
             Ok(l) => l,
             Err(e) => return tracing::error!(error = %e, "audit event did not serialise"),
         };

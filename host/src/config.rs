@@ -187,6 +187,10 @@ pub struct ServeArgs {
     /// bound on how long a change takes to reach every replica [default: 1000]
     #[arg(long, env = "KMS_GATEWAY_STATE_POLL_MS")]
     pub state_poll_ms: Option<u64>,
+    /// This replica's name in the audit trail, `kms/status` and job leases
+    /// [default: the host name and a random suffix]
+    #[arg(long, env = "KMS_GATEWAY_REPLICA_ID")]
+    pub replica_id: Option<String>,
     /// TOML file with any of the keys above
     #[arg(long, env = "KMS_GATEWAY_CONFIG")]
     #[serde(skip)]
@@ -295,7 +299,8 @@ impl ServeArgs {
             max_connections,
             state,
             state_bucket,
-            state_poll_ms
+            state_poll_ms,
+            replica_id
         );
         Ok(self)
     }

@@ -14,13 +14,19 @@ use crate::metrics::Metrics;
 use crate::policy::registry::{PolicyRegistry, Resolved};
 use crate::policy::types::{KeyFacts, RotationAdvice};
 use crate::policy::{Hook, PolicyError};
+use crate::state::jobs::{Jobs, current_period};
 
 pub struct RotationScheduler {
     pub kms: Arc<KmsManager>,
     pub policies: Arc<PolicyRegistry>,
     pub metrics: Arc<Metrics>,
     pub audit: Arc<AuditLog>,
+    /// Runs the scheduled pass once per period across replicas.
+    pub jobs: Jobs,
 }
+
+/// The scheduled pass's job name.
+const JOB: &str = "policy-rotation";
 
 /// What one pass decided for one key.
 #[derive(Debug, Serialize)]
@@ -114,18 +120,38 @@ impl RotationScheduler {
         Ok(out)
     }
 
-    /// Run a pass every `every` (0: never) while the scheduler lives.
+    /// Run a pass once per period of `every` (0: never) while the
+    /// scheduler lives: with several replicas, on the one that claims the
+    /// period first (see [`crate::state::jobs`]). Replicas look four times
+    /// a period, so a dead holder's period is taken over within it.
     pub fn spawn(self: &Arc<Self>, every: Duration) {
         if every.is_zero() {
             return;
         }
         let weak = Arc::downgrade(self);
+        let look = (every / 4).max(Duration::from_millis(250));
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(every).await;
+                tokio::time::sleep(look).await;
                 let Some(me) = weak.upgrade() else { return };
-                if let Err(e) = me.run_once().await {
-                    tracing::warn!(error = %e, "rotation pass failed");
+                let period = current_period(every);
+                let claim = match me.jobs.claim(JOB, period, every).await {
+                    Ok(Some(claim)) => claim,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rotation: cannot claim the period");
+                        continue;
+                    }
+                };
+                match me.run_once().await {
+                    Ok(results) => {
+                        let rotated = results.iter().filter(|r| r.rotated).count();
+                        tracing::info!(period, keys = results.len(), rotated, "rotation pass");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "rotation pass failed"),
+                }
+                if let Err(e) = me.jobs.finish(&claim).await {
+                    tracing::warn!(error = %e, "rotation: cannot record the run");
                 }
             }
         });

@@ -423,7 +423,10 @@ def tls_gw(request, tls_files):
     g.close()
 
 
-def admin_call(endpoint, method, path, body=None, ak=ADMIN_ACCESS, sk=ADMIN_SECRET, sign=True, content_type=None):
+def admin_call(endpoint, method, path, body=None, ak=ADMIN_ACCESS, sk=ADMIN_SECRET, sign=True, content_type=None,
+               with_headers=False):
+    """A SigV4-signed admin call: (status, JSON or text), and the answer's
+    headers with `with_headers`."""
     import requests
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -441,9 +444,10 @@ def admin_call(endpoint, method, path, body=None, ak=ADMIN_ACCESS, sk=ADMIN_SECR
         headers = dict(req.headers.items())
     r = requests.request(method, url, data=data, headers=headers, timeout=60)
     try:
-        return r.status_code, r.json()
+        out = r.status_code, r.json()
     except ValueError:
-        return r.status_code, r.text
+        out = r.status_code, r.text
+    return (*out, r.headers) if with_headers else out
 
 
 BAO = shutil.which("bao") or str(Path(sys.executable).parent / "bao")

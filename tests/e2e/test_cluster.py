@@ -5,6 +5,7 @@ spread across replicas round-robin, down to the parts of one upload."""
 import base64
 import hashlib
 import itertools
+import json
 import os
 import subprocess
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import BIN, MIB, UP_ACCESS, UP_SECRET, Gateway, Store, payload, s3_client, ssec, vault_config
+from conftest import BIN, MIB, UP_ACCESS, UP_SECRET, Gateway, Store, admin_call, payload, s3_client, ssec, vault_config
 
 STATE_BUCKET = "kms-gateway-state"
 POLL_MS = 200
@@ -148,6 +149,22 @@ def test_admin_and_bucket_changes_reach_the_other_replicas(cluster):
                     "bucket default set on A in force on B and C")
     assert cc.get_bucket_encryption(Bucket="propagate")["ServerSideEncryptionConfiguration"]["Rules"][0][
         "ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"] == "team-key"
+
+
+def test_status_lists_the_replicas_and_answers_carry_the_generation(cluster):
+    _, replicas, _ = cluster
+    a, b, _ = replicas
+    status = a.admin("GET", "status")[1]["cluster"]
+    eventually_true(lambda: len(a.admin("GET", "status")[1]["cluster"]["replicas"]) == 3, "three replicas heard from")
+    status = a.admin("GET", "status")[1]["cluster"]
+    assert status["replica"] in {r["replica"] for r in status["replicas"]}
+    assert len({r["kms_config"] for r in status["replicas"]}) == 1 and not status["diverged"], status
+    _, _, headers = admin_call(a.endpoint, "POST", "keys", {"key_id": "generation-probe"}, with_headers=True)
+    made = int(headers["x-kms-gateway-generation"])
+    assert made >= status["generation"] and made > 0
+    # B reports at least that generation within the bound.
+    eventually_true(lambda: int(admin_call(b.endpoint, "GET", "status", with_headers=True)[2]["x-kms-gateway-generation"]) >= made,
+                    "B has seen the change")
 
 
 def test_concurrent_rotations_on_different_replicas_lose_no_version(cluster):
@@ -300,16 +317,6 @@ def test_a_forged_state_document_is_refused_not_obeyed(cluster):
         raw(store).head_object(Bucket="forged", Key="x")
 
 
-def test_policy_changes_not_yet_shared_are_refused(cluster):
-    _, (a, _, _), _ = cluster
-    base = "/rustfs/admin/v3/policies"
-    s, body = a.admin("PUT", f"{base}/p", b"\0asm", content_type="application/wasm")
-    assert s == 501 and "cluster mode" in str(body), (s, body)
-    s, _ = a.admin("POST", f"{base}/bind", {"hook": "key-select", "policy": "p"})
-    assert s == 501
-    assert a.admin("GET", base)[0] == 200
-
-
 def test_cluster_mode_refuses_to_start_without_shared_secrets(cluster):
     store, _, _ = cluster
     env = {**os.environ, "KMS_GATEWAY_UPSTREAM_ACCESS_KEY": UP_ACCESS, "KMS_GATEWAY_UPSTREAM_SECRET_KEY": UP_SECRET}
@@ -353,3 +360,94 @@ def test_a_kms_reconfigured_on_one_replica_is_taken_up_by_the_others(cluster, ba
     for g in (b, c):
         eventually_true(lambda g=g: g.admin("GET", "status")[1].get("backend_type") == "local", "local again")
     assert b.client().get_object(Bucket="kms-switch", Key="after")["Body"].read() == b"vault era"
+
+
+WASM = Path(os.environ.get("KMS_GATEWAY_POLICIES", Path(__file__).resolve().parents[2] / "policies" / "target" / "wasm32-wasip2" / "release"))
+POLICIES = "/rustfs/admin/v3/policies"
+
+
+def test_a_policy_uploaded_and_bound_through_one_replica_applies_on_all(cluster):
+    _, (a, b, c), _ = cluster
+    a.client().create_bucket(Bucket="policed")
+    a.client().create_bucket(Bucket="policed-too")
+    wasm = (WASM / "require_sse_kms.wasm").read_bytes()
+    s, r = a.admin("PUT", f"{POLICIES}/rsk", wasm, content_type="application/wasm")
+    assert s == 200, r
+    # Two bindings made at once through two other replicas: both kept.
+    results = []
+    threads = [threading.Thread(target=lambda g=g, bk=bk: results.append(
+        g.admin("POST", f"{POLICIES}/bind", {"hook": "sse-validate", "policy": "rsk", "bucket": bk})[0]))
+        for g, bk in ((b, "policed"), (c, "policed-too"))]
+    eventually_true(lambda: b.admin("GET", f"{POLICIES}/rsk")[0] == 200, "policy known on B")
+    eventually_true(lambda: c.admin("GET", f"{POLICIES}/rsk")[0] == 200, "policy known on C")
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200, 200]
+
+    def refused(g, bucket):
+        try:
+            g.client().put_object(Bucket=bucket, Key="c", Body=b"x", **ssec(b"k" * 32))
+            return False
+        except ClientError as e:
+            return e.response["Error"]["Code"] == "AccessDenied" and "SSE-C is forbidden" in e.response["Error"]["Message"]
+
+    for g in (a, b, c):
+        eventually_true(lambda g=g: refused(g, "policed") and refused(g, "policed-too"), "both bindings in force")
+    assert sorted(x["bucket"] for x in a.admin("GET", f"{POLICIES}/bindings")[1]["bindings"]) == ["policed", "policed-too"]
+    # Unbound through C: A accepts again.
+    assert c.admin("POST", f"{POLICIES}/unbind", {"hook": "sse-validate", "bucket": "policed"})[0] == 200
+    eventually_true(lambda: not refused(a, "policed"), "unbinding in force on A")
+    assert refused(a, "policed-too")
+    assert c.admin("POST", f"{POLICIES}/unbind", {"hook": "sse-validate", "bucket": "policed-too"})[0] == 200
+
+
+def rotations(g, key):
+    events = [json.loads(line) for line in (g.data_dir / "audit.log").read_text().splitlines() if line.strip()]
+    return [e for e in events if e["action"] == "kms:policy-rotation" and e.get("key_id") == key and e["outcome"] == "ok"]
+
+
+def test_scheduled_rotation_runs_once_per_period_and_survives_its_holder():
+    store = Store()
+    key_file = Path(tempfile.mkdtemp(prefix="kgw-master-")) / "master.key"
+    key_file.write_bytes(os.urandom(32))
+    interval = 2
+    args = ("--state", "upstream", "--state-poll-ms", str(POLL_MS), "--kms-master-key-file", str(key_file),
+            "--policy-rotation-interval-seconds", str(interval))
+    replicas = [Gateway(upstream=store, extra_args=args) for _ in range(3)]
+    try:
+        a = replicas[0]
+        assert a.admin("POST", "keys", {"key_id": "spinning", "tags": {"rotate-after-seconds": "1"}})[0] == 200
+        assert a.admin("PUT", f"{POLICIES}/rotator", (WASM / "rotate_after_days.wasm").read_bytes(),
+                       content_type="application/wasm")[0] == 200
+        assert a.admin("POST", f"{POLICIES}/bind", {"hook": "rotation", "policy": "rotator"})[0] == 200
+        started = time.time()
+        time.sleep(5 * interval)
+        elapsed = time.time() - started
+        events = [e for g in replicas for e in rotations(g, "spinning")]
+        # One pass per period across the three replicas (each alone would
+        # make one per period: three times as many).
+        periods = elapsed / interval + 1
+        assert 2 <= len(events) <= periods, (len(events), periods)
+        # Each event names the replica that wrote it.
+        names = {e["replica"] for e in events}
+        assert names <= {e["replica"] for g in replicas for e in
+                         (json.loads(x) for x in (g.data_dir / "audit.log").read_text().splitlines() if x.strip())}
+        # Kill the replica that ran the last pass: the others carry on.
+        last = max(events, key=lambda e: e["time"])
+        holder = next(g for g in replicas if any(e["time"] == last["time"] for e in rotations(g, "spinning")))
+        holder.kill()
+        others = [g for g in replicas if g is not holder]
+        before = sum(len(rotations(g, "spinning")) for g in others)
+        eventually_true(lambda: sum(len(rotations(g, "spinning")) for g in others) >= before + 2,
+                        "rotation resumed on the surviving replicas", timeout=6 * interval)
+        version = others[0].admin("GET", "keys/spinning")[1]["key_metadata"]["current_version"]
+        total = sum(len(rotations(g, "spinning")) for g in replicas)
+        # Every rotation is in the audit trail (a replica killed between
+        # rotating and writing its audit line would leave one out).
+        assert total + 1 <= version <= total + 2, (version, total)
+    finally:
+        for g in replicas:
+            g.close()
+        store.stop()

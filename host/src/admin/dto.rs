@@ -298,6 +298,21 @@ pub struct KmsStatusReply {
     pub circuit_breaker: &'static str,
     pub capabilities: Option<Capabilities>,
     pub config_summary: Option<Value>,
+    /// Cluster mode: this replica, the generation it has seen and the
+    /// replicas heard from in the last 30 s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// The cluster as one replica sees it.
+#[derive(Serialize)]
+pub struct ClusterStatus {
+    pub replica: String,
+    pub generation: u64,
+    pub kms_config: Option<String>,
+    pub replicas: Vec<crate::state::replicas::ReplicaDoc>,
+    /// Set when the replicas do not all run the same KMS configuration.
+    pub diverged: bool,
 }
 
 /// What the running backend can do, as the RustFS status reports it.

@@ -1,6 +1,7 @@
 //! The KMS endpoints: lifecycle, status, keys, data keys.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::StatusCode;
 use serde::Serialize;
@@ -8,8 +9,8 @@ use time::{Duration as TimeDuration, OffsetDateTime};
 
 use super::actions::KmsAction;
 use super::dto::{
-    CacheCleared, Capabilities, ConfigReply, CreateKey, DataKeyReply, DeleteReply, Done, GenerateDataKey, KeyList, KeyListEntry,
-    KeyOp, KeyReply, KmsStatusReply, StartRequest, StatusOnly, parse, parse_status_filter,
+    CacheCleared, Capabilities, ClusterStatus, ConfigReply, CreateKey, DataKeyReply, DeleteReply, Done, GenerateDataKey, KeyList,
+    KeyListEntry, KeyOp, KeyReply, KmsStatusReply, StartRequest, StatusOnly, parse, parse_status_filter,
 };
 use super::error::ApiError;
 use super::{AdminCall, Reply};
@@ -18,12 +19,15 @@ use crate::kms::manager::{KmsManager, KmsStatus};
 use crate::kms::service::{KeyUse, KmsService};
 use crate::kms::{CreateKeyRequest, KeyId, KeyInfo, KeyUpdate};
 use crate::metrics::Metrics;
+use crate::state::replicas::Replicas;
 
 pub struct KmsAdmin {
     pub manager: Arc<KmsManager>,
     pub metrics: Arc<Metrics>,
     /// Operators must opt in to deleting keys without a waiting period.
     pub allow_immediate_deletion: bool,
+    /// Cluster mode: the replicas' heartbeats.
+    pub replicas: Option<Arc<Replicas>>,
 }
 
 fn ok(message: &'static str, body: impl Serialize) -> Reply {
@@ -92,6 +96,17 @@ impl KmsAdmin {
         }
     }
 
+    async fn cluster_status(&self) -> Option<ClusterStatus> {
+        let r = self.replicas.as_ref()?;
+        let replicas = r.seen(Duration::from_secs(30)).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list the cluster's replicas");
+            Vec::new()
+        });
+        let kms_config = self.manager.config_fingerprint();
+        let diverged = replicas.iter().any(|x| x.kms_config != kms_config);
+        Some(ClusterStatus { replica: r.id().to_owned(), generation: r.generation(), kms_config, replicas, diverged })
+    }
+
     /// Works in every state; `healthy` comes from a real backend call.
     async fn status(&self) -> KmsStatusReply {
         let status = self.manager.status();
@@ -128,6 +143,7 @@ impl KmsAdmin {
             circuit_breaker: if backend.is_some_and(|b| b.circuit_open()) { "open" } else { "closed" },
             capabilities: backend.map(|b| Capabilities::of(b.as_ref())),
             config_summary: cfg.map(|c| c.to_json(SecretSink::Redact)),
+            cluster: self.cluster_status().await,
         }
     }
 

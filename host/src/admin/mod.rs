@@ -83,17 +83,14 @@ pub struct AdminRoute {
     pub policies: policies::PolicyAdmin,
     pub metrics: Arc<Metrics>,
     pub audit: Arc<AuditLog>,
-    /// Cluster mode: changes not yet shared between replicas are refused.
-    pub cluster: bool,
+    /// Cluster mode: the shared state, whose generation every answer
+    /// carries (`x-kms-gateway-generation`), so a client can tell when a
+    /// change it made has reached another replica.
+    pub cluster: Option<crate::state::StateStore>,
 }
 
-/// Changes that, in cluster mode, would apply to one replica only: the
-/// policy registry (components are kept on each replica's disk). Refused
-/// there rather than let replicas diverge.
-fn replica_local(action: Action) -> bool {
-    use actions::PolicyAction as P;
-    matches!(action, Action::Policies(P::Upload | P::Delete | P::Bind | P::Unbind | P::RotationRun))
-}
+/// The answer header naming the cluster generation.
+pub const GENERATION_HEADER: &str = "x-kms-gateway-generation";
 
 fn strip_prefix(path: &str) -> Option<&str> {
     PREFIXES.iter().find_map(|p| path.strip_prefix(p))
@@ -144,13 +141,6 @@ impl AdminRoute {
     /// Run `action`; `key` gets the key the request names in its body.
     async fn dispatch(&self, req: S3Request<Body>, action: Action, key: &mut Option<String>) -> Result<Reply, ApiError> {
         let principal = self.authorize(&req)?;
-        if self.cluster && replica_local(action) {
-            return Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "NotImplemented",
-                "in cluster mode (--state upstream) policies are not shared between replicas yet; run policies on single-node gateways",
-            ));
-        }
         let (area, rest) = area_of(req.uri.path()).unwrap_or(("kms", ""));
         let rest = rest.to_owned();
         let limit = if area == "policies" { policies::MAX_BODY } else { MAX_BODY };
@@ -220,6 +210,10 @@ impl S3Route for AdminRoute {
             detail: Some(status.as_str()),
             request_id: request_id.as_deref(),
         });
-        Ok(json_response(status, &body))
+        let mut resp = json_response(status, &body);
+        if let Some(state) = &self.cluster {
+            resp.headers.insert(GENERATION_HEADER, hyper::header::HeaderValue::from(state.generation()));
+        }
+        Ok(resp)
     }
 }

@@ -23,6 +23,7 @@ async fn decider_with(dir: &std::path::Path, gateway: Option<SseMode>, require: 
         data_dir: dir.to_owned(),
         master: crate::crypto::SealingKey::from_bytes([5; 32]),
         store: store.clone(),
+        jobs: crate::state::jobs::Jobs::new(store.clone(), "test".into()),
         observer: Arc::new(Observer { metrics: metrics.clone(), audit: Arc::new(AuditLog::disabled()) }),
         references: Arc::new(|_| Box::pin(async { Vec::new() })),
         probe_interval: std::time::Duration::ZERO,

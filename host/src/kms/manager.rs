@@ -59,6 +59,8 @@ pub struct ManagerContext {
     pub data_dir: PathBuf,
     pub master: SealingKey,
     pub store: StateStore,
+    /// Runs the deletion sweep once per period across replicas.
+    pub jobs: crate::state::jobs::Jobs,
     pub observer: Arc<Observer>,
     pub references: KeyReferences,
     /// How often the health probe runs (0: never).
@@ -213,6 +215,12 @@ impl KmsManager {
     /// gateway's `--kms-default-key-id` (or `gateway-default`).
     pub fn fallback_key(&self) -> &KeyId {
         &self.ctx.fallback_key
+    }
+
+    /// Identifies the stored KMS configuration this process runs (hex
+    /// prefix of its digest): equal on replicas that agree.
+    pub fn config_fingerprint(&self) -> Option<String> {
+        self.applied.lock().expect("applied lock").as_ref().map(|d| hex::encode(&d[..8]))
     }
 
     pub fn config(&self) -> Option<KmsConfig> {
@@ -504,7 +512,18 @@ impl KmsManager {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(me) = weak.upgrade() else { return };
-                me.sweep_deletions().await;
+                // Once per period across replicas.
+                let period = crate::state::jobs::current_period(every);
+                match me.ctx.jobs.claim("kms-deletion-sweep", period, every).await {
+                    Ok(Some(claim)) => {
+                        me.sweep_deletions().await;
+                        if let Err(e) = me.ctx.jobs.finish(&claim).await {
+                            tracing::warn!(error = %e, "deletion sweep: cannot record the run");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "deletion sweep: cannot claim the period"),
+                }
             }
         });
     }

@@ -7,7 +7,13 @@
 //!   recompile (seconds for a Python policy); its SHA-256 is recorded in
 //!   `policy-artifacts`, and code that does not match is recompiled from
 //!   the component, never run.
-//! - Metadata: state namespace `policies`; bindings: `policy-bindings/all`.
+//! - Metadata: state namespace `policies`; bindings: `policy-bindings/all`,
+//!   changed by compare-and-set.
+//! - Cluster mode: the component bytes also go to the shared state
+//!   (`policy-components/<sha256>`); a replica that learns of a policy it
+//!   lacks fetches them there, checks the digest and compiles locally (the
+//!   files above are then its local cache). Every change moves the
+//!   cluster's generation on, and each replica reloads on a new one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +37,15 @@ pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
 const NS: &str = "policies";
 const BINDINGS_NS: &str = "policy-bindings";
 const ARTIFACTS_NS: &str = "policy-artifacts";
+const COMPONENTS_NS: &str = "policy-components";
+/// Compare-and-set attempts of one bindings change.
+const CAS_ATTEMPTS: usize = 64;
+
+/// A component's bytes in the shared state (cluster mode), by digest.
+#[derive(Serialize, Deserialize)]
+struct Component {
+    wasm_base64: String,
+}
 
 /// Record of a `<name>.cwasm`: its digest, and the component it came from.
 #[derive(Debug, Serialize, Deserialize)]
@@ -195,10 +210,112 @@ impl PolicyRegistry {
             }
         }
         let path = dir.join(format!("{name}.wasm"));
-        let wasm = std::fs::read(&path).map_err(|e| PolicyError::storage(path.display(), e))?;
+        let wasm = match std::fs::read(&path) {
+            Ok(wasm) if !store.is_shared() || sha256_hex(&wasm) == info.sha256 => wasm,
+            // Cluster mode: another replica uploaded it.
+            _ if store.is_shared() => {
+                let wasm = Self::fetch_component(store, &info.sha256).await?;
+                write_private_atomic(&path, &wasm).map_err(|e| PolicyError::storage(path.display(), e))?;
+                wasm
+            }
+            Ok(wasm) => wasm,
+            Err(e) => return Err(PolicyError::storage(path.display(), e)),
+        };
         let loaded = Arc::new(LoadedPolicy { info: info.clone(), prepared: engine.prepare(name, &wasm)? });
         Self::save_artifact(dir, store, &loaded).await;
         Ok(loaded)
+    }
+
+    /// The bytes of component `sha256` from the shared state, checked.
+    async fn fetch_component(store: &StateStore, sha256: &str) -> Result<Vec<u8>, PolicyError> {
+        use base64::Engine as _;
+        let doc: Component = store
+            .get(COMPONENTS_NS, sha256)
+            .await
+            .map_err(|e| PolicyError::storage("policy component", e))?
+            .ok_or_else(|| PolicyError::NotFound(format!("component {sha256} in the cluster state")))?;
+        let wasm = base64::engine::general_purpose::STANDARD
+            .decode(doc.wasm_base64)
+            .map_err(|e| PolicyError::storage("policy component", e))?;
+        if sha256_hex(&wasm) != sha256 {
+            return Err(PolicyError::storage("policy component", "its bytes do not match its digest"));
+        }
+        Ok(wasm)
+    }
+
+    /// Cluster mode: reload whenever the cluster's generation moves.
+    pub fn spawn_cluster_watch(self: &Arc<Self>) {
+        if !self.store.is_shared() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let mut changes = self.store.subscribe();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let Some(me) = weak.upgrade() else { return };
+                if let Err(e) = me.follow_stored().await {
+                    tracing::error!(error = %e, "cannot reload the cluster's policies");
+                }
+            }
+        });
+    }
+
+    /// Take up the stored policies and bindings: new or replaced policies
+    /// are loaded (compiled here), removed ones dropped. Publishes only
+    /// when something changed.
+    pub async fn follow_stored(&self) -> Result<(), PolicyError> {
+        let _guard = self.write.lock().await;
+        let snap = self.snapshot();
+        let infos: Vec<(String, PolicyInfo)> = self.store.list(NS).await.map_err(|e| PolicyError::storage("policy list", e))?;
+        let bindings: Vec<Binding> =
+            self.store.get(BINDINGS_NS, "all").await.map_err(|e| PolicyError::storage("bindings", e))?.unwrap_or_default();
+        let mut policies = HashMap::new();
+        let mut changed = bindings != snap.bindings || infos.len() != snap.policies.len();
+        for (name, info) in infos {
+            if let Some(p) = snap.policies.get(&name).filter(|p| p.info.sha256 == info.sha256) {
+                policies.insert(name, p.clone());
+                continue;
+            }
+            changed = true;
+            match Self::load(&self.engine, &self.dir, &self.store, &info).await {
+                Ok(loaded) => {
+                    policies.insert(name, loaded);
+                }
+                Err(e) => {
+                    tracing::error!(policy = %name, error = %e, "policy from the cluster does not load; its bindings fail closed")
+                }
+            }
+        }
+        if changed {
+            self.publish(policies, bindings);
+        }
+        Ok(())
+    }
+
+    /// Change the stored bindings by compare-and-set (two replicas binding
+    /// at once both keep their binding), then tell the other replicas.
+    async fn update_bindings<F>(&self, change: F) -> Result<Vec<Binding>, PolicyError>
+    where
+        F: Fn(&[Binding]) -> Result<Vec<Binding>, PolicyError>,
+    {
+        let err = |e| PolicyError::storage("bindings", e);
+        for _ in 0..CAS_ATTEMPTS {
+            let stored = match self.store.get_tagged::<Vec<Binding>>(BINDINGS_NS, "all").await.map_err(err)? {
+                Some((bindings, tag)) => {
+                    let new = change(&bindings)?;
+                    self.store.replace(BINDINGS_NS, "all", &new, &tag).await.map_err(err)?.then_some(new)
+                }
+                None => {
+                    let new = change(&[])?;
+                    self.store.create(BINDINGS_NS, "all", &new).await.map_err(err)?.then_some(new)
+                }
+            };
+            if let Some(new) = stored {
+                self.store.changed().await.map_err(err)?;
+                return Ok(new);
+            }
+        }
+        Err(PolicyError::Conflict("the bindings are changing too often; try again".into()))
     }
 
     /// Best effort: without it the next start compiles again. The compiled
@@ -278,7 +395,13 @@ impl PolicyRegistry {
         }
         let path = self.dir.join(format!("{name}.wasm"));
         write_private_atomic(&path, &wasm).map_err(|e| PolicyError::storage(path.display(), e))?;
+        if self.store.is_shared() {
+            use base64::Engine as _;
+            let doc = Component { wasm_base64: base64::engine::general_purpose::STANDARD.encode(&wasm) };
+            self.store.put(COMPONENTS_NS, &info.sha256, &doc).await.map_err(|e| PolicyError::storage("policy component", e))?;
+        }
         self.store.put(NS, name, &info).await.map_err(|e| PolicyError::storage("policy record", e))?;
+        self.store.changed().await.map_err(|e| PolicyError::storage("policy record", e))?;
         let loaded = Arc::new(LoadedPolicy { info: info.clone(), prepared });
         let mut policies = snap.policies.clone();
         policies.insert(name.to_owned(), loaded.clone());
@@ -302,6 +425,7 @@ impl PolicyRegistry {
             return Err(PolicyError::Conflict(format!("policy '{name}' is bound to {}; unbind it first", b.hook.name())));
         }
         self.store.delete(NS, name).await.map_err(|e| PolicyError::storage("policy record", e))?;
+        self.store.changed().await.map_err(|e| PolicyError::storage("policy record", e))?;
         let _ = self.store.delete(ARTIFACTS_NS, name).await;
         for ext in ["wasm", "cwasm"] {
             let _ = std::fs::remove_file(self.dir.join(format!("{name}.{ext}")));
@@ -331,9 +455,13 @@ impl PolicyRegistry {
                 b.hook.name()
             )));
         }
-        let mut bindings: Vec<Binding> = snap.bindings.iter().filter(|x| !x.same_scope(&b)).cloned().collect();
-        bindings.push(b);
-        self.store.put(BINDINGS_NS, "all", &bindings).await.map_err(|e| PolicyError::storage("bindings", e))?;
+        let bindings = self
+            .update_bindings(|stored| {
+                let mut bindings: Vec<Binding> = stored.iter().filter(|x| !x.same_scope(&b)).cloned().collect();
+                bindings.push(b.clone());
+                Ok(bindings)
+            })
+            .await?;
         Ok(self.publish(snap.policies.clone(), bindings))
     }
 
@@ -341,11 +469,14 @@ impl PolicyRegistry {
         let _guard = self.write.lock().await;
         let snap = self.snapshot();
         let probe = Binding { hook, policy: String::new(), bucket, prefix };
-        if !snap.bindings.iter().any(|x| x.same_scope(&probe)) {
-            return Err(PolicyError::NotFound(format!("binding of {} at that scope", hook.name())));
-        }
-        let bindings: Vec<Binding> = snap.bindings.iter().filter(|x| !x.same_scope(&probe)).cloned().collect();
-        self.store.put(BINDINGS_NS, "all", &bindings).await.map_err(|e| PolicyError::storage("bindings", e))?;
+        let bindings = self
+            .update_bindings(|stored| {
+                if !stored.iter().any(|x| x.same_scope(&probe)) {
+                    return Err(PolicyError::NotFound(format!("binding of {} at that scope", hook.name())));
+                }
+                Ok(stored.iter().filter(|x| !x.same_scope(&probe)).cloned().collect())
+            })
+            .await?;
         Ok(self.publish(snap.policies.clone(), bindings))
     }
 }

@@ -43,6 +43,8 @@ use crate::rotation::RotationScheduler;
 use crate::routes::{GatewayHost, RouteChain};
 use crate::s3::defaults::{BucketEncryptionRoute, EncryptionDefaults, parse_gateway_default};
 use crate::s3::{Gateway, GatewayOptions, GatewayParts};
+use crate::state::jobs::Jobs;
+use crate::state::replicas::Replicas;
 use crate::state::upstream::UpstreamBackend;
 use crate::state::{StateError, StateStore};
 use crate::upstream::{self, RemoteUpstream, UpstreamError};
@@ -109,14 +111,18 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         (None, None) => MasterKeySource::Generated(&generated_path),
     };
     let master = load_master_key(source)?;
-    let audit = Arc::new(match args.audit_log.as_deref() {
-        Some("off") => AuditLog::disabled(),
-        Some("stdout") => AuditLog::stdout(),
-        other => {
-            let path = other.map(PathBuf::from).unwrap_or_else(|| data_dir.join("audit.log"));
-            AuditLog::open(&path).map_err(|source| StartError::DataDir { path: path.display().to_string(), source })?
+    let replica = args.replica_id.clone().unwrap_or_else(default_replica_id);
+    let audit = Arc::new(
+        match args.audit_log.as_deref() {
+            Some("off") => AuditLog::disabled(),
+            Some("stdout") => AuditLog::stdout(),
+            other => {
+                let path = other.map(PathBuf::from).unwrap_or_else(|| data_dir.join("audit.log"));
+                AuditLog::open(&path).map_err(|source| StartError::DataDir { path: path.display().to_string(), source })?
+            }
         }
-    });
+        .with_replica(replica.clone()),
+    );
     let metrics = Arc::new(Metrics::new());
 
     let remote = match &args.upstream {
@@ -156,12 +162,14 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     let (state, state_bucket) = open_state(args, &data_dir, &master, remote.as_ref(), generated_credentials).await?;
     // Seals what multipart state must keep secret (an upload's layout key).
     let state_seal = master.derive(b"kms-gateway/v2/upload-state");
+    let jobs = Jobs::new(state.clone(), replica.clone());
     let defaults = Arc::new(EncryptionDefaults::new(state.clone(), gateway_default, args.require_encryption.unwrap_or_default()));
     let kms = boot_kms(
         args,
         &data_dir,
         master,
         state.clone(),
+        jobs.clone(),
         &defaults,
         Arc::new(Observer { metrics: metrics.clone(), audit: audit.clone() }),
     )
@@ -180,11 +188,13 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     };
     let engine = Arc::new(PolicyEngine::new(limits)?);
     let policies = Arc::new(PolicyRegistry::open(engine, data_dir.join("policies"), state.clone()).await?);
+    policies.spawn_cluster_watch();
     let rotation = Arc::new(RotationScheduler {
         kms: kms.clone(),
         policies: policies.clone(),
         metrics: metrics.clone(),
         audit: audit.clone(),
+        jobs,
     });
     rotation.spawn(std::time::Duration::from_secs(args.policy_rotation_interval_seconds.unwrap_or(3600)));
     let parts = GatewayParts {
@@ -194,7 +204,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         state_seal,
         decider: Arc::new(Decider::new(DeciderParts {
             defaults: defaults.clone(),
-            bucket_policies: BucketPolicies::new(state),
+            bucket_policies: BucketPolicies::new(state.clone()),
             policies: policies.clone(),
             kms: kms.clone(),
             params,
@@ -208,17 +218,25 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     auth.register(credentials.admin_access_key.clone(), credentials.admin_secret_key.clone().into());
     b.set_auth(auth);
     b.set_access(DataPlaneAccess { admin_access_key: credentials.admin_access_key.clone(), state_bucket: state_bucket.clone() });
+    // Cluster mode: a heartbeat per poll interval (at least every 5 s).
+    let replicas = state.is_shared().then(|| Arc::new(Replicas::new(state.clone(), replica.clone())));
+    if let Some(r) = &replicas {
+        let k = kms.clone();
+        let every = std::time::Duration::from_millis(args.state_poll_ms.unwrap_or(1000).clamp(50, 5000));
+        r.spawn(every, Arc::new(move || k.config_fingerprint()));
+    }
     let admin = AdminRoute {
         admin_access_key: credentials.admin_access_key.clone(),
         kms: KmsAdmin {
             manager: kms.clone(),
             metrics: metrics.clone(),
             allow_immediate_deletion: args.kms_allow_immediate_deletion.unwrap_or(false),
+            replicas: replicas.clone(),
         },
         policies: PolicyAdmin { registry: policies, rotation },
         metrics: metrics.clone(),
         audit,
-        cluster: state_bucket.is_some(),
+        cluster: state.is_shared().then(|| state.clone()),
     };
     let metrics_out = metrics.clone();
     let bucket_encryption =
@@ -286,6 +304,7 @@ async fn boot_kms(
     data_dir: &Path,
     master: crate::crypto::SealingKey,
     store: StateStore,
+    jobs: Jobs,
     defaults: &Arc<EncryptionDefaults>,
     observer: Arc<Observer>,
 ) -> Result<Arc<KmsManager>, StartError> {
@@ -304,6 +323,7 @@ async fn boot_kms(
         data_dir: data_dir.to_owned(),
         master,
         store,
+        jobs,
         observer,
         references: Arc::new(move |k| {
             let d = d.clone();
@@ -318,6 +338,14 @@ async fn boot_kms(
         ),
     };
     Ok(KmsManager::boot(ctx, startup).await?)
+}
+
+/// `<host name>-<4 random hex>`: unique per process, readable in logs.
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let mut r = [0u8; 2];
+    let _ = crate::crypto::random_bytes(&mut r);
+    format!("{}-{}", if host.is_empty() { "kgw" } else { &host }, hex::encode(r))
 }
 
 /// A TLS acceptor from PEM files.

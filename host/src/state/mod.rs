@@ -27,7 +27,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod cached;
+pub mod jobs;
 pub mod local;
+pub mod replicas;
 pub mod upstream;
 pub use cached::CachedDocs;
 
@@ -127,6 +129,28 @@ pub struct StateStore {
     changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
+/// Run `tick` every `every` (the first at once) for the life of the
+/// process; a slow tick delays the next rather than bunching them.
+pub(crate) fn spawn_every<F, Fut>(every: std::time::Duration, mut tick: F) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            tick().await;
+        }
+    })
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
 /// The hex SHA-256 of `s`: a fixed-length name-safe digest of any key.
 pub fn digest_name(s: &str) -> String {
     hex::encode(digest::digest(&digest::SHA256, s.as_bytes()))
@@ -184,11 +208,9 @@ impl StateStore {
     /// failed poll is logged and retried at the next tick.
     pub fn spawn_watch(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+        spawn_every(every, move || {
+            let me = me.clone();
+            async move {
                 match me.backend.generation().await {
                     Ok(g) => me.note(g),
                     Err(e) => tracing::warn!(error = %e, "reading the cluster generation failed"),
