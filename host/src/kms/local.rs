@@ -226,6 +226,9 @@ impl LocalBackend {
     /// Write a new key document (`Ok(false)` if the key exists), or replace
     /// one in a key directory (read-modify-write under `write_lock`).
     async fn persist(&self, file: KeyFile, materials: BTreeMap<u32, SealingKey>, new: bool) -> Result<bool, KmsError> {
+        // Noted before the write: another replica's change after it makes
+        // this entry stale, and must not be filed under as new.
+        let generation = self.generation();
         match &self.files {
             Files::Dir(dir) => {
                 let path = Self::path_of(dir, &file.key_id);
@@ -244,7 +247,7 @@ impl LocalBackend {
                 store.changed().await?;
             }
         }
-        self.remember(self.generation(), Arc::new(LoadedKey { file, materials }));
+        self.remember(generation, Arc::new(LoadedKey { file, materials }));
         Ok(true)
     }
 
@@ -261,6 +264,7 @@ impl LocalBackend {
             return Ok(info);
         };
         for _ in 0..CAS_ATTEMPTS {
+            let generation = self.generation();
             let Some((file, tag)) = store.get_tagged::<KeyFile>(SHARED_NS, id.as_str()).await? else {
                 return Err(KmsError::NotFound(id.clone()));
             };
@@ -269,7 +273,7 @@ impl LocalBackend {
             if store.replace(SHARED_NS, id.as_str(), &file, &tag).await? {
                 let info = info_of(&file);
                 store.changed().await?;
-                self.remember(self.generation(), Arc::new(LoadedKey { file, materials }));
+                self.remember(generation, Arc::new(LoadedKey { file, materials }));
                 return Ok(info);
             }
         }

@@ -60,13 +60,17 @@ impl<T: Serialize + DeserializeOwned> CachedDocs<T> {
     /// the other replicas.
     pub async fn set(&self, key: &str, doc: Option<T>) -> Result<(), StateError> {
         let _w = self.writes.lock().await;
+        // Filed under the generation before the write: another replica may
+        // write this key after us yet move the generation on before we do,
+        // so in cluster mode the entry is read again after our own change.
+        let generation = self.store.generation();
         match &doc {
             Some(d) => self.store.put(self.ns, key, d).await?,
             None => {
                 self.store.delete(self.ns, key).await?;
             }
         }
-        let generation = self.store.changed().await?;
+        self.store.changed().await?;
         let mut cache = self.cache.write().expect("cache lock");
         if cache.0 != generation {
             *cache = (generation, HashMap::new());
