@@ -447,8 +447,25 @@ impl std::fmt::Debug for Credentials {
 /// never replaced: clients hold the keys it stores.
 pub fn resolve_credentials(args: &ServeArgs, data_dir: &Path) -> Result<(Credentials, bool), ConfigError> {
     let path = data_dir.join("credentials.json");
-    let given = [&args.access_key, &args.secret_key, &args.admin_access_key, &args.admin_secret_key];
-    let stored = if given.iter().all(|v| v.is_some()) { None } else { load_credentials(&path)? };
+    let stored = if args.all_credentials_given() { None } else { load_credentials(&path)? };
+    let (creds, generated) = pick_credentials(args, stored.as_ref())?;
+    if generated {
+        let json = serde_json::to_vec_pretty(&creds).expect("credentials serialise");
+        write_private_atomic(&path, &json).map_err(|source| ConfigError::Write { path: path.display().to_string(), source })?;
+    }
+    Ok((creds, generated))
+}
+
+impl ServeArgs {
+    /// Are all four credentials configured (nothing to read or generate)?
+    pub fn all_credentials_given(&self) -> bool {
+        [&self.access_key, &self.secret_key, &self.admin_access_key, &self.admin_secret_key].iter().all(|v| v.is_some())
+    }
+}
+
+/// Each credential from the arguments, else from `stored`, else generated;
+/// and whether any was generated (then the caller stores the result).
+pub fn pick_credentials(args: &ServeArgs, stored: Option<&Credentials>) -> Result<(Credentials, bool), ConfigError> {
     let mut generated = false;
     let mut pick = |given: &Option<String>, stored: Option<&String>, len: usize| -> Result<String, ConfigError> {
         if let Some(v) = given {
@@ -461,17 +478,13 @@ pub fn resolve_credentials(args: &ServeArgs, data_dir: &Path) -> Result<(Credent
         random_token(len)
     };
     let creds = Credentials {
-        access_key: pick(&args.access_key, stored.as_ref().map(|c| &c.access_key), 20)?,
-        secret_key: pick(&args.secret_key, stored.as_ref().map(|c| &c.secret_key), 40)?,
-        admin_access_key: pick(&args.admin_access_key, stored.as_ref().map(|c| &c.admin_access_key), 20)?,
-        admin_secret_key: pick(&args.admin_secret_key, stored.as_ref().map(|c| &c.admin_secret_key), 40)?,
+        access_key: pick(&args.access_key, stored.map(|c| &c.access_key), 20)?,
+        secret_key: pick(&args.secret_key, stored.map(|c| &c.secret_key), 40)?,
+        admin_access_key: pick(&args.admin_access_key, stored.map(|c| &c.admin_access_key), 20)?,
+        admin_secret_key: pick(&args.admin_secret_key, stored.map(|c| &c.admin_secret_key), 40)?,
     };
     if creds.access_key == creds.admin_access_key {
         return Err(ConfigError::Invalid("the admin access key must differ from the S3 access key".into()));
-    }
-    if generated {
-        let json = serde_json::to_vec_pretty(&creds).expect("credentials serialise");
-        write_private_atomic(&path, &json).map_err(|source| ConfigError::Write { path: path.display().to_string(), source })?;
     }
     Ok((creds, generated))
 }

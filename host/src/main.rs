@@ -55,8 +55,8 @@ fn init_tracing(format: Option<&str>) {
 /// the file. A configured secret is the operator's to know, and the admin
 /// secret is never shown.
 fn print_credentials(args: &ServeArgs, built: &server::Built) {
-    let file = built.data_dir.join("credentials.json");
-    let stored = |configured: bool| if configured { "(as configured)".to_owned() } else { format!("in {}", file.display()) };
+    let file = &built.credentials_store;
+    let stored = |configured: bool| if configured { "(as configured)".to_owned() } else { format!("in {file}") };
     let c = &built.credentials;
     let secret = match (args.secret_key.is_some(), built.generated_credentials) {
         (false, true) => c.secret_key.clone(),
@@ -65,7 +65,7 @@ fn print_credentials(args: &ServeArgs, built: &server::Built) {
     println!("S3 credentials: access key {}  secret key {secret}", c.access_key);
     println!("admin credentials: access key {}  secret key {}", c.admin_access_key, stored(args.admin_secret_key.is_some()));
     if built.generated_credentials {
-        println!("(generated and saved in {}; a generated secret key is shown only this once)", file.display());
+        println!("(generated and saved in {file}; a generated secret key is shown only this once)");
     }
 }
 

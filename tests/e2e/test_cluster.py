@@ -516,3 +516,40 @@ def test_cluster_mode_adds_no_upstream_request_per_put_or_get(moto):
         for g in replicas:
             g.close()
         proxy.stop()
+
+
+def test_replicas_without_credential_flags_share_generated_credentials():
+    """Same upstream and master key, no credential flags: the first replica
+    generates the credentials into the cluster state, the others use them."""
+    import re
+
+    store = Store()
+    key_file = Path(tempfile.mkdtemp(prefix="kgw-master-")) / "master.key"
+    key_file.write_bytes(os.urandom(32))
+    args = ("--state", "upstream", "--kms-master-key-file", str(key_file))
+    replicas = [Gateway(upstream=store, extra_args=args, s3_flags=False, admin_flags=False) for _ in range(2)]
+    try:
+        def printed(g):
+            deadline = time.time() + 10
+            while not (m := re.search(r"S3 credentials: access key (\S+)\s+secret key (.+)", g.log())):
+                assert time.time() < deadline, g.log()
+                time.sleep(0.1)
+            return m.group(1), m.group(2).strip()
+
+        (ak1, sk1), (ak2, shown2) = printed(replicas[0]), printed(replicas[1])
+        assert ak1 == ak2 and len(sk1) == 40
+        # Shown once, by the replica that generated it; the other says where it is.
+        assert "cluster state" in shown2 and sk1 not in replicas[1].log()
+        c1 = s3_client(replicas[0].endpoint, ak1, sk1)
+        c2 = s3_client(replicas[1].endpoint, ak1, sk1)
+        c1.create_bucket(Bucket="shared-creds")
+        c2.put_object(Bucket="shared-creds", Key="k", Body=b"v", ServerSideEncryption="aws:kms")
+        assert c1.get_object(Bucket="shared-creds", Key="k")["Body"].read() == b"v"
+        # The secret is in the state bucket only sealed.
+        r = raw(store)
+        for o in r.list_objects_v2(Bucket=STATE_BUCKET, Prefix="gateway/")["Contents"]:
+            assert sk1.encode() not in r.get_object(Bucket=STATE_BUCKET, Key=o["Key"])["Body"].read()
+    finally:
+        for g in replicas:
+            g.close()
+        store.stop()

@@ -23,7 +23,7 @@ use crate::admin::AdminRoute;
 use crate::admin::kms::KmsAdmin;
 use crate::admin::policies::PolicyAdmin;
 use crate::audit::AuditLog;
-use crate::config::{ConfigError, Credentials, ServeArgs, StateMode, resolve_credentials};
+use crate::config::{ConfigError, Credentials, ServeArgs, StateMode, pick_credentials, resolve_credentials};
 use crate::crypto::FormatParams;
 use crate::decide::bucket_policy::BucketPolicies;
 use crate::decide::{Decider, DeciderParts};
@@ -83,6 +83,8 @@ pub struct Built {
     pub credentials: Credentials,
     /// Whether credentials were generated on this start.
     pub generated_credentials: bool,
+    /// Where stored credentials live (a file, or the cluster state).
+    pub credentials_store: String,
     pub data_dir: PathBuf,
     pub upstream_desc: String,
     /// Serve HTTPS with this acceptor when set.
@@ -100,7 +102,6 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     let data_dir_lock = lock_dir(&data_dir)
         .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?
         .map_err(|holder| StartError::DataDirInUse { path: data_dir.display().to_string(), holder })?;
-    let (credentials, generated_credentials) = resolve_credentials(args, &data_dir)?;
     let connection_limits = ConnectionLimits::from_args(args)?;
 
     let master_env = std::env::var("KMS_GATEWAY_KMS_MASTER_KEY").ok();
@@ -159,7 +160,17 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     };
     let gateway_default = parse_gateway_default(args.default_encryption.as_deref().unwrap_or("none"))
         .map_err(|e| ConfigError::Invalid(format!("--default-encryption: {e}")))?;
-    let (state, state_bucket) = open_state(args, &data_dir, &master, remote.as_ref(), generated_credentials).await?;
+    let (state, state_bucket) = open_state(args, &data_dir, &master, remote.as_ref()).await?;
+    let (credentials, generated_credentials, credentials_store) = match &state_bucket {
+        None => {
+            let (c, generated) = resolve_credentials(args, &data_dir)?;
+            (c, generated, data_dir.join("credentials.json").display().to_string())
+        }
+        Some(bucket) => {
+            let (c, generated) = cluster_credentials(args, &state).await?;
+            (c, generated, format!("the cluster state (bucket {bucket})"))
+        }
+    };
     // Seals what multipart state must keep secret (an upload's layout key).
     let state_seal = master.derive(b"kms-gateway/v2/upload-state");
     let jobs = Jobs::new(state.clone(), replica.clone());
@@ -257,6 +268,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         service: b.build(),
         credentials,
         generated_credentials,
+        credentials_store,
         data_dir,
         upstream_desc,
         tls,
@@ -267,15 +279,13 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
 }
 
 /// The state store `--state` names, and the reserved bucket in cluster
-/// mode. Replicas share state only if they share what it is sealed and
-/// served with: the master key and the credentials must be configured,
-/// not generated per replica.
+/// mode. Replicas share state only if they share the key it is sealed
+/// with: the master key must be configured, not generated per replica.
 async fn open_state(
     args: &ServeArgs,
     data_dir: &Path,
     master: &crate::crypto::SealingKey,
     remote: Option<&RemoteUpstream>,
-    generated_credentials: bool,
 ) -> Result<(StateStore, Option<String>), StartError> {
     if args.state.unwrap_or_default() == StateMode::Local {
         return Ok((StateStore::open(&data_dir.join("state"))?, None));
@@ -285,15 +295,32 @@ async fn open_state(
     if args.kms_master_key_file.is_none() && std::env::var_os("KMS_GATEWAY_KMS_MASTER_KEY").is_none() {
         return Err(cluster("--kms-master-key-file (or KMS_GATEWAY_KMS_MASTER_KEY), the same for every replica").into());
     }
-    if generated_credentials || args.admin_secret_key.is_none() || args.secret_key.is_none() {
-        return Err(cluster("the S3 and admin credentials configured, the same for every replica").into());
-    }
     let bucket = args.state_bucket().to_owned();
     let seal = master.derive(b"kms-gateway/v2/cluster-state");
     let backend = UpstreamBackend::connect(upstream::remote_client(remote)?, bucket.clone(), seal).await?;
     let state = StateStore::new(Arc::new(backend));
     state.spawn_watch(std::time::Duration::from_millis(args.state_poll_ms.unwrap_or(1000).clamp(50, 60_000)));
     Ok((state, Some(bucket)))
+}
+
+/// Cluster mode: credentials not configured come from the cluster state,
+/// where the first replica to need them generated them (write-once, so
+/// replicas starting together agree). Returns whether this one generated.
+async fn cluster_credentials(args: &ServeArgs, state: &StateStore) -> Result<(Credentials, bool), StartError> {
+    const NS: &str = "gateway";
+    const DOC: &str = "credentials";
+    if args.all_credentials_given() {
+        return Ok(pick_credentials(args, None)?);
+    }
+    for _ in 0..3 {
+        let stored: Option<Credentials> = state.get(NS, DOC).await?;
+        let (creds, generated) = pick_credentials(args, stored.as_ref())?;
+        if !generated || state.create(NS, DOC, &creds).await? {
+            return Ok((creds, generated));
+        }
+        // Another replica stored its credentials first: take those.
+    }
+    Err(ConfigError::Invalid("the cluster's stored credentials keep changing".into()).into())
 }
 
 /// Start the KMS: flags (`--kms-backend …`) win; otherwise the stored
