@@ -568,3 +568,30 @@ def test_replicas_without_credential_flags_share_generated_credentials():
         for g in replicas:
             g.close()
         store.stop()
+
+
+def test_concurrent_kms_reconfigurations_keep_every_backend_readable(bao):
+    """A moves the cluster to Vault and writes under it; B, not having
+    heard of it yet (a long poll), moves the cluster back to local. B's
+    change lands last, yet Vault stays among the earlier backends, so what
+    A wrote under it stays readable everywhere, after a restart too."""
+    store = Store()
+    args = ("--state", "upstream", "--state-poll-ms", "60000", "--kms-master-key-file", str(master_key_file()))
+    a, b = (Gateway(upstream=store, extra_args=args) for _ in range(2))
+    try:
+        a.client().create_bucket(Bucket="raced-kms")
+        s, body = a.admin("POST", "reconfigure", vault_config(bao, key_path_prefix="kgw-raced/keys"))
+        assert s == 200, body
+        a.client().put_object(Bucket="raced-kms", Key="vault-era", Body=b"under vault", ServerSideEncryption="aws:kms")
+        assert base64.b64decode(raw(store).head_object(Bucket="raced-kms", Key="vault-era")["Metadata"]["kgw-kms-dek"]).startswith(b"vault:")
+        assert b.admin("GET", "status")[1]["backend_type"] == "local", "B has not heard of Vault"
+        s, body = b.admin("POST", "reconfigure", {"backend_type": "local"})
+        assert s == 200, body
+        for g in (a, b):
+            g.restart()
+            assert g.admin("GET", "status")[1]["backend_type"] == "local"
+            assert g.client().get_object(Bucket="raced-kms", Key="vault-era")["Body"].read() == b"under vault"
+    finally:
+        a.close()
+        b.close()
+        store.stop()

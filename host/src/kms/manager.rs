@@ -106,6 +106,8 @@ fn fingerprint(doc: &Persisted) -> Vec<u8> {
 const NS: &str = "kms";
 const DOC: &str = "config";
 const MAX_RETIRED: usize = 8;
+/// Compare-and-set attempts of one configuration change.
+const CAS_ATTEMPTS: usize = 16;
 
 #[derive(Serialize, Deserialize, Default)]
 struct Persisted {
@@ -249,14 +251,14 @@ impl KmsManager {
         if let Some(old) = &old {
             self.retire(&mut retired, old, &cfg).await;
         }
-        self.persist(Some(&cfg), false, &retired).await?;
+        self.persist(Some(&cfg), false, &mut retired).await?;
         self.publish(KmsStatus::Configured, Some(cfg), None);
         Ok(())
     }
 
     /// Start the configured KMS; with `force`, restart a running one.
     pub async fn start(&self, force: bool) -> Result<(), LifecycleError> {
-        let retired = self.lifecycle.lock().await;
+        let mut retired = self.lifecycle.lock().await;
         let snap = self.current.load_full();
         if snap.service.is_some() && !force {
             return Err(LifecycleError::Conflict("KMS is already running. Use force=true to restart.".into()));
@@ -268,7 +270,7 @@ impl KmsManager {
         };
         match self.prepare(&cfg).await {
             Ok(pair) => {
-                self.persist(Some(&cfg), true, &retired).await?;
+                self.persist(Some(&cfg), true, &mut retired).await?;
                 self.probe_failures.store(0, Ordering::Relaxed);
                 let service = self.service_for(&cfg, pair);
                 self.publish(KmsStatus::Running, Some(cfg), Some(service));
@@ -284,10 +286,10 @@ impl KmsManager {
     }
 
     pub async fn stop(&self) -> Result<(), LifecycleError> {
-        let retired = self.lifecycle.lock().await;
+        let mut retired = self.lifecycle.lock().await;
         let cfg = self.config();
         if cfg.is_some() {
-            self.persist(cfg.as_ref(), false, &retired).await?;
+            self.persist(cfg.as_ref(), false, &mut retired).await?;
         }
         let status = if cfg.is_some() { KmsStatus::Configured } else { KmsStatus::NotConfigured };
         self.publish(status, cfg, None);
@@ -310,7 +312,7 @@ impl KmsManager {
         if let Some(old) = &old {
             self.retire(&mut retired, old, &cfg).await;
         }
-        self.persist(Some(&cfg), true, &retired).await?;
+        self.persist(Some(&cfg), true, &mut retired).await?;
         let service = self.service_for(&cfg, pair);
         self.probe_failures.store(0, Ordering::Relaxed);
         self.publish(KmsStatus::Running, Some(cfg), Some(service));
@@ -351,13 +353,48 @@ impl KmsManager {
         readers.iter().filter(|r| r.identity != me).map(|r| r.backend.clone()).collect()
     }
 
-    async fn persist(&self, cfg: Option<&KmsConfig>, running: bool, retired: &[(String, Value)]) -> Result<(), LifecycleError> {
-        let doc =
-            Persisted { config: cfg.map(|c| c.to_json(SecretSink::Seal(&self.sealer))), running, retired: retired.to_vec() };
-        self.ctx.store.put(NS, DOC, &doc).await?;
-        *self.applied.lock().expect("applied lock") = Some(fingerprint(&doc));
-        self.ctx.store.changed().await?;
-        Ok(())
+    /// Store the configuration by compare-and-set. In cluster mode another
+    /// replica may have stored a configuration since this one read it:
+    /// its earlier backends, and that configuration itself when it is being
+    /// replaced, join `retired`, so that objects written under them stay
+    /// readable whichever replica's change lands last.
+    async fn persist(
+        &self,
+        cfg: Option<&KmsConfig>,
+        running: bool,
+        retired: &mut Vec<(String, Value)>,
+    ) -> Result<(), LifecycleError> {
+        let shared = self.ctx.store.is_shared();
+        let mine = cfg.map(|c| identity(c, &self.ctx.data_dir, shared));
+        for _ in 0..CAS_ATTEMPTS {
+            let stored = self.ctx.store.get_tagged::<Persisted>(NS, DOC).await?;
+            if let Some((doc, _)) = &stored {
+                let theirs = doc.config.as_ref().and_then(|v| {
+                    let c = KmsConfig::from_value(v.clone(), SecretSource::Stored(&self.sealer), &self.ctx.fallback_key).ok()?;
+                    Some((identity(&c, &self.ctx.data_dir, shared), v.clone()))
+                });
+                for (id, v) in theirs.into_iter().chain(doc.retired.iter().cloned()) {
+                    if Some(&id) != mine.as_ref() && !retired.iter().any(|(r, _)| *r == id) {
+                        retired.push((id, v));
+                    }
+                }
+                retired.truncate(MAX_RETIRED);
+            }
+            let config = cfg.map(|c| c.to_json(SecretSink::Seal(&self.sealer)));
+            let doc = Persisted { config, running, retired: retired.clone() };
+            let written = match &stored {
+                Some((_, tag)) => self.ctx.store.replace(NS, DOC, &doc, tag).await?,
+                None => self.ctx.store.create(NS, DOC, &doc).await?,
+            };
+            if written {
+                *self.applied.lock().expect("applied lock") = Some(fingerprint(&doc));
+                self.ctx.store.changed().await?;
+                // Backends another replica retired: readable here too.
+                self.load_missing_readers(retired).await;
+                return Ok(());
+            }
+        }
+        Err(LifecycleError::Conflict("the KMS configuration is changing too often; try again".into()))
     }
 
     /// Cluster mode: take up the configuration another replica stored
@@ -373,11 +410,7 @@ impl KmsManager {
         }
         *self.applied.lock().expect("applied lock") = Some(print);
         *retired = persisted.retired.clone();
-        let missing: Vec<(String, Value)> = {
-            let readers = self.readers.lock().expect("readers lock");
-            persisted.retired.iter().filter(|(id, _)| readers.iter().all(|r| r.identity != *id)).cloned().collect()
-        };
-        self.load_readers(&missing).await;
+        self.load_missing_readers(&persisted.retired).await;
         let cfg = match &persisted.config {
             None => {
                 self.publish(KmsStatus::NotConfigured, None, None);
@@ -465,6 +498,15 @@ impl KmsManager {
                 Ok(BackendPair { backend: b.clone(), admin: b })
             }
         }
+    }
+
+    /// Open readers for the retired backends this process has none of.
+    async fn load_missing_readers(&self, retired: &[(String, Value)]) {
+        let missing: Vec<(String, Value)> = {
+            let readers = self.readers.lock().expect("readers lock");
+            retired.iter().filter(|(id, _)| readers.iter().all(|r| r.identity != *id)).cloned().collect()
+        };
+        self.load_readers(&missing).await;
     }
 
     async fn load_readers(&self, retired: &[(String, Value)]) {
