@@ -27,8 +27,11 @@ class Recorded:
 
 
 class RecordingProxy:
-    def __init__(self, upstream_port, long_upload_ids=False, keep_bodies=False):
+    def __init__(self, upstream_port, long_upload_ids=False, keep_bodies=False, drop_conditions=False):
         self.upstream_port = upstream_port
+        # Play a store without conditional writes: If-Match and
+        # If-None-Match never reach the upstream.
+        self.drop_conditions = drop_conditions
         self.long_upload_ids = long_upload_ids
         self.keep_bodies = keep_bodies
         # Fault injection for copies (the gateway's metadata self-copies):
@@ -64,7 +67,8 @@ class RecordingProxy:
                     return
                 path = proxy._shorten(self.path)
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
-                headers = {k: v for k, v in headers.items() if k.lower() != "host"}
+                dropped = ("host", "if-match", "if-none-match") if proxy.drop_conditions else ("host",)
+                headers = {k: v for k, v in headers.items() if k.lower() not in dropped}
                 headers["Host"] = f"127.0.0.1:{proxy.upstream_port}"
                 conn.request(self.command, path, body=body, headers=headers)
                 resp = conn.getresponse()

@@ -340,6 +340,22 @@ def test_a_forged_state_document_is_refused_not_obeyed(cluster):
         raw(store).head_object(Bucket="forged", Key="x")
 
 
+def test_a_store_without_conditional_writes_is_refused_for_cluster_state(moto):
+    from recording_proxy import RecordingProxy
+
+    proxy = RecordingProxy(moto.port, drop_conditions=True)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            r = subprocess.run([str(BIN), "serve", "--listen", "127.0.0.1:0", "--data-dir", d, "--state", "upstream",
+                                "--upstream", proxy.endpoint, "--upstream-access-key", UP_ACCESS,
+                                "--upstream-secret-key", UP_SECRET, "--kms-master-key-file", str(master_key_file())],
+                               capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0
+        assert "cannot hold cluster state" in r.stderr and "If-None-Match" in r.stderr, r.stderr[-2000:]
+    finally:
+        proxy.stop()
+
+
 def test_cluster_mode_refuses_to_start_without_shared_secrets(cluster):
     store, _, _ = cluster
     env = {**os.environ, "KMS_GATEWAY_UPSTREAM_ACCESS_KEY": UP_ACCESS, "KMS_GATEWAY_UPSTREAM_SECRET_KEY": UP_SECRET}
