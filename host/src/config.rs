@@ -507,7 +507,7 @@ fn load_credentials(path: &Path) -> Result<Option<Credentials>, ConfigError> {
     })
 }
 
-fn random_token(len: usize) -> Result<String, ConfigError> {
+pub(crate) fn random_token(len: usize) -> Result<String, ConfigError> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut raw = vec![0u8; len];
     random_bytes(&mut raw).map_err(|_| ConfigError::Invalid("random source failed".into()))?;

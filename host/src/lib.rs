@@ -14,13 +14,16 @@
 //!   `kgw-core` crate (fuzzed), plus the encrypting/decrypting streams.
 //! - [`kms`]: key backends (`local`, `vault`), caches, the KMS lifecycle.
 //! - [`admin`]: the SigV4-signed admin REST API (`/rustfs/admin/v3/kms/…`).
+//! - [`identity`]: S3 identities beyond the configured pair (attributes
+//!   and groups for policies) and the SigV4 secret lookup.
 //! - [`policy`]: WebAssembly policies (wasmtime sandbox, registry, bindings).
 //! - [`rotation`]: key rotation driven by a bound rotation policy.
 //! - [`audit`]: the JSON-lines audit trail.
 //! - [`metrics`]: Prometheus counters; [`ops`]: `/metrics`, `/health/*`.
 //! - [`routes`]: custom routes (operations, bucket encryption) and transport info.
 //! - [`state`]: the gateway's dynamic state (bucket defaults and policies,
-//!   uploads, KMS configuration, policy bindings) behind a backend trait.
+//!   uploads, KMS configuration, policy bindings, identities) behind a
+//!   backend trait: the data directory, or the upstream (cluster mode).
 //! - [`upstream`]: the store behind the gateway (remote S3 or embedded).
 //! - [`embedded`]: the embedded filesystem store (s3s-fs) with S3 fixes.
 //! - [`fsutil`]: durable private file writes.
@@ -34,6 +37,7 @@ pub mod crypto;
 pub mod decide;
 pub mod embedded;
 pub mod fsutil;
+pub mod identity;
 pub mod kms;
 pub mod metrics;
 pub mod ops;

@@ -34,6 +34,9 @@ pub struct Metrics {
     pub policy_call_seconds: HistogramVec,
     /// Writes refused by a bucket policy's statements on SSE keys.
     pub bucket_policy_denials: IntCounter,
+    /// Uses of a KMS key by identity (access key, `-` for the gateway's
+    /// own), key, operation and outcome: who used which key.
+    pub key_uses: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -103,9 +106,14 @@ impl Metrics {
                 "Writes refused by bucket policy statements on SSE condition keys",
             )
             .expect("static metric"),
+            key_uses: counter_vec(
+                "key_uses_total",
+                "KMS key uses by identity, key, operation and outcome",
+                &["identity", "key_id", "op", "outcome"],
+            ),
             registry,
         };
-        for c in [&m.requests, &m.kms_calls, &m.kms_cache, &m.s3_errors, &m.admin_requests, &m.policy_calls] {
+        for c in [&m.requests, &m.kms_calls, &m.kms_cache, &m.s3_errors, &m.admin_requests, &m.policy_calls, &m.key_uses] {
             m.registry.register(Box::new(c.clone())).expect("unique metric");
         }
         for c in [&m.bytes_encrypted, &m.bytes_decrypted, &m.upstream_ciphertext_bytes, &m.bucket_policy_denials] {

@@ -175,6 +175,25 @@ def test_status_lists_the_replicas_and_answers_carry_the_generation(cluster):
                     "B has seen the change")
 
 
+def test_an_identity_made_on_one_replica_signs_on_all(cluster):
+    _, (a, b, c), _ = cluster
+    s, r = a.admin("POST", "/rustfs/admin/v3/identities", {"access_key": "CLUSTERAPP", "attributes": {"tenant": "t1"}})
+    assert s == 200, r
+
+    def works(g, secret):
+        try:
+            s3_client(g.endpoint, "CLUSTERAPP", secret).list_buckets()
+            return True
+        except ClientError:
+            return False
+
+    for g in (b, c):
+        eventually_true(lambda g=g: works(g, r["secret_key"]), "identity known on every replica")
+    assert b.admin("POST", "/rustfs/admin/v3/identities/CLUSTERAPP/disable")[0] == 200
+    for g in (a, c):
+        eventually_true(lambda g=g: not works(g, r["secret_key"]), "disabled on every replica")
+
+
 def test_concurrent_rotations_on_different_replicas_lose_no_version(cluster):
     _, replicas, _ = cluster
     assert replicas[0].admin("POST", "keys", {"key_id": "raced"})[0] == 200

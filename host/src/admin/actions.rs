@@ -42,11 +42,58 @@ pub enum PolicyAction {
     Delete,
 }
 
+/// An action under `…/admin/v3/identities`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityAction {
+    List,
+    Create,
+    Get,
+    Update,
+    Enable,
+    Disable,
+    RotateSecret,
+    Remove,
+}
+
 /// Any admin action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Kms(KmsAction),
     Policies(PolicyAction),
+    Identities(IdentityAction),
+}
+
+impl IdentityAction {
+    /// The action of a path under `identities` (`""`, `<ak>`, `<ak>/<verb>`).
+    pub fn of(method: &Method, rest: &str) -> Option<Self> {
+        use IdentityAction as A;
+        let parts: Vec<&str> = rest.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+        Some(match (method.as_str(), parts.as_slice()) {
+            ("GET", []) => A::List,
+            ("POST", []) => A::Create,
+            ("GET", [_]) => A::Get,
+            ("POST" | "PUT", [_]) => A::Update,
+            ("DELETE", [_]) => A::Remove,
+            ("POST", [_, "enable"]) => A::Enable,
+            ("POST", [_, "disable"]) => A::Disable,
+            ("POST", [_, "rotate-secret"]) => A::RotateSecret,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        use IdentityAction as A;
+        match self {
+            A::List => "identities:list",
+            A::Create => "identities:create",
+            A::Get => "identities:get",
+            A::Update => "identities:update",
+            A::Enable => "identities:enable",
+            A::Disable => "identities:disable",
+            A::RotateSecret => "identities:rotate-secret",
+            A::Remove => "identities:remove",
+        }
+    }
 }
 
 impl KmsAction {
@@ -145,6 +192,7 @@ impl Action {
         match self {
             Self::Kms(a) => a.name(),
             Self::Policies(a) => a.name(),
+            Self::Identities(a) => a.name(),
         }
     }
 }
@@ -166,5 +214,10 @@ mod tests {
         assert_eq!(pol(Method::POST, "p1/evaluate"), Some("policies:evaluate"));
         assert_eq!(pol(Method::PUT, "p1"), Some("policies:upload"));
         assert_eq!(pol(Method::GET, "a/b"), None);
+        let id = |m: Method, p: &str| IdentityAction::of(&m, p).map(IdentityAction::name);
+        assert_eq!(id(Method::POST, ""), Some("identities:create"));
+        assert_eq!(id(Method::POST, "AK1/rotate-secret"), Some("identities:rotate-secret"));
+        assert_eq!(id(Method::DELETE, "AK1"), Some("identities:remove"));
+        assert_eq!(id(Method::POST, "AK1/unknown"), None);
     }
 }

@@ -8,12 +8,14 @@
 //!
 //! - [`kms`]: the KMS endpoints (`kms/...`).
 //! - [`policies`]: the WebAssembly policy endpoints (`policies/...`).
+//! - [`identities`]: the S3 identity endpoints (`identities/...`).
 //! - [`actions`]: what a method and path mean (typed), and their names.
 //! - [`dto`]: request/response shapes; [`error`]: JSON errors.
 
 pub mod actions;
 pub mod dto;
 pub mod error;
+pub mod identities;
 pub mod kms;
 pub mod policies;
 
@@ -29,7 +31,7 @@ use serde_json::Value;
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::metrics::Metrics;
-use actions::{Action, KmsAction, PolicyAction};
+use actions::{Action, IdentityAction, KmsAction, PolicyAction};
 use error::ApiError;
 
 /// Largest admin request body (policy uploads have their own limit).
@@ -81,6 +83,7 @@ pub struct AdminRoute {
     pub admin_access_key: String,
     pub kms: kms::KmsAdmin,
     pub policies: policies::PolicyAdmin,
+    pub identities: identities::IdentityAdmin,
     pub metrics: Arc<Metrics>,
     pub audit: Arc<AuditLog>,
     /// Cluster mode: the shared state, whose generation every answer
@@ -102,10 +105,15 @@ fn area_of(path: &str) -> Option<(&'static str, &str)> {
     if let Some(r) = rest.strip_prefix("kms/") {
         return Some(("kms", r));
     }
-    if rest == "policies" {
-        return Some(("policies", ""));
+    for area in ["policies", "identities"] {
+        if rest == area {
+            return Some((area, ""));
+        }
+        if let Some(r) = rest.strip_prefix(area).and_then(|r| r.strip_prefix('/')) {
+            return Some((area, r));
+        }
     }
-    rest.strip_prefix("policies/").map(|r| ("policies", r))
+    None
 }
 
 /// The key a JSON request body names (`key_id`, or RustFS's older `KeyId`).
@@ -161,6 +169,7 @@ impl AdminRoute {
         match action {
             Action::Kms(a) => self.kms.handle(a, &call).await,
             Action::Policies(a) => self.policies.handle(a, &call).await,
+            Action::Identities(a) => self.identities.handle(a, &call).await,
         }
     }
 }
@@ -182,6 +191,7 @@ impl S3Route for AdminRoute {
         let request_id = req.extensions.get::<crate::routes::RequestId>().map(|r| r.0.clone());
         let action = match area_of(req.uri.path()) {
             Some(("kms", r)) => KmsAction::of(&req.method, r.trim_end_matches('/')).map(Action::Kms),
+            Some(("identities", r)) => IdentityAction::of(&req.method, r).map(Action::Identities),
             Some((_, r)) => PolicyAction::of(&req.method, r).map(Action::Policies),
             None => None,
         };

@@ -70,6 +70,9 @@ enum AdminCommand {
     /// WebAssembly policies
     #[command(subcommand)]
     Policies(PoliciesCommand),
+    /// S3 identities (access keys with attributes for policies)
+    #[command(subcommand)]
+    Identities(IdentitiesCommand),
     /// Any admin endpoint: METHOD PATH [--data JSON], PATH relative to /rustfs/admin/v3/
     Call {
         method: String,
@@ -151,6 +154,78 @@ enum PoliciesCommand {
     },
     /// Run the bound rotation policy over every key now
     Rotate,
+}
+
+#[derive(Subcommand)]
+enum IdentitiesCommand {
+    /// Every identity (never a secret)
+    List,
+    /// Create one; its secret key is printed this once
+    Create {
+        #[arg(long)]
+        access_key: Option<String>,
+        #[command(flatten)]
+        labels: Labels,
+    },
+    Describe {
+        access_key: String,
+    },
+    /// Replace the description, attributes or groups given
+    Update {
+        access_key: String,
+        #[command(flatten)]
+        labels: Labels,
+    },
+    Enable {
+        access_key: String,
+    },
+    Disable {
+        access_key: String,
+    },
+    /// A new secret key (printed this once); the old one stops working
+    RotateSecret {
+        access_key: String,
+    },
+    Remove {
+        access_key: String,
+    },
+}
+
+/// What policies learn of an identity.
+#[derive(Args)]
+struct Labels {
+    #[arg(long)]
+    description: Option<String>,
+    /// NAME=VALUE, repeatable
+    #[arg(long = "attribute", value_parser = parse_attribute)]
+    attributes: Vec<(String, String)>,
+    /// Repeatable
+    #[arg(long = "group")]
+    groups: Vec<String>,
+}
+
+fn parse_attribute(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("'{s}' is not NAME=VALUE"))
+}
+
+impl Labels {
+    fn json(&self, access_key: Option<&String>) -> Value {
+        let mut v = json!({});
+        if let Some(ak) = access_key {
+            v["access_key"] = json!(ak);
+        }
+        if let Some(d) = &self.description {
+            v["description"] = json!(d);
+        }
+        if !self.attributes.is_empty() {
+            v["attributes"] =
+                self.attributes.iter().map(|(k, x)| (k.clone(), json!(x))).collect::<serde_json::Map<_, _>>().into();
+        }
+        if !self.groups.is_empty() {
+            v["groups"] = json!(self.groups);
+        }
+        v
+    }
 }
 
 /// A hook (key-select, sse-validate, rotation) and where it applies.
@@ -245,6 +320,9 @@ fn request_of(cmd: &AdminCommand) -> anyhow::Result<(&'static str, String, Body)
     if let AdminCommand::Policies(p) = cmd {
         return policies_request(p);
     }
+    if let AdminCommand::Identities(i) = cmd {
+        return Ok(identities_request(i));
+    }
     let (m, p, b) = kms_request(cmd)?;
     Ok((m, p, b.into()))
 }
@@ -275,6 +353,20 @@ fn policies_request(cmd: &PoliciesCommand) -> anyhow::Result<(&'static str, Stri
         }
         PoliciesCommand::Rotate => ("POST", "policies/rotation/run".into(), Body::None),
     })
+}
+
+fn identities_request(cmd: &IdentitiesCommand) -> (&'static str, String, Body) {
+    use IdentitiesCommand as C;
+    match cmd {
+        C::List => ("GET", "identities".into(), Body::None),
+        C::Create { access_key, labels } => ("POST", "identities".into(), Body::Json(labels.json(access_key.as_ref()))),
+        C::Describe { access_key } => ("GET", format!("identities/{access_key}"), Body::None),
+        C::Update { access_key, labels } => ("POST", format!("identities/{access_key}"), Body::Json(labels.json(None))),
+        C::Enable { access_key } => ("POST", format!("identities/{access_key}/enable"), Body::None),
+        C::Disable { access_key } => ("POST", format!("identities/{access_key}/disable"), Body::None),
+        C::RotateSecret { access_key } => ("POST", format!("identities/{access_key}/rotate-secret"), Body::None),
+        C::Remove { access_key } => ("DELETE", format!("identities/{access_key}"), Body::None),
+    }
 }
 
 fn kms_request(cmd: &AdminCommand) -> anyhow::Result<(&'static str, String, Option<Value>)> {
@@ -311,7 +403,7 @@ fn kms_request(cmd: &AdminCommand) -> anyhow::Result<(&'static str, String, Opti
             }
             KeysCommand::CancelDeletion { key_id } => ("POST", "kms/keys/cancel-deletion".into(), Some(key(key_id))),
         },
-        AdminCommand::Policies(_) => unreachable!("handled by policies_request"),
+        AdminCommand::Policies(_) | AdminCommand::Identities(_) => unreachable!("handled by their own request builders"),
         AdminCommand::Call { method, path, data } => {
             let m = match method.to_ascii_uppercase().as_str() {
                 "GET" => "GET",

@@ -107,6 +107,10 @@ impl KmsService {
     }
 
     fn audit(&self, action: &str, key_id: &KeyId, version: Option<u32>, outcome: &str, who: &KeyUse<'_>) {
+        let identity = who.principal.unwrap_or("-");
+        // A failed use may name a key a client made up: no series per guess.
+        let key = if matches!(outcome, "ok" | "cached" | "stale-cache") { key_id.as_str() } else { "-" };
+        self.obs.metrics.key_uses.with_label_values(&[identity, key, action, outcome]).inc();
         self.obs.audit.record(&AuditEvent {
             kind: "key-use",
             principal: who.principal,

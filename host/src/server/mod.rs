@@ -15,11 +15,11 @@ use std::sync::Arc;
 use hyper::StatusCode;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::AdminRoute;
+use crate::admin::identities::IdentityAdmin;
 use crate::admin::kms::KmsAdmin;
 use crate::admin::policies::PolicyAdmin;
 use crate::audit::AuditLog;
@@ -28,6 +28,8 @@ use crate::crypto::FormatParams;
 use crate::decide::bucket_policy::BucketPolicies;
 use crate::decide::{Decider, DeciderParts};
 use crate::fsutil::{DirLock, create_private_dir, lock_dir};
+use crate::identity::Identities;
+use crate::identity::auth::GatewayAuth;
 use crate::kms::config::{KmsConfig, SecretSource};
 use crate::kms::manager::{KmsManager, LifecycleError, ManagerContext, Startup};
 use crate::kms::master::{MasterKeySource, load_master_key};
@@ -173,6 +175,8 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     };
     // Seals what multipart state must keep secret (an upload's layout key).
     let state_seal = master.derive(b"kms-gateway/v2/upload-state");
+    // Identities derive their own sealing key from it.
+    let identity_master = master.derive(b"kms-gateway/v2/identities");
     let jobs = Jobs::new(state.clone(), replica.clone());
     let defaults = Arc::new(EncryptionDefaults::new(state.clone(), gateway_default, args.require_encryption.unwrap_or_default()));
     let kms = boot_kms(
@@ -223,11 +227,17 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         })),
     };
     let gateway = Gateway::new(parts, opts);
+    let identities =
+        Arc::new(Identities::new(state.clone(), &identity_master, &credentials.access_key, &credentials.admin_access_key));
 
     let mut b = S3ServiceBuilder::new(gateway);
-    let mut auth = SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone());
-    auth.register(credentials.admin_access_key.clone(), credentials.admin_secret_key.clone().into());
-    b.set_auth(auth);
+    b.set_auth(GatewayAuth::new(
+        vec![
+            (credentials.access_key.clone(), credentials.secret_key.clone().into()),
+            (credentials.admin_access_key.clone(), credentials.admin_secret_key.clone().into()),
+        ],
+        identities.clone(),
+    ));
     b.set_access(DataPlaneAccess { admin_access_key: credentials.admin_access_key.clone(), state_bucket: state_bucket.clone() });
     // Cluster mode: a heartbeat per poll interval (at least every 5 s).
     let replicas = state.is_shared().then(|| Arc::new(Replicas::new(state.clone(), replica.clone())));
@@ -245,6 +255,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
             replicas: replicas.clone(),
         },
         policies: PolicyAdmin { registry: policies, rotation },
+        identities: IdentityAdmin { identities: identities.clone() },
         metrics: metrics.clone(),
         audit,
         cluster: state.is_shared().then(|| state.clone()),

@@ -9,6 +9,9 @@ use serde::de::DeserializeOwned;
 
 use super::{StateError, StateStore};
 
+/// Compare-and-set attempts of one update.
+const CAS_ATTEMPTS: usize = 64;
+
 /// Documents by key (`None`: known to be absent).
 type Entries<T> = HashMap<String, Option<Arc<T>>>;
 
@@ -48,11 +51,7 @@ impl<T: Serialize + DeserializeOwned> CachedDocs<T> {
         // least as new as the generation it is filed under.
         let generation = self.store.generation();
         let doc = self.store.get::<T>(self.ns, key).await?.map(Arc::new);
-        let mut cache = self.cache.write().expect("cache lock");
-        if cache.0 != generation {
-            *cache = (generation, HashMap::new());
-        }
-        cache.1.insert(key.to_owned(), doc.clone());
+        self.file(generation, key, doc.clone());
         Ok(doc)
     }
 
@@ -71,12 +70,60 @@ impl<T: Serialize + DeserializeOwned> CachedDocs<T> {
             }
         }
         self.store.changed().await?;
+        self.file(generation, key, doc.map(Arc::new));
+        Ok(())
+    }
+
+    /// Store `doc` only if `key` has none; `Ok(false)` if it has.
+    pub async fn create(&self, key: &str, doc: T) -> Result<bool, StateError> {
+        let _w = self.writes.lock().await;
+        let generation = self.store.generation();
+        if !self.store.create(self.ns, key, &doc).await? {
+            return Ok(false);
+        }
+        self.store.changed().await?;
+        self.file(generation, key, Some(Arc::new(doc)));
+        Ok(true)
+    }
+
+    /// Read-modify-write by compare-and-set: `change` gets the current
+    /// document (`None` when there is none) and is called again when
+    /// another writer came first; its error stops the update.
+    pub async fn update<E, F>(&self, key: &str, change: F) -> Result<T, E>
+    where
+        T: Clone,
+        E: From<StateError>,
+        F: Fn(Option<T>) -> Result<T, E>,
+    {
+        let _w = self.writes.lock().await;
+        for _ in 0..CAS_ATTEMPTS {
+            let generation = self.store.generation();
+            let written = match self.store.get_tagged::<T>(self.ns, key).await? {
+                Some((doc, tag)) => {
+                    let new = change(Some(doc))?;
+                    self.store.replace(self.ns, key, &new, &tag).await?.then_some(new)
+                }
+                None => {
+                    let new = change(None)?;
+                    self.store.create(self.ns, key, &new).await?.then_some(new)
+                }
+            };
+            if let Some(new) = written {
+                self.store.changed().await?;
+                self.file(generation, key, Some(Arc::new(new.clone())));
+                return Ok(new);
+            }
+        }
+        Err(StateError::Contended(format!("{}/{key}", self.ns)).into())
+    }
+
+    /// Keep `doc` for `key` as at least as new as `generation`.
+    fn file(&self, generation: u64, key: &str, doc: Option<Arc<T>>) {
         let mut cache = self.cache.write().expect("cache lock");
         if cache.0 != generation {
             *cache = (generation, HashMap::new());
         }
-        cache.1.insert(key.to_owned(), doc.map(Arc::new));
-        Ok(())
+        cache.1.insert(key.to_owned(), doc);
     }
 
     /// Every document of the namespace, from the store.
