@@ -62,6 +62,22 @@ macro_rules! __request_helpers {
             pub fn first_segment(&self) -> Option<&str> {
                 self.key.split_once('/').map(|(first, _)| first).filter(|s| !s.is_empty())
             }
+
+            /// An attribute of the identity that signed the request.
+            pub fn attribute(&self, name: &str) -> Option<&str> {
+                self.identity.as_ref()?.attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+            }
+
+            /// Whether the signer is in `group`.
+            pub fn in_group(&self, group: &str) -> bool {
+                self.identity.as_ref().is_some_and(|i| i.groups.iter().any(|g| g == group))
+            }
+
+            /// A read of an encrypted object (sse-validate only): the
+            /// requested mode and key are the object's own.
+            pub fn is_read(&self) -> bool {
+                matches!(self.operation.as_str(), "GetObject" | "HeadObject" | "GetObjectAttributes" | "CopySource")
+            }
         }
 
         impl S3Error {

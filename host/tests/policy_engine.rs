@@ -89,8 +89,48 @@ fn components_without_our_world_or_with_other_imports_are_refused() {
     let wrong = refused("hostile-wrong-version");
     assert!(wrong.contains("implements no world"), "{wrong}");
     let smuggled = refused("hostile-smuggled-import");
-    assert!(smuggled.contains("kms-gateway:policy/net@0.1.0"), "{smuggled}");
+    assert!(smuggled.contains("kms-gateway:policy/net@0.2.0"), "{smuggled}");
     for junk in [&b"hello, not wasm"[..], b"\0asm\x01\0\0\0"] {
         assert!(engine.prepare("junk", junk).is_err());
     }
+}
+
+#[test]
+fn contract_0_1_components_keep_loading_and_0_2_ones_see_the_identity() {
+    use kms_gateway::policy::types::{Mode, PolicyIdentity, Verdict};
+    let Some((engine, wasm)) = setup() else { return };
+    // A policy built against 0.1.0: loads, decides on writes, sees no reads.
+    let old = prepare(&engine, "legacy-v0-1", &wasm("legacy-v0-1"));
+    assert_eq!((old.version(), old.sees_reads()), ("0.1.0", false));
+    let ssec = PolicyRequest { requested_mode: Mode::SseC, requested_key_id: None, ..PolicyRequest::golden() };
+    assert!(matches!(engine.sse_validate(&old, &ssec).unwrap(), Verdict::Reject(e) if e.message.contains("0.1.0")));
+    assert_eq!(engine.sse_validate(&old, &PolicyRequest::golden()).unwrap(), Verdict::Accept);
+    // 0.2.0: the identity's attributes reach the guest.
+    let keys = prepare(&engine, "tenant-keys", &wasm("tenant-keys"));
+    assert_eq!(keys.version(), "0.2.0");
+    let acme = |key_id: Option<&str>| PolicyRequest {
+        identity: Some(PolicyIdentity {
+            access_key: "ACME".into(),
+            attributes: vec![("tenant".into(), "acme".into())],
+            groups: vec![],
+        }),
+        requested_key_id: key_id.map(Into::into),
+        ..PolicyRequest::golden()
+    };
+    match engine.key_select(&keys, &acme(None)).unwrap() {
+        KeyDecision::Select { key_id, extra_context, .. } => {
+            assert_eq!(key_id.as_deref(), Some("tenant-acme"));
+            assert_eq!(extra_context, vec![("tenant".to_string(), "acme".to_string())]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(engine.key_select(&keys, &acme(Some("tenant-globex"))).unwrap(), KeyDecision::Deny(_)));
+    assert_eq!(engine.key_select(&keys, &acme(Some("tenant-acme-archive"))).unwrap(), KeyDecision::Keep);
+    let reads = prepare(&engine, "tenant-reads", &wasm("tenant-reads"));
+    assert!(reads.sees_reads());
+    let read = |key: &str| PolicyRequest { operation: "GetObject".into(), ..acme(Some(key)) };
+    assert!(
+        matches!(engine.sse_validate(&reads, &read("tenant-globex")).unwrap(), Verdict::Reject(e) if e.message.contains("read"))
+    );
+    assert_eq!(engine.sse_validate(&reads, &read("tenant-acme")).unwrap(), Verdict::Accept);
 }

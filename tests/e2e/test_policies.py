@@ -52,7 +52,7 @@ def pg():
 def test_upload_validation(pg):
     g = pg
     s, r = upload(g, "dks", component("default-key-select"))
-    assert s == 200 and r["policy"]["hook"] == "key-select" and r["policy"]["world"].startswith("kms-gateway:policy/key-selector@0.1.0")
+    assert s == 200 and r["policy"]["hook"] == "key-select" and r["policy"]["world"].startswith("kms-gateway:policy/key-selector@0.2.0")
     assert r["report"]["publish_us"] < 1000
     # Raw JSON spelling of an upload.
     import base64
@@ -66,7 +66,7 @@ def test_upload_validation(pg):
                        (b"\0asm\x01\0\0\0", "not a valid component"),
                        (os.urandom(10 << 20), "not a valid component"),
                        (component("hostile-wrong-version"), "implements no world"),
-                       (component("hostile-smuggled-import"), "also imports: kms-gateway:policy/net@0.1.0")]:
+                       (component("hostile-smuggled-import"), "also imports: kms-gateway:policy/net@0.2.0")]:
         s, r = upload(g, "bad", body)
         assert s == 400 and want in r["message"], r
     # Past the size cap (64 MiB), refused before compiling.

@@ -18,7 +18,8 @@ def kit(*args):
     return subprocess.run([str(BIN), "policy", *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("policy", ["default-key-select", "require-sse-kms", "rotate-after-days", "tenant-prefix", "data-class"])
+@pytest.mark.parametrize("policy", ["default-key-select", "require-sse-kms", "rotate-after-days", "tenant-prefix", "tenant-keys",
+                                    "tenant-reads", "data-class"])
 def test_example_policies_pass_their_fixtures(policy):
     # data-class is the Python example (a language runtime, WASI imports).
     built = ROOT / "policies" / "target" / "python" if policy == "data-class" else WASM
@@ -33,7 +34,7 @@ def test_check_reports_what_an_upload_would_and_refuses_what_it_would():
     out = kit("check", WASM / "rotate_after_days.wasm")
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
-    assert r["hook"] == "rotation" and r["world"].startswith("kms-gateway:policy/") and r["world"].endswith("@0.1.0")
+    assert r["hook"] == "rotation" and r["world"].startswith("kms-gateway:policy/") and r["world"].endswith("@0.2.0")
     assert r["imports_wasi"] is False and r["limits"]["deadline_ms"] == 50 and r["limits"]["memory_mib"] == 16
     assert r["golden_answer"]["advice"] in ("rotate", "later")
     for hostile, word in (("hostile_smuggled_import", "imports"), ("hostile_wrong_version", "world")):

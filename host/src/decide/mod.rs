@@ -23,6 +23,7 @@ mod policies;
 use std::sync::Arc;
 
 use crate::crypto::FormatParams;
+use crate::identity::Identities;
 use crate::kms::manager::KmsManager;
 use crate::metrics::Metrics;
 use crate::policy::Hook;
@@ -69,6 +70,19 @@ pub enum DecisionError {
     State(#[from] StateError),
 }
 
+/// A read of an encrypted object, as the read authorization sees it.
+pub struct ReadIntent<'a> {
+    /// `GetObject` or `HeadObject`.
+    pub op: &'static str,
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub principal: Option<&'a str>,
+    pub source_ip: Option<&'a str>,
+    /// The object's own mode and KMS key.
+    pub mode: crate::policy::types::Mode,
+    pub key_id: Option<&'a str>,
+}
+
 /// The write decision's service.
 pub struct Decider {
     pub defaults: Arc<EncryptionDefaults>,
@@ -78,6 +92,8 @@ pub struct Decider {
     /// The format new objects are written in.
     params: FormatParams,
     metrics: Arc<Metrics>,
+    /// What policies learn of the signer.
+    identities: Option<Arc<Identities>>,
 }
 
 /// What a [`Decider`] is built from.
@@ -88,12 +104,13 @@ pub struct DeciderParts {
     pub kms: Arc<KmsManager>,
     pub params: FormatParams,
     pub metrics: Arc<Metrics>,
+    pub identities: Option<Arc<Identities>>,
 }
 
 impl Decider {
     pub fn new(parts: DeciderParts) -> Self {
-        let DeciderParts { defaults, bucket_policies, policies, kms, params, metrics } = parts;
-        Self { defaults, bucket_policies, policies, kms, params, metrics }
+        let DeciderParts { defaults, bucket_policies, policies, kms, params, metrics, identities } = parts;
+        Self { defaults, bucket_policies, policies, kms, params, metrics, identities }
     }
 
     /// The SSE a new object gets, from the SSE its request sent.

@@ -5,9 +5,10 @@
 
 use std::time::Instant;
 
-use super::{Decider, DecisionError, WriteIntent};
+use super::{Decider, DecisionError, ReadIntent, WriteIntent};
+use crate::identity::Principal;
 use crate::policy::registry::{Resolved, Snapshot};
-use crate::policy::types::{BucketDefault, KeyDecision, Mode, PolicyRequest, Verdict};
+use crate::policy::types::{BucketDefault, KeyDecision, Mode, PolicyIdentity, PolicyRequest, Verdict};
 use crate::policy::{Hook, PolicyError};
 use crate::sse::SseRequest;
 
@@ -34,6 +35,7 @@ impl Decider {
             bucket: w.bucket.clone(),
             key: w.key.clone(),
             principal: w.principal.clone(),
+            identity: self.identity_of(w.principal.as_deref()).await,
             source_ip: w.source_ip.clone(),
             headers: w.headers.clone(),
             requested_mode: mode,
@@ -42,6 +44,60 @@ impl Decider {
             bucket_default,
             now: time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64,
         })
+    }
+
+    /// The signer as policies see it: attributes and groups of a managed
+    /// identity, none for the configured pair.
+    pub(super) async fn identity_of(&self, access_key: Option<&str>) -> Option<PolicyIdentity> {
+        let ak = access_key?;
+        let p = match &self.identities {
+            Some(ids) => ids.principal(ak).await,
+            None => Principal { access_key: ak.to_owned(), ..Principal::default() },
+        };
+        Some(PolicyIdentity { access_key: p.access_key, attributes: p.attributes.into_iter().collect(), groups: p.groups })
+    }
+
+    /// Reads: the sse-validate policy bound for the object, when it
+    /// implements contract 0.2.0 or later, is asked whether this identity
+    /// may read an object under this mode and key (`GetObject`,
+    /// `HeadObject`). Policies of 0.1.0 only ever saw writes and are not
+    /// asked. Why sse-validate and not a hook of its own: "may this signer
+    /// use this mode and key" is one question whichever way the bytes go,
+    /// and one bound policy then answers it for both directions.
+    pub async fn authorize_read(&self, read: &ReadIntent<'_>) -> Result<(), DecisionError> {
+        let snap = self.policies.snapshot();
+        let p = match snap.resolve(Hook::SseValidate, read.bucket, read.key) {
+            Resolved::None => return Ok(()),
+            Resolved::Missing(name) => return Err(failed_closed(&name, Hook::SseValidate, "not loaded")),
+            Resolved::Policy(p) if !p.prepared.sees_reads() => return Ok(()),
+            Resolved::Policy(p) => p,
+        };
+        let input = PolicyRequest {
+            operation: read.op.to_owned(),
+            bucket: read.bucket.to_owned(),
+            key: read.key.to_owned(),
+            principal: read.principal.map(str::to_owned),
+            identity: self.identity_of(read.principal).await,
+            source_ip: read.source_ip.map(str::to_owned),
+            headers: Vec::new(),
+            requested_mode: read.mode,
+            requested_key_id: read.key_id.map(str::to_owned),
+            encryption_context: Vec::new(),
+            bucket_default: None,
+            now: time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64,
+        };
+        let started = Instant::now();
+        match self.policies.engine().sse_validate(&p.prepared, &input) {
+            Ok(Verdict::Accept) => {
+                self.observe_policy(Hook::SseValidate, &p.info.name, started, "accept");
+                Ok(())
+            }
+            Ok(Verdict::Reject(e)) => {
+                self.observe_policy(Hook::SseValidate, &p.info.name, started, "reject");
+                Err(DecisionError::PolicyDenied(e))
+            }
+            Err(e) => Err(self.policy_failure(Hook::SseValidate, &p.info.name, started, &e)),
+        }
     }
 
     fn observe_policy(&self, hook: Hook, name: &str, started: Instant, outcome: &str) {

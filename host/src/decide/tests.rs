@@ -38,6 +38,7 @@ async fn decider_with(dir: &std::path::Path, gateway: Option<SseMode>, require: 
         kms,
         params: Default::default(),
         metrics,
+        identities: None,
     })
 }
 

@@ -17,7 +17,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtxView, WasiView};
 
 use super::PolicyError;
-use super::bindings::{key_select, rotation, sse_validate};
+use super::bindings::{key_select, rotation, sse_validate, v0_1};
 use super::types::{Hook, KeyDecision, KeyFacts, PolicyRequest, RotationAdvice, Verdict};
 use super::wasi::{self, CallWasi};
 
@@ -103,11 +103,14 @@ impl ResourceLimiter for CallLimits {
     }
 }
 
-/// What a component implements.
+/// What a component implements, at which contract version.
 enum Kind {
     KeySelect(key_select::KeySelectorPre<CallState>),
     SseValidate(sse_validate::SseValidatorPre<CallState>),
     Rotation(rotation::RotationPolicyPre<CallState>),
+    KeySelectV01(v0_1::key_select::KeySelectorPre<CallState>),
+    SseValidateV01(v0_1::sse_validate::SseValidatorPre<CallState>),
+    RotationV01(v0_1::rotation::RotationPolicyPre<CallState>),
 }
 
 /// A compiled, validated component, ready to instantiate per call.
@@ -123,10 +126,23 @@ pub struct Prepared {
 impl Prepared {
     pub fn hook(&self) -> Hook {
         match self.kind {
-            Kind::KeySelect(_) => Hook::KeySelect,
-            Kind::SseValidate(_) => Hook::SseValidate,
-            Kind::Rotation(_) => Hook::Rotation,
+            Kind::KeySelect(_) | Kind::KeySelectV01(_) => Hook::KeySelect,
+            Kind::SseValidate(_) | Kind::SseValidateV01(_) => Hook::SseValidate,
+            Kind::Rotation(_) | Kind::RotationV01(_) => Hook::Rotation,
         }
+    }
+
+    /// The contract version the component implements.
+    pub fn version(&self) -> &'static str {
+        match self.kind {
+            Kind::KeySelect(_) | Kind::SseValidate(_) | Kind::Rotation(_) => super::WIT_VERSIONS[0],
+            Kind::KeySelectV01(_) | Kind::SseValidateV01(_) | Kind::RotationV01(_) => "0.1.0",
+        }
+    }
+
+    /// Whether the component is asked about reads (0.2.0 and later).
+    pub fn sees_reads(&self) -> bool {
+        matches!(self.kind, Kind::SseValidate(_))
     }
 
     /// Whether the component imports WASI (embeds a language runtime).
@@ -296,26 +312,33 @@ impl PolicyEngine {
         let invalid = |e: wasmtime::Error| PolicyError::Invalid(format!("{e:#}"));
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
-        let Some(hook) = [Hook::KeySelect, Hook::SseValidate, Hook::Rotation]
-            .into_iter()
-            .find(|h| exports.iter().any(|e| e == h.export_name()))
-        else {
+        let found = super::WIT_VERSIONS.iter().find_map(|v| {
+            [Hook::KeySelect, Hook::SseValidate, Hook::Rotation]
+                .into_iter()
+                .find(|h| exports.iter().any(|e| *e == h.export_name(v)))
+                .map(|h| (h, *v))
+        });
+        let Some((hook, version)) = found else {
             return Err(PolicyError::Invalid(format!(
                 "the component implements no world of kms-gateway:policy@{}; it exports: [{}]",
-                super::WIT_VERSION,
+                super::WIT_VERSIONS.join(" or @"),
                 exports.join(", ")
             )));
         };
         let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_owned()).collect();
         // The shared `types` interface is imported for its types only (it
         // has no functions); WASI only from the allow-list.
-        let uses_wasi = wasi::check_imports(&imports, &format!("kms-gateway:policy/types@{}", super::WIT_VERSION))?;
+        let uses_wasi = wasi::check_imports(&imports, &format!("kms-gateway:policy/types@{version}"))?;
         let linker = if uses_wasi { &self.wasi } else { &self.pure };
         let pre = linker.instantiate_pre(&component).map_err(invalid)?;
-        let kind = match hook {
-            Hook::KeySelect => Kind::KeySelect(key_select::KeySelectorPre::new(pre).map_err(invalid)?),
-            Hook::SseValidate => Kind::SseValidate(sse_validate::SseValidatorPre::new(pre).map_err(invalid)?),
-            Hook::Rotation => Kind::Rotation(rotation::RotationPolicyPre::new(pre).map_err(invalid)?),
+        let current = version == super::WIT_VERSIONS[0];
+        let kind = match (hook, current) {
+            (Hook::KeySelect, true) => Kind::KeySelect(key_select::KeySelectorPre::new(pre).map_err(invalid)?),
+            (Hook::SseValidate, true) => Kind::SseValidate(sse_validate::SseValidatorPre::new(pre).map_err(invalid)?),
+            (Hook::Rotation, true) => Kind::Rotation(rotation::RotationPolicyPre::new(pre).map_err(invalid)?),
+            (Hook::KeySelect, false) => Kind::KeySelectV01(v0_1::key_select::KeySelectorPre::new(pre).map_err(invalid)?),
+            (Hook::SseValidate, false) => Kind::SseValidateV01(v0_1::sse_validate::SseValidatorPre::new(pre).map_err(invalid)?),
+            (Hook::Rotation, false) => Kind::RotationV01(v0_1::rotation::RotationPolicyPre::new(pre).map_err(invalid)?),
         };
         let prepared = Prepared { label: label.to_owned(), component, kind, wasi: uses_wasi };
         // Golden call: proves the signatures match and the guest answers.
@@ -394,31 +417,59 @@ impl PolicyEngine {
     }
 
     pub fn key_select(&self, p: &Prepared, req: &PolicyRequest) -> Result<KeyDecision, PolicyError> {
-        let Kind::KeySelect(pre) = &p.kind else { return Err(PolicyError::WrongHook(p.hook(), Hook::KeySelect)) };
-        let out = self.call(p, |store| {
-            pre.instantiate(&mut *store)?.kms_gateway_policy_key_select().call_select(store, &key_select::request(req))
-        })?;
-        let d = KeyDecision::from(out);
+        let d: KeyDecision = match &p.kind {
+            Kind::KeySelect(pre) => self
+                .call(p, |store| {
+                    pre.instantiate(&mut *store)?.kms_gateway_policy_key_select().call_select(store, &key_select::request(req))
+                })?
+                .into(),
+            Kind::KeySelectV01(pre) => self
+                .call(p, |store| {
+                    let r = v0_1::key_select::request(req);
+                    pre.instantiate(&mut *store)?.kms_gateway_policy_key_select().call_select(store, &r)
+                })?
+                .into(),
+            _ => return Err(PolicyError::WrongHook(p.hook(), Hook::KeySelect)),
+        };
         self.check_output(d.output_bytes())?;
         Ok(d)
     }
 
     pub fn sse_validate(&self, p: &Prepared, req: &PolicyRequest) -> Result<Verdict, PolicyError> {
-        let Kind::SseValidate(pre) = &p.kind else { return Err(PolicyError::WrongHook(p.hook(), Hook::SseValidate)) };
-        let out = self.call(p, |store| {
-            pre.instantiate(&mut *store)?.kms_gateway_policy_sse_validate().call_validate(store, &sse_validate::request(req))
-        })?;
-        let v = Verdict::from(out);
+        let v: Verdict = match &p.kind {
+            Kind::SseValidate(pre) => self
+                .call(p, |store| {
+                    let r = sse_validate::request(req);
+                    pre.instantiate(&mut *store)?.kms_gateway_policy_sse_validate().call_validate(store, &r)
+                })?
+                .into(),
+            Kind::SseValidateV01(pre) => self
+                .call(p, |store| {
+                    let r = v0_1::sse_validate::request(req);
+                    pre.instantiate(&mut *store)?.kms_gateway_policy_sse_validate().call_validate(store, &r)
+                })?
+                .into(),
+            _ => return Err(PolicyError::WrongHook(p.hook(), Hook::SseValidate)),
+        };
         self.check_output(v.output_bytes())?;
         Ok(v)
     }
 
     pub fn rotation(&self, p: &Prepared, facts: &KeyFacts, now: u64) -> Result<RotationAdvice, PolicyError> {
-        let Kind::Rotation(pre) = &p.kind else { return Err(PolicyError::WrongHook(p.hook(), Hook::Rotation)) };
-        let out = self.call(p, |store| {
-            pre.instantiate(&mut *store)?.kms_gateway_policy_rotation().call_check(store, &rotation::facts(facts), now)
-        })?;
-        let a = RotationAdvice::from(out);
+        let a: RotationAdvice = match &p.kind {
+            Kind::Rotation(pre) => self
+                .call(p, |store| {
+                    pre.instantiate(&mut *store)?.kms_gateway_policy_rotation().call_check(store, &rotation::facts(facts), now)
+                })?
+                .into(),
+            Kind::RotationV01(pre) => self
+                .call(p, |store| {
+                    let f = v0_1::rotation::facts(facts);
+                    pre.instantiate(&mut *store)?.kms_gateway_policy_rotation().call_check(store, &f, now)
+                })?
+                .into(),
+            _ => return Err(PolicyError::WrongHook(p.hook(), Hook::Rotation)),
+        };
         self.check_output(a.output_bytes())?;
         Ok(a)
     }

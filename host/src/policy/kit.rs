@@ -14,9 +14,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::PolicyError;
 use super::engine::{Limits, PolicyEngine, Prepared};
 use super::types::{Hook, KeyFacts, PolicyRequest};
-use super::{PolicyError, WIT_VERSION};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,7 +89,7 @@ pub fn check(engine: &PolicyEngine, limits: &Limits, wasm: &[u8]) -> Result<(Pre
     let memory = if p.uses_wasi() { limits.runtime_memory_bytes } else { limits.memory_bytes };
     let report = CheckReport {
         hook,
-        world: format!("kms-gateway:policy/{}@{WIT_VERSION}", hook.world()),
+        world: format!("kms-gateway:policy/{}@{}", hook.world(), p.version()),
         size: wasm.len(),
         imports_wasi: p.uses_wasi(),
         compile_ms,

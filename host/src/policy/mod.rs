@@ -24,7 +24,10 @@ pub mod wasi;
 pub use types::Hook;
 
 /// The WIT package version this gateway implements.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
+/// Every version a component may implement, newest first: 0.1.0 policies
+/// keep loading (requests without the identity, writes only).
+pub const WIT_VERSIONS: [&str; 2] = ["0.2.0", "0.1.0"];
 
 /// Why a policy could not be loaded or did not give an answer.
 #[derive(Debug, thiserror::Error)]

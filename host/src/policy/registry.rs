@@ -377,7 +377,7 @@ impl PolicyRegistry {
         let info = PolicyInfo {
             name: name.to_owned(),
             hook,
-            world: format!("kms-gateway:policy/{}@{}", hook.world(), super::WIT_VERSION),
+            world: format!("kms-gateway:policy/{}@{}", hook.world(), prepared.version()),
             sha256: sha256_hex(&wasm),
             size: wasm.len(),
             imports_wasi: prepared.uses_wasi(),

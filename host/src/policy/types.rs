@@ -30,13 +30,9 @@ impl Hook {
         }
     }
 
-    /// The component export that implements the hook.
-    pub fn export_name(self) -> &'static str {
-        match self {
-            Self::KeySelect => "kms-gateway:policy/key-select@0.1.0",
-            Self::SseValidate => "kms-gateway:policy/sse-validate@0.1.0",
-            Self::Rotation => "kms-gateway:policy/rotation@0.1.0",
-        }
+    /// The component export that implements the hook at contract `version`.
+    pub fn export_name(self, version: &str) -> String {
+        format!("kms-gateway:policy/{}@{version}", self.name())
     }
 }
 
@@ -70,7 +66,18 @@ pub struct BucketDefault {
     pub kms_key_id: Option<String>,
 }
 
-/// One write request, as passed to key-select and sse-validate.
+/// The identity that signed a request, as policies see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyIdentity {
+    pub access_key: String,
+    #[serde(default)]
+    pub attributes: Vec<(String, String)>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// One request, as passed to key-select and sse-validate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRequest {
@@ -79,6 +86,9 @@ pub struct PolicyRequest {
     pub key: String,
     #[serde(default)]
     pub principal: Option<String>,
+    /// The signer's attributes and groups (contract 0.2.0 and later).
+    #[serde(default)]
+    pub identity: Option<PolicyIdentity>,
     #[serde(default)]
     pub source_ip: Option<String>,
     #[serde(default)]
@@ -102,6 +112,11 @@ impl PolicyRequest {
             bucket: "golden-bucket".into(),
             key: "tenant/golden/object".into(),
             principal: Some("GOLDENACCESSKEY".into()),
+            identity: Some(PolicyIdentity {
+                access_key: "GOLDENACCESSKEY".into(),
+                attributes: vec![("tenant".into(), "golden".into())],
+                groups: vec!["golden-group".into()],
+            }),
             source_ip: Some("127.0.0.1".into()),
             headers: vec![("content-type".into(), "application/octet-stream".into())],
             requested_mode: Mode::SseKms,

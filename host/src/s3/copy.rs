@@ -64,9 +64,10 @@ impl Gateway {
         let src_rec = self.stored_record(&src_bucket, head.metadata.as_ref()).await?;
         self.check_read_headers(src_rec.as_ref(), src_customer.as_ref())?;
         let src_oek = match &src_rec {
-            Some(r) => {
-                Some(self.open_for_read(r, src_customer.as_ref(), &src_bucket, &src_key, principal(&req).as_deref()).await?)
-            }
+            Some(r) => Some(
+                self.open_for_read("CopySource", r, src_customer.as_ref(), &src_bucket, &src_key, principal(&req).as_deref())
+                    .await?,
+            ),
             None => None,
         };
         let src_etag = match &src_rec {

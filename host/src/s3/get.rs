@@ -139,7 +139,7 @@ impl Gateway {
             }
             return self.upstream.get_object(sub_request(&req, plain)).await;
         };
-        let oek = self.open_for_read(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?;
+        let oek = self.open_for_read("GetObject", &rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?;
         let etag = Self::visible_etag(&rec, Some(&oek), head.e_tag.clone())?;
         pre.check(etag.as_ref(), head.last_modified.as_ref())?;
         let layout = rec.layout().map_err(record_error)?;
@@ -175,7 +175,7 @@ impl Gateway {
         (bucket, key): (&str, &str),
         principal: Option<&str>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        let oek = self.open_for_read(rec, customer, bucket, key, principal).await?;
+        let oek = self.open_for_read("GetObject", rec, customer, bucket, key, principal).await?;
         let etag = Self::visible_etag(rec, Some(&oek), resp.output.e_tag.clone())?;
         pre.check(etag.as_ref(), resp.output.last_modified.as_ref())?;
         self.finish_decrypt(resp, rec, customer, oek, etag, None).await
@@ -259,7 +259,7 @@ impl Gateway {
         };
         // The key opens the sealed SSE-S3 ETag and checks the layout tag; a
         // stored length that does not match the layout is refused too.
-        let oek = self.open_for_read(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?;
+        let oek = self.open_for_read("HeadObject", &rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?;
         let layout = rec.layout().map_err(record_error)?;
         check_stored_length(resp.output.content_length, layout.ciphertext_len())?;
         let etag = Self::visible_etag(&rec, Some(&oek), resp.output.e_tag.clone())?;

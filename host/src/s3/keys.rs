@@ -6,9 +6,11 @@ use s3s::S3Result;
 use s3s::dto::{ETag, ServerSideEncryption};
 
 use super::Gateway;
-use super::errors::{crypto_error, key_error, record_error, sse_error, wrong_customer_key};
+use super::errors::{crypto_error, decision_error, key_error, record_error, sse_error, wrong_customer_key};
 use crate::crypto::ObjectKey;
 use crate::crypto::keys::{ct_eq, derive_customer_keys};
+use crate::decide::ReadIntent;
+use crate::policy::types::Mode;
 use crate::sse::record::RecordError;
 use crate::sse::{CustomerKey, ObjectCrypto, SseError, SseMode, SseRequest};
 
@@ -203,14 +205,28 @@ impl Gateway {
 
     /// Open a stored object's key for reading, and check its layout tag
     /// (format v2) so that nothing of a manipulated object is answered.
+    /// Open an object's key for a read (`op`: `GetObject`, `HeadObject`,
+    /// `GetObjectAttributes`, `CopySource`): first the bound sse-validate
+    /// policy may refuse this signer the object's mode and key.
     pub(crate) async fn open_for_read(
         &self,
+        op: &'static str,
         rec: &ObjectCrypto,
         customer: Option<&CustomerKey>,
         bucket: &str,
         key: &str,
         principal: Option<&str>,
     ) -> S3Result<ObjectKey> {
+        let read = ReadIntent {
+            op,
+            bucket,
+            key,
+            principal,
+            source_ip: None,
+            mode: Mode::from(Some(rec.mode)),
+            key_id: rec.kms.as_ref().map(|k| k.key_id.as_str()),
+        };
+        self.decider.authorize_read(&read).await.map_err(decision_error)?;
         let oek = self.open_object_key(rec, customer, bucket, key, principal).await?;
         rec.verify_layout(&oek, bucket, key).map_err(crypto_error)?;
         Ok(oek)

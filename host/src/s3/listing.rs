@@ -176,7 +176,8 @@ impl Gateway {
         self.check_read_headers(rec.as_ref(), customer.as_ref())?;
         let Some(rec) = rec else { return self.upstream.get_object_attributes(req).await };
         // Opening the key checks the layout tag before any of it is reported.
-        let oek = self.open_for_read(&rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?;
+        let oek =
+            self.open_for_read("GetObjectAttributes", &rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?;
         // Some clients send the list as one comma-separated value.
         let want = |name: &str| req.input.object_attributes.iter().flat_map(|a| a.as_str().split(',')).any(|a| a.trim() == name);
         let mut out = GetObjectAttributesOutput {

@@ -212,6 +212,8 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         jobs,
     });
     rotation.spawn(std::time::Duration::from_secs(args.policy_rotation_interval_seconds.unwrap_or(3600)));
+    let identities =
+        Arc::new(Identities::new(state.clone(), &identity_master, &credentials.access_key, &credentials.admin_access_key));
     let parts = GatewayParts {
         upstream: upstream.clone(),
         metrics: metrics.clone(),
@@ -224,11 +226,10 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
             kms: kms.clone(),
             params,
             metrics: metrics.clone(),
+            identities: Some(identities.clone()),
         })),
     };
     let gateway = Gateway::new(parts, opts);
-    let identities =
-        Arc::new(Identities::new(state.clone(), &identity_master, &credentials.access_key, &credentials.admin_access_key));
 
     let mut b = S3ServiceBuilder::new(gateway);
     b.set_auth(GatewayAuth::new(
