@@ -32,6 +32,10 @@ pub struct Metrics {
     pub policy_calls: IntCounterVec,
     /// Their latency, fresh instance included.
     pub policy_call_seconds: HistogramVec,
+    /// Shadow candidates' decisions by hook, policy, outcome (`accept`,
+    /// `keep`, `sse-s3`, `sse-kms`, `refuse`, `error`) and whether they agree
+    /// with the enforced one.
+    pub policy_shadow: IntCounterVec,
     /// Writes refused by a bucket policy's statements on SSE keys.
     pub bucket_policy_denials: IntCounter,
     /// Uses of a KMS key by identity (access key, `-` for the gateway's
@@ -106,6 +110,11 @@ impl Metrics {
                 "Writes refused by bucket policy statements on SSE condition keys",
             )
             .expect("static metric"),
+            policy_shadow: counter_vec(
+                "policy_shadow_total",
+                "Shadow policy decisions by hook, policy, outcome and agreement with the enforced one",
+                &["hook", "policy", "outcome", "agrees"],
+            ),
             key_uses: counter_vec(
                 "key_uses_total",
                 "KMS key uses by identity, key, operation and outcome",
@@ -113,7 +122,16 @@ impl Metrics {
             ),
             registry,
         };
-        for c in [&m.requests, &m.kms_calls, &m.kms_cache, &m.s3_errors, &m.admin_requests, &m.policy_calls, &m.key_uses] {
+        for c in [
+            &m.requests,
+            &m.kms_calls,
+            &m.kms_cache,
+            &m.s3_errors,
+            &m.admin_requests,
+            &m.policy_calls,
+            &m.key_uses,
+            &m.policy_shadow,
+        ] {
             m.registry.register(Box::new(c.clone())).expect("unique metric");
         }
         for c in [&m.bytes_encrypted, &m.bytes_decrypted, &m.upstream_ciphertext_bytes, &m.bucket_policy_denials] {

@@ -64,6 +64,9 @@ struct Unbind {
     bucket: Option<String>,
     #[serde(default)]
     prefix: Option<String>,
+    /// The shadow binding of that scope, not the live one.
+    #[serde(default)]
+    shadow: bool,
 }
 
 #[derive(Deserialize)]
@@ -121,7 +124,7 @@ impl PolicyAdmin {
             }
             PolicyAction::Unbind => {
                 let u: Unbind = parse(&call.body)?;
-                let generation = self.registry.unbind(u.hook, u.bucket, u.prefix).await?;
+                let generation = self.registry.unbind(u.hook, u.bucket, u.prefix, u.shadow).await?;
                 Ok(Reply::json(Unbound { success: true, generation }))
             }
             PolicyAction::Evaluate => self.evaluate(&name, call),

@@ -237,11 +237,17 @@ struct Scope {
     bucket: Option<String>,
     #[arg(long)]
     prefix: Option<String>,
+    /// A shadow binding: evaluated and recorded, never enforced
+    #[arg(long)]
+    shadow: bool,
 }
 
 impl Scope {
     fn json(&self) -> Value {
         let mut v = json!({ "hook": self.hook });
+        if self.shadow {
+            v["shadow"] = json!(true);
+        }
         if let Some(b) = &self.bucket {
             v["bucket"] = json!(b);
         }

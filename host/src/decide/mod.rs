@@ -19,9 +19,11 @@ pub mod bucket_policy;
 pub mod defaults;
 pub mod keys;
 mod policies;
+mod shadow;
 
 use std::sync::Arc;
 
+use crate::audit::AuditLog;
 use crate::crypto::FormatParams;
 use crate::identity::Identities;
 use crate::kms::manager::KmsManager;
@@ -94,6 +96,8 @@ pub struct Decider {
     metrics: Arc<Metrics>,
     /// What policies learn of the signer.
     identities: Option<Arc<Identities>>,
+    /// Where shadow decisions are recorded.
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// What a [`Decider`] is built from.
@@ -105,12 +109,13 @@ pub struct DeciderParts {
     pub params: FormatParams,
     pub metrics: Arc<Metrics>,
     pub identities: Option<Arc<Identities>>,
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl Decider {
     pub fn new(parts: DeciderParts) -> Self {
-        let DeciderParts { defaults, bucket_policies, policies, kms, params, metrics, identities } = parts;
-        Self { defaults, bucket_policies, policies, kms, params, metrics, identities }
+        let DeciderParts { defaults, bucket_policies, policies, kms, params, metrics, identities, audit } = parts;
+        Self { defaults, bucket_policies, policies, kms, params, metrics, identities, audit }
     }
 
     /// The SSE a new object gets, from the SSE its request sent.

@@ -12,6 +12,16 @@ use crate::policy::types::{BucketDefault, KeyDecision, Mode, PolicyIdentity, Pol
 use crate::policy::{Hook, PolicyError};
 use crate::sse::SseRequest;
 
+/// How an enforced decision reads in the shadow record: the result's own
+/// words, or the refusal's S3 code.
+pub(super) fn outcome_of<T>(r: &Result<T, DecisionError>, ok: impl Fn(&T) -> String) -> String {
+    match r {
+        Ok(v) => ok(v),
+        Err(DecisionError::PolicyDenied(e)) => format!("refuse:{}", e.code),
+        Err(_) => "error".into(),
+    }
+}
+
 fn failed_closed(name: &str, hook: Hook, why: impl Into<String>) -> DecisionError {
     DecisionError::PolicyFailed { name: name.to_owned(), hook, why: why.into() }
 }
@@ -66,12 +76,13 @@ impl Decider {
     /// and one bound policy then answers it for both directions.
     pub async fn authorize_read(&self, read: &ReadIntent<'_>) -> Result<(), DecisionError> {
         let snap = self.policies.snapshot();
-        let p = match snap.resolve(Hook::SseValidate, read.bucket, read.key) {
-            Resolved::None => return Ok(()),
-            Resolved::Missing(name) => return Err(failed_closed(&name, Hook::SseValidate, "not loaded")),
-            Resolved::Policy(p) if !p.prepared.sees_reads() => return Ok(()),
-            Resolved::Policy(p) => p,
+        let live = match snap.resolve(Hook::SseValidate, read.bucket, read.key) {
+            Resolved::Policy(p) if !p.prepared.sees_reads() => Resolved::None,
+            other => other,
         };
+        if matches!(live, Resolved::None) && !self.has_shadow(&snap, Hook::SseValidate, read.bucket, read.key) {
+            return Ok(());
+        }
         let input = PolicyRequest {
             operation: read.op.to_owned(),
             bucket: read.bucket.to_owned(),
@@ -86,62 +97,77 @@ impl Decider {
             bucket_default: None,
             now: time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64,
         };
-        let started = Instant::now();
-        match self.policies.engine().sse_validate(&p.prepared, &input) {
-            Ok(Verdict::Accept) => {
-                self.observe_policy(Hook::SseValidate, &p.info.name, started, "accept");
-                Ok(())
-            }
-            Ok(Verdict::Reject(e)) => {
-                self.observe_policy(Hook::SseValidate, &p.info.name, started, "reject");
-                Err(DecisionError::PolicyDenied(e))
-            }
-            Err(e) => Err(self.policy_failure(Hook::SseValidate, &p.info.name, started, &e)),
-        }
+        let validated = self.validate_with(live, &input);
+        self.shadow(&snap, Hook::SseValidate, &input, &outcome_of(&validated, |()| "accept".into()));
+        validated
     }
 
-    fn observe_policy(&self, hook: Hook, name: &str, started: Instant, outcome: &str) {
+    pub(super) fn observe_policy(&self, hook: Hook, name: &str, started: Instant, outcome: &str) {
         self.metrics.observe_policy_call(hook.name(), name, outcome, started.elapsed().as_secs_f64());
     }
 
-    fn policy_failure(&self, hook: Hook, name: &str, started: Instant, e: &PolicyError) -> DecisionError {
+    pub(super) fn policy_failure(&self, hook: Hook, name: &str, started: Instant, e: &PolicyError) -> DecisionError {
         self.observe_policy(hook, name, started, e.class());
         tracing::warn!(policy = %name, hook = hook.name(), error = %e, "policy failed; request denied");
         failed_closed(name, hook, e.to_string())
     }
 
     /// Apply the policies bound for the intent's bucket and key to a
-    /// write's SSE decision.
+    /// write's SSE decision. Shadow candidates bound at the same scope are
+    /// evaluated on the same input and recorded, never enforced.
     pub(super) async fn apply_policies(&self, w: &WriteIntent, sse: SseRequest) -> Result<SseRequest, DecisionError> {
         let (bucket, key) = (w.bucket.as_str(), w.key.as_str());
         let snap: std::sync::Arc<Snapshot> = self.policies.snapshot();
         let validate = snap.resolve(Hook::SseValidate, bucket, key);
-        let select = match sse {
-            // The client's own key stays the client's: key selection does
-            // not apply to SSE-C (validation does).
-            SseRequest::Customer(_) => Resolved::None,
-            _ => snap.resolve(Hook::KeySelect, bucket, key),
-        };
-        if matches!((&validate, &select), (Resolved::None, Resolved::None)) {
+        // The client's own key stays the client's: key selection does not
+        // apply to SSE-C (validation does).
+        let selects = !matches!(sse, SseRequest::Customer(_));
+        let select = if selects { snap.resolve(Hook::KeySelect, bucket, key) } else { Resolved::None };
+        let shadows = self.has_shadow(&snap, Hook::SseValidate, bucket, key)
+            || (selects && self.has_shadow(&snap, Hook::KeySelect, bucket, key));
+        if matches!((&validate, &select), (Resolved::None, Resolved::None)) && !shadows {
             return Ok(sse);
         }
         let input = self.policy_request(w, &sse).await?;
-        let engine = self.policies.engine();
+        let validated = self.validate_with(validate, &input);
+        self.shadow(&snap, Hook::SseValidate, &input, &outcome_of(&validated, |()| "accept".into()));
+        validated?;
+        let selected = self.select_with(select, &input, sse);
+        if selects {
+            let live = outcome_of(&selected, |s| {
+                let key_id = match s {
+                    SseRequest::Kms { key_id, .. } => key_id.as_deref(),
+                    _ => None,
+                };
+                super::shadow::encryption(Mode::from(s.mode()), key_id)
+            });
+            self.shadow(&snap, Hook::KeySelect, &input, &live);
+        }
+        selected
+    }
+
+    fn validate_with(&self, validate: Resolved, input: &PolicyRequest) -> Result<(), DecisionError> {
         match validate {
-            Resolved::None => {}
-            Resolved::Missing(name) => return Err(failed_closed(&name, Hook::SseValidate, "not loaded")),
+            Resolved::None => Ok(()),
+            Resolved::Missing(name) => Err(failed_closed(&name, Hook::SseValidate, "not loaded")),
             Resolved::Policy(p) => {
                 let started = Instant::now();
-                match engine.sse_validate(&p.prepared, &input) {
-                    Ok(Verdict::Accept) => self.observe_policy(Hook::SseValidate, &p.info.name, started, "accept"),
+                match self.policies.engine().sse_validate(&p.prepared, input) {
+                    Ok(Verdict::Accept) => {
+                        self.observe_policy(Hook::SseValidate, &p.info.name, started, "accept");
+                        Ok(())
+                    }
                     Ok(Verdict::Reject(e)) => {
                         self.observe_policy(Hook::SseValidate, &p.info.name, started, "reject");
-                        return Err(DecisionError::PolicyDenied(e));
+                        Err(DecisionError::PolicyDenied(e))
                     }
-                    Err(e) => return Err(self.policy_failure(Hook::SseValidate, &p.info.name, started, &e)),
+                    Err(e) => Err(self.policy_failure(Hook::SseValidate, &p.info.name, started, &e)),
                 }
             }
         }
+    }
+
+    fn select_with(&self, select: Resolved, input: &PolicyRequest, sse: SseRequest) -> Result<SseRequest, DecisionError> {
         let p = match select {
             Resolved::None => return Ok(sse),
             Resolved::Missing(name) => return Err(failed_closed(&name, Hook::KeySelect, "not loaded")),
@@ -149,7 +175,7 @@ impl Decider {
         };
         let started = Instant::now();
         let name = p.info.name.as_str();
-        match engine.key_select(&p.prepared, &input) {
+        match self.policies.engine().key_select(&p.prepared, input) {
             Ok(KeyDecision::Keep) => {
                 self.observe_policy(Hook::KeySelect, name, started, "keep");
                 Ok(sse)

@@ -39,6 +39,7 @@ async fn decider_with(dir: &std::path::Path, gateway: Option<SseMode>, require: 
         params: Default::default(),
         metrics,
         identities: None,
+        audit: None,
     })
 }
 

@@ -89,11 +89,16 @@ pub struct Binding {
     pub bucket: Option<String>,
     #[serde(default)]
     pub prefix: Option<String>,
+    /// A candidate evaluated beside the live policy of its scope on real
+    /// requests, its decision recorded but never enforced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 impl Binding {
+    /// One live and one shadow binding per hook and scope.
     fn same_scope(&self, other: &Binding) -> bool {
-        self.hook == other.hook && self.bucket == other.bucket && self.prefix == other.prefix
+        self.hook == other.hook && self.bucket == other.bucket && self.prefix == other.prefix && self.shadow == other.shadow
     }
 
     /// Match strength for (bucket, key), `None` when it does not apply.
@@ -124,11 +129,21 @@ pub enum Resolved {
 }
 
 impl Snapshot {
+    /// The live policy for `hook` at (bucket, key).
     pub fn resolve(&self, hook: Hook, bucket: &str, key: &str) -> Resolved {
+        self.resolve_in(hook, bucket, key, false)
+    }
+
+    /// The shadow candidate for `hook` at (bucket, key), if one is bound.
+    pub fn resolve_shadow(&self, hook: Hook, bucket: &str, key: &str) -> Resolved {
+        self.resolve_in(hook, bucket, key, true)
+    }
+
+    fn resolve_in(&self, hook: Hook, bucket: &str, key: &str, shadow: bool) -> Resolved {
         let best = self
             .bindings
             .iter()
-            .filter(|b| b.hook == hook)
+            .filter(|b| b.hook == hook && b.shadow == shadow)
             .filter_map(|b| b.score(bucket, key).map(|s| (s, b)))
             .max_by_key(|(s, _)| *s)
             .map(|(_, b)| b);
@@ -465,10 +480,16 @@ impl PolicyRegistry {
         Ok(self.publish(snap.policies.clone(), bindings))
     }
 
-    pub async fn unbind(&self, hook: Hook, bucket: Option<String>, prefix: Option<String>) -> Result<u64, PolicyError> {
+    pub async fn unbind(
+        &self,
+        hook: Hook,
+        bucket: Option<String>,
+        prefix: Option<String>,
+        shadow: bool,
+    ) -> Result<u64, PolicyError> {
         let _guard = self.write.lock().await;
         let snap = self.snapshot();
-        let probe = Binding { hook, policy: String::new(), bucket, prefix };
+        let probe = Binding { hook, policy: String::new(), bucket, prefix, shadow };
         let bindings = self
             .update_bindings(|stored| {
                 if !stored.iter().any(|x| x.same_scope(&probe)) {
@@ -486,7 +507,13 @@ mod tests {
     use super::*;
 
     fn b(bucket: Option<&str>, prefix: Option<&str>) -> Binding {
-        Binding { hook: Hook::KeySelect, policy: "p".into(), bucket: bucket.map(Into::into), prefix: prefix.map(Into::into) }
+        Binding {
+            hook: Hook::KeySelect,
+            policy: "p".into(),
+            bucket: bucket.map(Into::into),
+            prefix: prefix.map(Into::into),
+            shadow: false,
+        }
     }
 
     #[test]
@@ -503,6 +530,12 @@ mod tests {
         assert!(score(&long, "data", "a/b/x") > score(&short, "data", "a/b/x"));
         assert_eq!(score(&long, "data", "a/x"), None);
         assert!(bucket.same_scope(&b(Some("data"), None)) && !bucket.same_scope(&short));
+        // A shadow binding shares a scope with a live one without replacing it.
+        let shadow = Binding { shadow: true, ..bucket.clone() };
+        assert!(!shadow.same_scope(&bucket));
+        let snap = Snapshot { generation: 1, policies: HashMap::new(), bindings: vec![shadow] };
+        assert!(matches!(snap.resolve(Hook::KeySelect, "data", "k"), Resolved::None), "shadows are never live");
+        assert!(matches!(snap.resolve_shadow(Hook::KeySelect, "data", "k"), Resolved::Missing(p) if p == "p"));
     }
 
     #[test]

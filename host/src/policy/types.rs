@@ -105,6 +105,11 @@ pub struct PolicyRequest {
 }
 
 impl PolicyRequest {
+    /// A read of an encrypted object (contract 0.2.0 asks sse-validate).
+    pub fn operation_is_read(&self) -> bool {
+        matches!(self.operation.as_str(), "GetObject" | "HeadObject" | "GetObjectAttributes" | "CopySource")
+    }
+
     /// The request every component must answer at upload.
     pub fn golden() -> Self {
         Self {

@@ -227,6 +227,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
             params,
             metrics: metrics.clone(),
             identities: Some(identities.clone()),
+            audit: Some(audit.clone()),
         })),
     };
     let gateway = Gateway::new(parts, opts);
