@@ -43,6 +43,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The Python policies (componentize-py, from the test requirements): the
 # same contract from a second language.
 PATH="$PWD/$VENV/bin:$PATH" policies/python/build.sh policies/target/python
+# The JavaScript policies (componentize-js from the npm registry, pinned in
+# policies/js/package-lock.json): a third language.
+command -v npm >/dev/null 2>&1 || { echo "the JavaScript policies need Node.js and npm" >&2; exit 1; }
+policies/js/build.sh policies/target/js
 
 # `cargo test` also builds the gateway binary (with the same dependency
 # features, so nothing is compiled twice). The KMS backend contract runs the

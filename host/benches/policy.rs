@@ -68,18 +68,20 @@ async fn main() {
     }
     percentiles("sse-validate, fresh instance per call", b);
 
-    // A Python policy (componentize-py; built by tests/run.sh), when present.
-    let py = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/target/python/data_class.wasm");
-    if let Ok(wasm) = std::fs::read(&py) {
-        let (info, report) = registry.upload("python", wasm).await.expect("upload python");
-        println!("{:<40} compile {:.0} ms, {} bytes", "python key-select", report.compile_ms, info.size);
-        let p = registry.snapshot().policies["python"].clone();
+    // Policies embedding a language runtime (built by tests/run.sh), when
+    // present: Python (componentize-py) and JavaScript (componentize-js).
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/target");
+    for (label, path) in [("python key-select", "python/data_class.wasm"), ("javascript sse-validate", "js/tenant_reads.wasm")] {
+        let Ok(wasm) = std::fs::read(root.join(path)) else { continue };
+        let (info, report) = registry.upload(label.split(' ').next().unwrap(), wasm).await.expect("upload");
+        println!("{label:<40} compile {:.0} ms, {} bytes", report.compile_ms, info.size);
+        let p = registry.snapshot().policies[&info.name].clone();
         let t = Instant::now();
         let code = p.prepared.precompiled().expect("serialize");
-        std::hint::black_box(engine.prepare_precompiled("python", &code).expect("deserialize"));
+        std::hint::black_box(engine.prepare_precompiled(&info.name, &code).expect("deserialize"));
         println!(
             "{:<40} {:.0} ms ({} bytes of code)",
-            "python load from precompiled code",
+            format!("{} load from precompiled code", info.name),
             t.elapsed().as_secs_f64() * 1e3,
             code.len()
         );
@@ -88,10 +90,14 @@ async fn main() {
         let mut c = Vec::with_capacity(500);
         for _ in 0..500 {
             let t = Instant::now();
-            std::hint::black_box(engine.key_select(&p.prepared, &req).expect("python decision"));
+            if p.prepared.hook() == kms_gateway::policy::Hook::KeySelect {
+                std::hint::black_box(engine.key_select(&p.prepared, &req).expect("decision"));
+            } else {
+                std::hint::black_box(engine.sse_validate(&p.prepared, &req).expect("verdict"));
+            }
             c.push(t.elapsed());
         }
-        percentiles("python key-select, fresh instance", c);
+        percentiles(&format!("{label}, fresh instance"), c);
     }
 
     // Publish cost of a swap (compile is off the request path).

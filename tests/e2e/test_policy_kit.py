@@ -19,10 +19,12 @@ def kit(*args):
 
 
 @pytest.mark.parametrize("policy", ["default-key-select", "require-sse-kms", "rotate-after-days", "tenant-prefix", "tenant-keys",
-                                    "tenant-reads", "data-class"])
+                                    "tenant-reads", "python/data-class", "js/tenant-reads"])
 def test_example_policies_pass_their_fixtures(policy):
-    # data-class is the Python example (a language runtime, WASI imports).
-    built = ROOT / "policies" / "target" / "python" if policy == "data-class" else WASM
+    # python/data-class embeds CPython (WASI imports); js/tenant-reads embeds
+    # a JavaScript engine (no imports) and passes the Rust one's fixtures.
+    lang, _, policy = policy.rpartition("/")
+    built = ROOT / "policies" / "target" / lang if lang else WASM
     wasm = built / (policy.replace("-", "_") + ".wasm")
     out = kit("test", wasm, FIXTURES / f"{policy}.json")
     assert out.returncode == 0, out.stdout + out.stderr

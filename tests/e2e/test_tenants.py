@@ -95,3 +95,19 @@ def test_a_policy_of_the_0_1_contract_keeps_working(tenants):
     # ...and is never asked about reads, which it was not written for.
     assert g.client().get_object(Bucket="legacy", Key="kms")["Body"].read() == b"v"
     assert c["globex"].get_object(Bucket="legacy", Key="kms")["Body"].read() == b"v"
+
+
+def test_the_javascript_tenant_policy_guards_reads_the_same_way(tenants):
+    """policies/js/tenant-reads (componentize-js), bound to one bucket."""
+    g, c = tenants
+    wasm = (ROOT / "policies" / "target" / "js" / "tenant_reads.wasm").read_bytes()
+    s, r = g.admin("PUT", f"{POL}/tenant-reads-js", wasm, content_type="application/wasm")
+    assert s == 200 and r["policy"]["world"].endswith("@0.2.0") and r["policy"]["imports_wasi"] is False, r
+    g.client().create_bucket(Bucket="js-guarded")
+    assert g.admin("POST", f"{POL}/bind", {"hook": "sse-validate", "policy": "tenant-reads-js", "bucket": "js-guarded"})[0] == 200
+    c["acme"].put_object(Bucket="js-guarded", Key="acme/doc", Body=b"acme js")
+    assert c["acme"].get_object(Bucket="js-guarded", Key="acme/doc")["Body"].read() == b"acme js"
+    with pytest.raises(ClientError) as e:
+        c["globex"].get_object(Bucket="js-guarded", Key="acme/doc")
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    assert "tenant globex may not read objects under key tenant-acme" in e.value.response["Error"]["Message"]

@@ -19,6 +19,7 @@ fi
 rustup target add wasm32-wasip2 >/dev/null
 (cd policies && cargo build --release --target wasm32-wasip2 --quiet)
 PATH="$PWD/$VENV/bin:$PATH" policies/python/build.sh policies/target/python
+policies/js/build.sh policies/target/js
 cargo build -p kms-gateway -p kgw-bench --quiet
 "$KGW_RUSTFS_BIN" --version || true
 
