@@ -9,6 +9,9 @@ use serde::de::DeserializeOwned;
 
 use super::{StateError, StateStore};
 
+/// Documents (or absences) kept per namespace.
+const MAX_ENTRIES: usize = 10_000;
+
 /// Compare-and-set attempts of one update.
 const CAS_ATTEMPTS: usize = 64;
 
@@ -117,11 +120,19 @@ impl<T: Serialize + DeserializeOwned> CachedDocs<T> {
         Err(StateError::Contended(format!("{}/{key}", self.ns)).into())
     }
 
-    /// Keep `doc` for `key` as at least as new as `generation`.
+    /// Keep `doc` for `key` as at least as new as `generation`. The cache
+    /// is bounded: absence is cached too, and keys can come from clients
+    /// (an access key nobody has), so a full cache drops an entry first.
     fn file(&self, generation: u64, key: &str, doc: Option<Arc<T>>) {
         let mut cache = self.cache.write().expect("cache lock");
         if cache.0 != generation {
             *cache = (generation, HashMap::new());
+        }
+        if cache.1.len() >= MAX_ENTRIES && !cache.1.contains_key(key) {
+            let victim = cache.1.keys().next().cloned();
+            if let Some(v) = victim {
+                cache.1.remove(&v);
+            }
         }
         cache.1.insert(key.to_owned(), doc);
     }
@@ -151,5 +162,18 @@ mod tests {
         assert!(store.get::<u32>("n", "a").await.unwrap().is_none());
         docs.set("b", Some(1)).await.unwrap();
         assert_eq!(docs.list().await.unwrap(), vec![("b".to_string(), 1)]);
+    }
+
+    #[tokio::test]
+    async fn lookups_of_keys_nobody_has_do_not_grow_the_cache_without_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = CachedDocs::<u32>::new(StateStore::open(dir.path()).unwrap(), "n");
+        docs.set("real", Some(1)).await.unwrap();
+        for i in 0..MAX_ENTRIES + 500 {
+            assert!(docs.get(&format!("made-up-{i}")).await.unwrap().is_none());
+        }
+        assert!(docs.cache.read().unwrap().1.len() <= MAX_ENTRIES);
+        // Whatever was dropped, answers stay right.
+        assert_eq!(*docs.get("real").await.unwrap().unwrap(), 1);
     }
 }
