@@ -231,6 +231,8 @@ s3_forwarding_impl! {
             if let Some(n) = req.input.part_number.take() {
                 self.check_part_number(&req, &req.input.bucket, &req.input.key, n).await?;
             }
+            let lock = self.writer(&req.input.bucket, &req.input.key);
+            let _consistent = lock.lock().await;
             self.fs.head_object(req).await
         }
         async fn get_object(&self, mut req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
@@ -240,6 +242,13 @@ s3_forwarding_impl! {
             if let Some(n) = req.input.part_number.take() {
                 self.check_part_number(&req, &req.input.bucket, &req.input.key, n).await?;
             }
+            // s3s-fs renames the new content into place, then writes its
+            // metadata and ETag: read under the key's writer lock, so an
+            // answer never pairs one write's body with another's metadata
+            // or ETag (compare-and-set on the ETag depends on it). The body
+            // streams from the file opened here, after the lock is gone.
+            let lock = self.writer(&req.input.bucket, &req.input.key);
+            let _consistent = lock.lock().await;
             self.fs.get_object(req).await
         }
     }
