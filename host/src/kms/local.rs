@@ -34,8 +34,6 @@ use crate::state::StateStore;
 
 /// Namespace of key documents in the shared state store.
 const SHARED_NS: &str = "kms-local-keys";
-/// Compare-and-set attempts of one key change.
-const CAS_ATTEMPTS: usize = 64;
 
 const FILE_FORMAT: u32 = 1;
 const WRAP_MAGIC: &[u8; 4] = b"KGL1";
@@ -263,21 +261,20 @@ impl LocalBackend {
             self.persist(file, materials, false).await?;
             return Ok(info);
         };
-        for _ in 0..CAS_ATTEMPTS {
-            let generation = self.generation();
-            let Some((file, tag)) = store.get_tagged::<KeyFile>(SHARED_NS, id.as_str()).await? else {
-                return Err(KmsError::NotFound(id.clone()));
-            };
-            let current = self.load(file, &format!("{SHARED_NS}/{id}"))?;
-            let (file, materials) = change(&current)?;
-            if store.replace(SHARED_NS, id.as_str(), &file, &tag).await? {
-                let info = info_of(&file);
-                store.changed().await?;
-                self.remember(generation, Arc::new(LoadedKey { file, materials }));
-                return Ok(info);
-            }
-        }
-        Err(KmsError::Unavailable(format!("key {id} is changing too often to update")))
+        let generation = self.generation();
+        let path = format!("{SHARED_NS}/{id}");
+        let file = store
+            .update(SHARED_NS, id.as_str(), |stored: Option<KeyFile>| {
+                let current = self.load(stored.ok_or_else(|| KmsError::NotFound(id.clone()))?, &path)?;
+                Ok::<_, KmsError>(change(&current)?.0)
+            })
+            .await?;
+        store.changed().await?;
+        // The materials of what was stored (the last attempt's).
+        let loaded = self.load(file, &path)?;
+        let info = info_of(&loaded.file);
+        self.remember(generation, Arc::new(loaded));
+        Ok(info)
     }
 
     fn usable(k: &LoadedKey) -> Result<(), KmsError> {

@@ -27,7 +27,7 @@ use super::service::{BackendPair, KmsService, Observer};
 use super::vault::VaultBackend;
 use super::{CreateKeyRequest, KeyBackend, KeyId, KmsError};
 use crate::crypto::SealingKey;
-use crate::state::StateStore;
+use crate::state::{StateError, StateStore};
 
 /// Lifecycle state; serialises as `"Running"` or `{"Error":"…"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,8 +106,6 @@ fn fingerprint(doc: &Persisted) -> Vec<u8> {
 const NS: &str = "kms";
 const DOC: &str = "config";
 const MAX_RETIRED: usize = 8;
-/// Compare-and-set attempts of one configuration change.
-const CAS_ATTEMPTS: usize = 16;
 
 #[derive(Serialize, Deserialize, Default)]
 struct Persisted {
@@ -366,35 +364,41 @@ impl KmsManager {
     ) -> Result<(), LifecycleError> {
         let shared = self.ctx.store.is_shared();
         let mine = cfg.map(|c| identity(c, &self.ctx.data_dir, shared));
-        for _ in 0..CAS_ATTEMPTS {
-            let stored = self.ctx.store.get_tagged::<Persisted>(NS, DOC).await?;
-            if let Some((doc, _)) = &stored {
-                let theirs = doc.config.as_ref().and_then(|v| {
-                    let c = KmsConfig::from_value(v.clone(), SecretSource::Stored(&self.sealer), &self.ctx.fallback_key).ok()?;
-                    Some((identity(&c, &self.ctx.data_dir, shared), v.clone()))
-                });
-                for (id, v) in theirs.into_iter().chain(doc.retired.iter().cloned()) {
+        let config = cfg.map(|c| c.to_json(SecretSink::Seal(&self.sealer)));
+        let doc = self
+            .ctx
+            .store
+            .update(NS, DOC, |stored: Option<Persisted>| {
+                for (id, v) in stored.iter().flat_map(|doc| self.retired_in(doc, shared)) {
                     if Some(&id) != mine.as_ref() && !retired.iter().any(|(r, _)| *r == id) {
                         retired.push((id, v));
                     }
                 }
                 retired.truncate(MAX_RETIRED);
-            }
-            let config = cfg.map(|c| c.to_json(SecretSink::Seal(&self.sealer)));
-            let doc = Persisted { config, running, retired: retired.clone() };
-            let written = match &stored {
-                Some((_, tag)) => self.ctx.store.replace(NS, DOC, &doc, tag).await?,
-                None => self.ctx.store.create(NS, DOC, &doc).await?,
-            };
-            if written {
-                *self.applied.lock().expect("applied lock") = Some(fingerprint(&doc));
-                self.ctx.store.changed().await?;
-                // Backends another replica retired: readable here too.
-                self.load_missing_readers(retired).await;
-                return Ok(());
-            }
-        }
-        Err(LifecycleError::Conflict("the KMS configuration is changing too often; try again".into()))
+                Ok::<_, StateError>(Persisted { config: config.clone(), running, retired: retired.clone() })
+            })
+            .await
+            .map_err(|e| match e {
+                StateError::Contended(_) => {
+                    LifecycleError::Conflict("the KMS configuration is changing too often; try again".into())
+                }
+                other => other.into(),
+            })?;
+        *self.applied.lock().expect("applied lock") = Some(fingerprint(&doc));
+        self.ctx.store.changed().await?;
+        // Backends another replica retired: readable here too.
+        self.load_missing_readers(retired).await;
+        Ok(())
+    }
+
+    /// The backends a stored document retires: its configuration (which a
+    /// new one replaces) and its earlier ones.
+    fn retired_in(&self, doc: &Persisted, shared: bool) -> Vec<(String, Value)> {
+        let current = doc.config.as_ref().and_then(|v| {
+            let c = KmsConfig::from_value(v.clone(), SecretSource::Stored(&self.sealer), &self.ctx.fallback_key).ok()?;
+            Some((identity(&c, &self.ctx.data_dir, shared), v.clone()))
+        });
+        current.into_iter().chain(doc.retired.iter().cloned()).collect()
     }
 
     /// Cluster mode: take up the configuration another replica stored

@@ -74,6 +74,17 @@ impl PolicyError {
     }
 }
 
+/// A store too busy to take a change is a conflict to retry; anything
+/// else is storage trouble.
+impl From<crate::state::StateError> for PolicyError {
+    fn from(e: crate::state::StateError) -> Self {
+        match e {
+            crate::state::StateError::Contended(what) => Self::Conflict(format!("{what} is changing too often; try again")),
+            other => Self::storage("policy state", other),
+        }
+    }
+}
+
 impl PolicyError {
     /// Short class for metrics.
     pub fn class(&self) -> &'static str {

@@ -38,8 +38,6 @@ const NS: &str = "policies";
 const BINDINGS_NS: &str = "policy-bindings";
 const ARTIFACTS_NS: &str = "policy-artifacts";
 const COMPONENTS_NS: &str = "policy-components";
-/// Compare-and-set attempts of one bindings change.
-const CAS_ATTEMPTS: usize = 64;
 
 /// A component's bytes in the shared state (cluster mode), by digest.
 #[derive(Serialize, Deserialize)]
@@ -205,7 +203,7 @@ impl PolicyRegistry {
     /// Load a stored policy: its precompiled code when that is intact,
     /// else compile the component (and store the code for next time).
     async fn load(
-        engine: &PolicyEngine,
+        engine: &Arc<PolicyEngine>,
         dir: &Path,
         store: &StateStore,
         info: &PolicyInfo,
@@ -215,11 +213,13 @@ impl PolicyRegistry {
         let record: Option<Artifact> = store.get(ARTIFACTS_NS, name).await.ok().flatten();
         if let Some(rec) = record.filter(|r| r.component_sha256 == info.sha256) {
             match std::fs::read(&code_path) {
-                Ok(code) if sha256_hex(&code) == rec.sha256 => match engine.prepare_precompiled(name, &code) {
-                    Ok(prepared) => return Ok(Arc::new(LoadedPolicy { info: info.clone(), prepared })),
-                    // E.g. after an upgrade of the gateway (another wasmtime).
-                    Err(e) => tracing::info!(policy = %name, error = %e, "recompiling policy"),
-                },
+                Ok(code) if sha256_hex(&code) == rec.sha256 => {
+                    match Self::off_workers(engine, name, move |e, n| e.prepare_precompiled(n, &code)).await {
+                        Ok(prepared) => return Ok(Arc::new(LoadedPolicy { info: info.clone(), prepared })),
+                        // E.g. after an upgrade of the gateway (another wasmtime).
+                        Err(e) => tracing::info!(policy = %name, error = %e, "recompiling policy"),
+                    }
+                }
                 Ok(_) => tracing::warn!(policy = %name, "precompiled policy code changed on disk; recompiling"),
                 Err(e) => tracing::info!(policy = %name, error = %e, "recompiling policy"),
             }
@@ -236,9 +236,21 @@ impl PolicyRegistry {
             Ok(wasm) => wasm,
             Err(e) => return Err(PolicyError::storage(path.display(), e)),
         };
-        let loaded = Arc::new(LoadedPolicy { info: info.clone(), prepared: engine.prepare(name, &wasm)? });
+        let prepared = Self::off_workers(engine, name, move |e, n| e.prepare(n, &wasm)).await?;
+        let loaded = Arc::new(LoadedPolicy { info: info.clone(), prepared });
         Self::save_artifact(dir, store, &loaded).await;
         Ok(loaded)
+    }
+
+    /// Compile or load a component off the async workers: a language
+    /// runtime takes seconds, and in cluster mode this runs while the
+    /// replica serves (another replica's upload).
+    async fn off_workers<F>(engine: &Arc<PolicyEngine>, name: &str, f: F) -> Result<Prepared, PolicyError>
+    where
+        F: FnOnce(&PolicyEngine, &str) -> Result<Prepared, PolicyError> + Send + 'static,
+    {
+        let (engine, name) = (engine.clone(), name.to_owned());
+        tokio::task::spawn_blocking(move || f(&engine, &name)).await.map_err(|e| PolicyError::engine("compiler task", e))?
     }
 
     /// The bytes of component `sha256` from the shared state, checked.
@@ -313,24 +325,12 @@ impl PolicyRegistry {
     where
         F: Fn(&[Binding]) -> Result<Vec<Binding>, PolicyError>,
     {
-        let err = |e| PolicyError::storage("bindings", e);
-        for _ in 0..CAS_ATTEMPTS {
-            let stored = match self.store.get_tagged::<Vec<Binding>>(BINDINGS_NS, "all").await.map_err(err)? {
-                Some((bindings, tag)) => {
-                    let new = change(&bindings)?;
-                    self.store.replace(BINDINGS_NS, "all", &new, &tag).await.map_err(err)?.then_some(new)
-                }
-                None => {
-                    let new = change(&[])?;
-                    self.store.create(BINDINGS_NS, "all", &new).await.map_err(err)?.then_some(new)
-                }
-            };
-            if let Some(new) = stored {
-                self.store.changed().await.map_err(err)?;
-                return Ok(new);
-            }
-        }
-        Err(PolicyError::Conflict("the bindings are changing too often; try again".into()))
+        let new = self
+            .store
+            .update(BINDINGS_NS, "all", |stored: Option<Vec<Binding>>| change(stored.as_deref().unwrap_or(&[])))
+            .await?;
+        self.store.changed().await?;
+        Ok(new)
     }
 
     /// Best effort: without it the next start compiles again. The compiled

@@ -12,9 +12,6 @@ use super::{StateError, StateStore};
 /// Documents (or absences) kept per namespace.
 const MAX_ENTRIES: usize = 10_000;
 
-/// Compare-and-set attempts of one update.
-const CAS_ATTEMPTS: usize = 64;
-
 /// Documents by key (`None`: known to be absent).
 type Entries<T> = HashMap<String, Option<Arc<T>>>;
 
@@ -96,28 +93,14 @@ impl<T: Serialize + DeserializeOwned> CachedDocs<T> {
     where
         T: Clone,
         E: From<StateError>,
-        F: Fn(Option<T>) -> Result<T, E>,
+        F: FnMut(Option<T>) -> Result<T, E>,
     {
         let _w = self.writes.lock().await;
-        for _ in 0..CAS_ATTEMPTS {
-            let generation = self.store.generation();
-            let written = match self.store.get_tagged::<T>(self.ns, key).await? {
-                Some((doc, tag)) => {
-                    let new = change(Some(doc))?;
-                    self.store.replace(self.ns, key, &new, &tag).await?.then_some(new)
-                }
-                None => {
-                    let new = change(None)?;
-                    self.store.create(self.ns, key, &new).await?.then_some(new)
-                }
-            };
-            if let Some(new) = written {
-                self.store.changed().await?;
-                self.file(generation, key, Some(Arc::new(new.clone())));
-                return Ok(new);
-            }
-        }
-        Err(StateError::Contended(format!("{}/{key}", self.ns)).into())
+        let generation = self.store.generation();
+        let new = self.store.update(self.ns, key, change).await?;
+        self.store.changed().await?;
+        self.file(generation, key, Some(Arc::new(new.clone())));
+        Ok(new)
     }
 
     /// Keep `doc` for `key` as at least as new as `generation`. The cache

@@ -117,6 +117,10 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Compare-and-set attempts of one update (each lost race means another
+/// writer's change went in).
+const CAS_ATTEMPTS: usize = 64;
+
 /// The version of a document as read, for compare-and-set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag(String);
@@ -193,13 +197,19 @@ impl StateStore {
         self.changes.subscribe()
     }
 
+    /// Learn generation `g`. Any other value than the known one counts as
+    /// a change, lower ones too: the counter lives in the store, which may
+    /// put back an older copy of it, and a replica that only followed
+    /// higher values would then stop hearing of changes until the counter
+    /// climbed past its old high (a key disabled meanwhile would stay usable
+    /// from its caches). A spurious change only costs a reload.
     fn note(&self, g: u64) {
         self.changes.send_if_modified(|cur| {
-            let newer = g > *cur;
-            if newer {
+            let other = g != *cur;
+            if other {
                 *cur = g;
             }
-            newer
+            other
         });
     }
 
@@ -260,6 +270,34 @@ impl StateStore {
         self.backend.replace(ns, key, &envelope(key, doc), &tag.0).await
     }
 
+    /// Read-modify-write of one document by compare-and-set: `change` gets
+    /// the current document (`None` when there is none) and is called
+    /// again when another writer came first; its error stops the update.
+    /// Does not tell other replicas: the caller decides ([`changed`](Self::changed)).
+    pub async fn update<T, E, F>(&self, ns: &str, key: &str, mut change: F) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<StateError>,
+        F: FnMut(Option<T>) -> Result<T, E>,
+    {
+        for _ in 0..CAS_ATTEMPTS {
+            let written = match self.get_tagged::<T>(ns, key).await? {
+                Some((doc, tag)) => {
+                    let new = change(Some(doc))?;
+                    self.replace(ns, key, &new, &tag).await?.then_some(new)
+                }
+                None => {
+                    let new = change(None)?;
+                    self.create(ns, key, &new).await?.then_some(new)
+                }
+            };
+            if let Some(new) = written {
+                return Ok(new);
+            }
+        }
+        Err(StateError::Contended(format!("{ns}/{key}")).into())
+    }
+
     /// Remove a document; `Ok(false)` when there was none.
     pub async fn delete(&self, ns: &str, key: &str) -> Result<bool, StateError> {
         self.backend.remove(ns, key).await
@@ -291,5 +329,73 @@ impl StateStore {
             }
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A backend with only a change counter, which a test sets.
+    #[derive(Debug, Default)]
+    struct Counter(AtomicU64);
+
+    #[async_trait::async_trait]
+    impl StateBackend for Counter {
+        async fn read(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StateError> {
+            Ok(None)
+        }
+        async fn write(&self, _: &str, _: &str, _: &[u8]) -> Result<(), StateError> {
+            Ok(())
+        }
+        async fn create(&self, _: &str, _: &str, _: &[u8]) -> Result<bool, StateError> {
+            Ok(true)
+        }
+        async fn read_tagged(&self, _: &str, _: &str) -> Result<Option<(Vec<u8>, String)>, StateError> {
+            Ok(None)
+        }
+        async fn replace(&self, _: &str, _: &str, _: &[u8], _: &str) -> Result<bool, StateError> {
+            Ok(true)
+        }
+        async fn remove(&self, _: &str, _: &str) -> Result<bool, StateError> {
+            Ok(false)
+        }
+        async fn entries(&self, _: &str) -> Result<Vec<Vec<u8>>, StateError> {
+            Ok(Vec::new())
+        }
+        async fn remove_namespace(&self, _: &str) -> Result<(), StateError> {
+            Ok(())
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+        async fn generation(&self) -> Result<u64, StateError> {
+            Ok(self.0.load(Ordering::SeqCst))
+        }
+        async fn bump(&self) -> Result<u64, StateError> {
+            Ok(self.0.fetch_add(1, Ordering::SeqCst) + 1)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_counter_put_back_by_the_store_still_propagates_changes() {
+        let counter = Arc::new(Counter::default());
+        counter.0.store(50, Ordering::SeqCst);
+        let store = StateStore::new(counter.clone());
+        let mut changes = store.subscribe();
+        store.spawn_watch(std::time::Duration::from_millis(10));
+        async fn next(changes: &mut tokio::sync::watch::Receiver<u64>) -> u64 {
+            tokio::time::timeout(std::time::Duration::from_secs(5), changes.changed()).await.expect("a change is heard").unwrap();
+            *changes.borrow_and_update()
+        }
+        assert_eq!(next(&mut changes).await, 50);
+        // The store puts back an older copy of the counter: heard as a change.
+        counter.0.store(40, Ordering::SeqCst);
+        assert_eq!(next(&mut changes).await, 40);
+        // Another replica's change from there (41) is heard too, although
+        // it is below the highest value ever seen.
+        counter.0.store(41, Ordering::SeqCst);
+        assert_eq!(next(&mut changes).await, 41);
     }
 }

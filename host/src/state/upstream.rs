@@ -81,13 +81,13 @@ impl UpstreamBackend {
 
     async fn probe_conditional_writes(&self) -> Result<(), StateError> {
         let name = format!("{PROBE_PREFIX}{}", uuid::Uuid::new_v4());
-        let first = self.put(&name, b"1".to_vec(), Precondition::Absent).await?;
+        let first = self.put(&name, b"1", Precondition::Absent).await?;
         let Some(etag) = first else {
             return Err(StateError::NoConditionalWrites("a create-only PUT of a new object was refused".into()));
         };
-        let second = self.put(&name, b"2".to_vec(), Precondition::Absent).await?;
-        let stale = self.put(&name, b"3".to_vec(), Precondition::Matches("\"0000\"".into())).await?;
-        let fresh = self.put(&name, b"4".to_vec(), Precondition::Matches(etag)).await?;
+        let second = self.put(&name, b"2", Precondition::Absent).await?;
+        let stale = self.put(&name, b"3", Precondition::Matches("\"0000\"".into())).await?;
+        let fresh = self.put(&name, b"4", Precondition::Matches(etag)).await?;
         let _ = self.client.delete_object().bucket(&self.bucket).key(&name).send().await;
         match (second, stale, fresh) {
             (None, None, Some(_)) => Ok(()),
@@ -134,8 +134,8 @@ impl UpstreamBackend {
 
     /// PUT `plain` (sealed) under `pre`; the new ETag, or `None` when the
     /// store answered 412 (the precondition did not hold).
-    async fn put(&self, object: &str, plain: Vec<u8>, pre: Precondition) -> Result<Option<String>, StateError> {
-        let body = self.sealed(object, &plain);
+    async fn put(&self, object: &str, plain: &[u8], pre: Precondition) -> Result<Option<String>, StateError> {
+        let body = self.sealed(object, plain);
         let mut req = self.client.put_object().bucket(&self.bucket).key(object).body(ByteStream::from(body));
         req = match pre {
             Precondition::None => req,
@@ -201,11 +201,11 @@ impl StateBackend for UpstreamBackend {
     }
 
     async fn write(&self, ns: &str, key: &str, envelope: &[u8]) -> Result<(), StateError> {
-        self.put(&Self::object(ns, key), envelope.to_vec(), Precondition::None).await.map(|_| ())
+        self.put(&Self::object(ns, key), envelope, Precondition::None).await.map(|_| ())
     }
 
     async fn create(&self, ns: &str, key: &str, envelope: &[u8]) -> Result<bool, StateError> {
-        Ok(self.put(&Self::object(ns, key), envelope.to_vec(), Precondition::Absent).await?.is_some())
+        Ok(self.put(&Self::object(ns, key), envelope, Precondition::Absent).await?.is_some())
     }
 
     async fn read_tagged(&self, ns: &str, key: &str) -> Result<Option<(Vec<u8>, String)>, StateError> {
@@ -214,7 +214,7 @@ impl StateBackend for UpstreamBackend {
 
     async fn replace(&self, ns: &str, key: &str, envelope: &[u8], tag: &str) -> Result<bool, StateError> {
         let pre = Precondition::Matches(tag.to_owned());
-        Ok(self.put(&Self::object(ns, key), envelope.to_vec(), pre).await?.is_some())
+        Ok(self.put(&Self::object(ns, key), envelope, pre).await?.is_some())
     }
 
     async fn remove(&self, ns: &str, key: &str) -> Result<bool, StateError> {
@@ -261,7 +261,7 @@ impl StateBackend for UpstreamBackend {
                 None => (1, Precondition::Absent),
             };
             let doc = serde_json::to_vec(&GenerationDoc { generation: next }).expect("serialises");
-            if self.put(GENERATION, doc, pre).await?.is_some() {
+            if self.put(GENERATION, &doc, pre).await?.is_some() {
                 return Ok(next);
             }
         }
