@@ -309,6 +309,11 @@ impl ServeArgs {
         self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9000)))
     }
 
+    /// How often a replica reads the cluster generation (50 ms … 60 s).
+    pub fn state_poll(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.state_poll_ms.unwrap_or(1000).clamp(50, 60_000))
+    }
+
     pub fn state_bucket(&self) -> &str {
         self.state_bucket.as_deref().unwrap_or(DEFAULT_STATE_BUCKET)
     }

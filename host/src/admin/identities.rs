@@ -8,7 +8,7 @@ use hyper::StatusCode;
 use serde::Serialize;
 
 use super::actions::IdentityAction;
-use super::dto::parse;
+use super::dto::{Done, parse};
 use super::error::ApiError;
 use super::{AdminCall, Reply};
 use crate::identity::{Identities, IdentityError, IdentityInfo, IdentitySpec};
@@ -35,14 +35,12 @@ impl From<IdentityError> for ApiError {
 
 #[derive(Serialize)]
 struct One {
-    success: bool,
     identity: IdentityInfo,
 }
 
 /// An answer that carries a secret: shown once, never stored in clear.
 #[derive(Serialize)]
 struct WithSecret<'a> {
-    success: bool,
     identity: IdentityInfo,
     secret_key: &'a str,
 }
@@ -55,26 +53,26 @@ struct List {
 impl IdentityAdmin {
     pub async fn handle(&self, action: IdentityAction, call: &AdminCall) -> Result<Reply, ApiError> {
         let ak = call.rest.trim_matches('/').split('/').next().unwrap_or_default().to_owned();
-        let one = |identity: IdentityInfo| Reply::json(One { success: true, identity }).about(&ak);
+        let one = |message, identity| Reply::json(Done::new(message, One { identity })).about(&ak);
         Ok(match action {
             IdentityAction::List => Reply::json(List { identities: self.identities.list().await? }),
             IdentityAction::Create => {
                 let spec: IdentitySpec = if call.body.is_empty() { IdentitySpec::default() } else { parse(&call.body)? };
                 let (identity, secret) = self.identities.create(spec).await?;
                 let about = identity.access_key.clone();
-                Reply::json(WithSecret { success: true, identity, secret_key: &secret }).about(&about)
+                Reply::json(Done::new("identity created", WithSecret { identity, secret_key: &secret })).about(&about)
             }
-            IdentityAction::Get => one(self.identities.get(&ak).await?),
-            IdentityAction::Update => one(self.identities.update(&ak, parse(&call.body)?).await?),
-            IdentityAction::Enable => one(self.identities.set_enabled(&ak, true).await?),
-            IdentityAction::Disable => one(self.identities.set_enabled(&ak, false).await?),
+            IdentityAction::Get => Reply::json(One { identity: self.identities.get(&ak).await? }).about(&ak),
+            IdentityAction::Update => one("identity updated", self.identities.update(&ak, parse(&call.body)?).await?),
+            IdentityAction::Enable => one("identity enabled", self.identities.set_enabled(&ak, true).await?),
+            IdentityAction::Disable => one("identity disabled", self.identities.set_enabled(&ak, false).await?),
             IdentityAction::RotateSecret => {
                 let (identity, secret) = self.identities.rotate_secret(&ak).await?;
-                Reply::json(WithSecret { success: true, identity, secret_key: &secret }).about(&ak)
+                Reply::json(Done::new("secret key rotated", WithSecret { identity, secret_key: &secret })).about(&ak)
             }
             IdentityAction::Remove => {
                 self.identities.remove(&ak).await?;
-                Reply::json(serde_json::json!({"success": true})).about(&ak)
+                Reply::json(Done::new("identity removed", ())).about(&ak)
             }
         })
     }

@@ -113,6 +113,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         (None, Some(f)) => MasterKeySource::File(f),
         (None, None) => MasterKeySource::Generated(&generated_path),
     };
+    let master_generated = matches!(source, MasterKeySource::Generated(_));
     let master = load_master_key(source)?;
     let replica = args.replica_id.clone().unwrap_or_else(default_replica_id);
     let audit = Arc::new(
@@ -162,7 +163,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     };
     let gateway_default = parse_gateway_default(args.default_encryption.as_deref().unwrap_or("none"))
         .map_err(|e| ConfigError::Invalid(format!("--default-encryption: {e}")))?;
-    let (state, state_bucket) = open_state(args, &data_dir, &master, remote.as_ref()).await?;
+    let (state, state_bucket) = open_state(args, &data_dir, &master, master_generated, remote.as_ref()).await?;
     let (credentials, generated_credentials, credentials_store) = match &state_bucket {
         None => {
             let (c, generated) = resolve_credentials(args, &data_dir)?;
@@ -175,8 +176,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     };
     // Seals what multipart state must keep secret (an upload's layout key).
     let state_seal = master.derive(b"kms-gateway/v2/upload-state");
-    // Identities derive their own sealing key from it.
-    let identity_master = master.derive(b"kms-gateway/v2/identities");
+    let identities = Arc::new(Identities::new(state.clone(), &master, &credentials.access_key, &credentials.admin_access_key));
     let jobs = Jobs::new(state.clone(), replica.clone());
     let defaults = Arc::new(EncryptionDefaults::new(state.clone(), gateway_default, args.require_encryption.unwrap_or_default()));
     let kms = boot_kms(
@@ -212,8 +212,6 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
         jobs,
     });
     rotation.spawn(std::time::Duration::from_secs(args.policy_rotation_interval_seconds.unwrap_or(3600)));
-    let identities =
-        Arc::new(Identities::new(state.clone(), &identity_master, &credentials.access_key, &credentials.admin_access_key));
     let parts = GatewayParts {
         upstream: upstream.clone(),
         metrics: metrics.clone(),
@@ -245,7 +243,7 @@ pub async fn build(args: &ServeArgs) -> Result<Built, StartError> {
     let replicas = state.is_shared().then(|| Arc::new(Replicas::new(state.clone(), replica.clone())));
     if let Some(r) = &replicas {
         let k = kms.clone();
-        let every = std::time::Duration::from_millis(args.state_poll_ms.unwrap_or(1000).clamp(50, 5000));
+        let every = args.state_poll().min(std::time::Duration::from_secs(5));
         r.spawn(every, Arc::new(move || k.config_fingerprint()));
     }
     let admin = AdminRoute {
@@ -298,6 +296,7 @@ async fn open_state(
     args: &ServeArgs,
     data_dir: &Path,
     master: &crate::crypto::SealingKey,
+    master_generated: bool,
     remote: Option<&RemoteUpstream>,
 ) -> Result<(StateStore, Option<String>), StartError> {
     if args.state.unwrap_or_default() == StateMode::Local {
@@ -305,14 +304,14 @@ async fn open_state(
     }
     let cluster = |what: &str| ConfigError::Invalid(format!("cluster mode (--state upstream) needs {what}"));
     let remote = remote.ok_or_else(|| cluster("--upstream: the store the replicas share"))?;
-    if args.kms_master_key_file.is_none() && std::env::var_os("KMS_GATEWAY_KMS_MASTER_KEY").is_none() {
+    if master_generated {
         return Err(cluster("--kms-master-key-file (or KMS_GATEWAY_KMS_MASTER_KEY), the same for every replica").into());
     }
     let bucket = args.state_bucket().to_owned();
     let seal = master.derive(b"kms-gateway/v2/cluster-state");
     let backend = UpstreamBackend::connect(upstream::remote_client(remote)?, bucket.clone(), seal).await?;
     let state = StateStore::new(Arc::new(backend));
-    state.spawn_watch(std::time::Duration::from_millis(args.state_poll_ms.unwrap_or(1000).clamp(50, 60_000)));
+    state.spawn_watch(args.state_poll());
     Ok((state, Some(bucket)))
 }
 
