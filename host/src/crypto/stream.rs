@@ -6,7 +6,7 @@
 //! segments and yields only authenticated plaintext, trimmed to a range.
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::Stream;
@@ -29,10 +29,18 @@ pub const BODY_SHORTER: &str = "body shorter than declared";
 /// Sees every plaintext byte of an upload, and may veto it before the final
 /// segment is released (checksum verification lives here).
 pub trait PlaintextObserver: Send + Sync {
-    fn update(&mut self, data: &[u8]);
-    /// Called once after the last plaintext byte; an error aborts the stream
-    /// before the final segment is emitted, so nothing complete is stored.
-    fn finish(&mut self, total: u64) -> Result<(), StdError>;
+    /// Ready for the next chunk. An observer that hashes on another task
+    /// answers `Pending` while its queue is full, so what it holds stays
+    /// bounded; the stream reads no further until then.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+    /// The next plaintext chunk (by reference count: nothing is copied).
+    fn update(&mut self, data: &Bytes);
+    /// Called after the last plaintext byte, until it is ready; an error
+    /// aborts the stream before the final segment is emitted, so nothing
+    /// complete is stored.
+    fn poll_finish(&mut self, cx: &mut Context<'_>, total: u64) -> Poll<Result<(), StdError>>;
     /// Called once when the stream ends in an error (of the body or of the
     /// stream itself), so the observer can keep the cause: the upstream
     /// client reports only that its body stream failed.
@@ -43,9 +51,9 @@ pub trait PlaintextObserver: Send + Sync {
 pub struct NoObserver;
 
 impl PlaintextObserver for NoObserver {
-    fn update(&mut self, _: &[u8]) {}
-    fn finish(&mut self, _: u64) -> Result<(), StdError> {
-        Ok(())
+    fn update(&mut self, _: &Bytes) {}
+    fn poll_finish(&mut self, _: &mut Context<'_>, _: u64) -> Poll<Result<(), StdError>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -130,15 +138,20 @@ where
             if self.done {
                 return Poll::Ready(None);
             }
+            if !self.carry.is_empty() && self.buf.len() < self.seg && self.observer.poll_ready(cx).is_pending() {
+                return Poll::Pending;
+            }
             self.fill_from_carry()?;
             if self.ended {
-                self.done = true;
                 if let Some(e) = self.expected_len
                     && e != self.consumed
                 {
+                    self.done = true;
                     return Poll::Ready(Some(Err(Box::new(CryptoError::Length(BODY_SHORTER)))));
                 }
-                self.observer.finish(self.consumed)?;
+                let verdict = ready!(self.observer.poll_finish(cx, self.consumed));
+                self.done = true;
+                verdict?;
                 return Poll::Ready(Some(self.seal(true)));
             }
             if self.buf.len() == self.seg && !self.carry.is_empty() {

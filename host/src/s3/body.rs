@@ -2,7 +2,7 @@
 //! stream for plaintext uploads, and a stream with a pre-read first chunk.
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -73,6 +73,8 @@ pub(super) struct VerifiedBody<S> {
     /// The plaintext length the request declared: the body must have it.
     declared: Option<u64>,
     remaining: Option<u64>,
+    /// The inner body has ended; the observer's verdict is awaited.
+    ended: bool,
     done: bool,
 }
 
@@ -85,7 +87,7 @@ impl<S> VerifiedBody<S> {
     }
 
     pub(super) fn new(inner: S, observer: Box<dyn PlaintextObserver>, len: Option<u64>) -> Self {
-        Self { inner, held: None, observer, total: 0, declared: len, remaining: len, done: false }
+        Self { inner, held: None, observer, total: 0, declared: len, remaining: len, ended: false, done: false }
     }
 }
 
@@ -100,6 +102,12 @@ where
         loop {
             if this.done {
                 return Poll::Ready(None);
+            }
+            if this.ended {
+                return this.poll_end(cx);
+            }
+            if this.observer.poll_ready(cx).is_pending() {
+                return Poll::Pending;
             }
             match Pin::new(&mut this.inner).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -122,12 +130,21 @@ where
                     if this.declared.is_some_and(|d| this.total != d) {
                         return this.fail(Box::new(CryptoError::Length(BODY_SHORTER)));
                     }
-                    this.done = true;
-                    if let Err(e) = this.observer.finish(this.total) {
-                        return this.fail(e);
-                    }
-                    return Poll::Ready(this.held.take().map(Ok));
+                    this.ended = true;
                 }
+            }
+        }
+    }
+}
+
+impl<S> VerifiedBody<S> {
+    /// The body ended: release the held chunk once the observer accepts it.
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StdError>>> {
+        match ready!(self.observer.poll_finish(cx, self.total)) {
+            Err(e) => self.fail(e),
+            Ok(()) => {
+                self.done = true;
+                Poll::Ready(self.held.take().map(Ok))
             }
         }
     }

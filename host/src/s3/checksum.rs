@@ -9,11 +9,15 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
 use s3s::checksum::ChecksumHasher;
 use s3s::crypto::{Checksum as _, Md5};
 use s3s::dto::{Checksum, ChecksumAlgorithm};
 use s3s::{S3Error, S3ErrorCode, TrailingHeaders};
 
+use super::hashing::{Digests, Hashing};
 use crate::crypto::stream::{PlaintextObserver, StdError};
 
 /// What an upload's body produced, read after the upstream call.
@@ -30,9 +34,8 @@ pub(super) type SharedOutcome = Arc<Mutex<UploadOutcome>>;
 
 /// Expected checksum values and the hashers to compare them with.
 pub(super) struct ChecksumObserver {
-    md5: Option<Md5>,
+    hashing: Hashing,
     expected_md5: Option<String>,
-    hasher: ChecksumHasher,
     expected: Checksum,
     trailers: Option<TrailingHeaders>,
     outcome: SharedOutcome,
@@ -80,12 +83,14 @@ pub(super) use take_client_checksums;
 impl ChecksumObserver {
     /// Build an observer for `client`'s checksums (they must not reach the
     /// upstream with a ciphertext body). `want_md5` forces an MD5 even
-    /// without `Content-MD5` (SSE-S3 ETag).
+    /// without `Content-MD5` (SSE-S3 ETag). `len` is the body's declared
+    /// length: a large body is hashed beside the upload, not in its path.
     pub(super) fn new(
         client: ClientChecksums,
         trailer_names: Option<&str>,
         trailers: Option<TrailingHeaders>,
         want_md5: bool,
+        len: Option<u64>,
     ) -> Result<(Self, SharedOutcome), S3Error> {
         let ClientChecksums { expected, algorithm, content_md5 } = client;
         let mut hasher = ChecksumHasher::default();
@@ -123,10 +128,10 @@ impl ChecksumObserver {
         }
         let expected_md5 = content_md5;
         let outcome = SharedOutcome::default();
+        let digests = Digests { md5: (want_md5 || expected_md5.is_some()).then(Md5::new), checksums: hasher };
         let obs = Self {
-            md5: (want_md5 || expected_md5.is_some()).then(Md5::new),
+            hashing: Hashing::new(digests, len),
             expected_md5,
-            hasher,
             expected,
             trailers: if trailer_names.is_some() { trailers } else { None },
             outcome: outcome.clone(),
@@ -134,8 +139,9 @@ impl ChecksumObserver {
         Ok((obs, outcome))
     }
 
-    fn verify(&mut self) -> Result<(), S3Error> {
-        let md5 = self.md5.take().map(|m| {
+    fn verify(&mut self, digests: Digests) -> Result<(), S3Error> {
+        let Digests { md5, checksums } = digests;
+        let md5 = md5.map(|m| {
             let d = m.finalize();
             let mut out = [0u8; 16];
             out.copy_from_slice(d.as_ref());
@@ -174,7 +180,7 @@ impl ChecksumObserver {
             expected.checksum_sha256 = expected.checksum_sha256.or(d);
             expected.checksum_crc64nvme = expected.checksum_crc64nvme.or(e);
         }
-        let got = std::mem::take(&mut self.hasher).finalize();
+        let got = checksums.finalize();
         let pairs = [
             ("CRC32", &expected.checksum_crc32, &got.checksum_crc32),
             ("CRC32C", &expected.checksum_crc32c, &got.checksum_crc32c),
@@ -201,19 +207,24 @@ impl ChecksumObserver {
 }
 
 impl PlaintextObserver for ChecksumObserver {
-    fn update(&mut self, data: &[u8]) {
-        if let Some(m) = &mut self.md5 {
-            m.update(data);
-        }
-        self.hasher.update(data);
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.hashing.poll_ready(cx)
     }
 
-    fn finish(&mut self, _total: u64) -> Result<(), StdError> {
-        self.verify().map_err(|e| {
+    fn update(&mut self, data: &Bytes) {
+        self.hashing.update(data);
+    }
+
+    fn poll_finish(&mut self, cx: &mut Context<'_>, _total: u64) -> Poll<Result<(), StdError>> {
+        let verdict = match ready!(self.hashing.poll_digests(cx)) {
+            Some(digests) => self.verify(digests),
+            None => Err(S3Error::with_message(S3ErrorCode::InternalError, "The upload's checksums could not be computed.")),
+        };
+        Poll::Ready(verdict.map_err(|e| {
             let msg = e.message().unwrap_or("checksum mismatch").to_owned();
             self.outcome.lock().expect("outcome lock").error = Some(e);
             msg.into()
-        })
+        }))
     }
 
     fn failed(&mut self, error: &StdError) {

@@ -13,7 +13,9 @@
 //!   bucket policy, defaults and bound WebAssembly policies).
 //! - [`write`]: what every write path shares (SSE headers out of the
 //!   input, checksums, the self-copy that attaches a record).
-//! - [`keys`], [`checksum`], [`body`], [`conditional`]: helpers.
+//! - [`checksum`] (with [`hashing`]: digests beside a large upload, on a
+//!   task of their own): client checksums verified over the plaintext.
+//! - [`keys`], [`body`], [`conditional`]: helpers.
 //! - [`errors`]: domain errors → S3 errors, in one place.
 //! - [`forward`]: the generated pass-through of all other operations.
 //! - [`store_routes`]: the store's own non-S3 paths, never forwarded.
@@ -29,6 +31,7 @@ pub mod defaults;
 pub mod errors;
 pub(crate) mod forward;
 mod get;
+mod hashing;
 mod keys;
 pub mod listing;
 mod multipart;

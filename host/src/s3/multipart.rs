@@ -269,6 +269,7 @@ impl Gateway {
             trailer_names.as_deref(),
             req.trailing_headers.clone(),
             false,
+            Some(plain_len),
         )?;
         // The trailers were ours to verify; the upstream must not see them.
         req.trailing_headers = None;

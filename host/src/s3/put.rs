@@ -123,6 +123,7 @@ impl Gateway {
             trailer_names.as_deref(),
             req.trailing_headers.clone(),
             etag_pending,
+            Some(plain_len),
         )?;
         // The trailers were ours to verify; the upstream must not see them.
         req.trailing_headers = None;

@@ -44,15 +44,16 @@ pub(super) use take_sse;
 /// chunk goes upstream. Evaluates to the shared outcome.
 macro_rules! verify_plain_upload {
     ($req:expr, $trailer_names:expr) => {{
+        let len = $crate::s3::declared_length(&$req.headers, $req.input.content_length).ok();
         let (observer, outcome) = $crate::s3::checksum::ChecksumObserver::new(
             $crate::s3::checksum::take_client_checksums!($req.input),
             $trailer_names.as_deref(),
             $req.trailing_headers.clone(),
             false,
+            len,
         )?;
         // The trailers were ours to verify; the upstream must not see them.
         $req.trailing_headers = None;
-        let len = $crate::s3::declared_length(&$req.headers, $req.input.content_length).ok();
         $req.input.content_length = len.map(|l| l as i64);
         if let Some(body) = $req.input.body.take() {
             let body = $crate::s3::body::record_body_errors(body, outcome.clone());

@@ -146,9 +146,9 @@ fn declared_length_is_enforced() {
 
 struct Veto;
 impl PlaintextObserver for Veto {
-    fn update(&mut self, _: &[u8]) {}
-    fn finish(&mut self, _: u64) -> Result<(), StdError> {
-        Err("checksum mismatch".into())
+    fn update(&mut self, _: &Bytes) {}
+    fn poll_finish(&mut self, _: &mut std::task::Context<'_>, _: u64) -> std::task::Poll<Result<(), StdError>> {
+        std::task::Poll::Ready(Err("checksum mismatch".into()))
     }
 }
 
