@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation, StalledStreamProtectionConfig,
+};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
@@ -56,6 +58,11 @@ pub fn remote_client(u: &RemoteUpstream) -> Result<aws_sdk_s3::Client, UpstreamE
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .interceptor(StripSseHeaders)
+        // An upload's body is the client's: a client that pauses (a slow
+        // link, a busy machine) must not have its upload cut as a stalled
+        // upstream (the SDK's detector did that after 5 s). Downloads keep
+        // the detector: a stalled upstream ends the read.
+        .stalled_stream_protection(StalledStreamProtectionConfig::enabled().upload_enabled(false).build())
         .build();
     Ok(aws_sdk_s3::Client::from_conf(conf))
 }

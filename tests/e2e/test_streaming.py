@@ -147,3 +147,55 @@ def test_one_byte_range_of_a_multipart_object_fetches_one_segment(gw, bucket):
         assert got == data[offset : offset + 1]
         fetched = metric(gw, "kgw_upstream_ciphertext_bytes_total") - before
         assert 0 < fetched <= MIB + 16, (offset, fetched)
+
+
+def test_a_client_that_pauses_mid_upload_is_not_cut_off(gw, bucket):
+    """A client may pause mid-body (a slow link, a busy machine): the
+    gateway's upstream upload waits with it. The upstream client's stall
+    detector used to cut any upload whose body paused for 5 s, and the
+    client got InternalError (64 concurrent uploads on two cores did it)."""
+    import http.client
+    import time
+
+    data = payload(3 * MIB, seed=9)
+    key = "paused-upload"
+    url = f"{gw.endpoint}/{bucket}/{key}"
+    headers = {
+        "x-amz-content-sha256": hashlib.sha256(data).hexdigest(),
+        "x-amz-server-side-encryption": "aws:kms",
+        "Content-Length": str(len(data)),
+    }
+    req = AWSRequest(method="PUT", url=url, data=data, headers=headers)
+    S3SigV4Auth(Credentials(ACCESS, SECRET), "s3", "us-east-1").add_auth(req)
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=60)
+    conn.putrequest("PUT", f"/{bucket}/{key}", skip_accept_encoding=True)
+    for name, value in req.headers.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    half = len(data) // 2
+    conn.send(data[:half])
+    time.sleep(7)
+    conn.send(data[half:])
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    assert resp.status == 200, body
+    got = gw.client().get_object(Bucket=bucket, Key=key)
+    assert got["Body"].read() == data
+    assert got["ServerSideEncryption"] == "aws:kms"
+
+
+def test_a_client_that_pauses_mid_download_gets_the_whole_object(gw, bucket):
+    """The same on the way out: a reader that stops for a while (its
+    socket full, the gateway no longer reading the upstream) is not a
+    stalled upstream, and the rest of the object still arrives intact."""
+    import time
+
+    data = payload(24 * MIB, seed=10)
+    c = gw.client()
+    c.put_object(Bucket=bucket, Key="paused-read", Body=data, ServerSideEncryption="aws:kms")
+    body = c.get_object(Bucket=bucket, Key="paused-read")["Body"]
+    first = body.read(MIB)
+    time.sleep(7)
+    rest = body.read()
+    assert first + rest == data
