@@ -17,7 +17,12 @@ pub(crate) struct OpReport {
     p99_ms: f64,
     max_ms: f64,
     errors: u64,
+    /// (percentile, ms) at fixed points from p1 to p99.9: a latency CDF.
+    cdf: Vec<(f64, f64)>,
 }
+
+/// The percentiles a report's CDF gives.
+const CDF_POINTS: [f64; 16] = [1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.5, 99.9];
 
 #[derive(Serialize)]
 pub(crate) struct RunReport {
@@ -62,6 +67,7 @@ impl RunReport {
                 p99_ms: ms(s.latency.value_at_quantile(0.99)),
                 max_ms: ms(s.latency.max()),
                 errors: s.errors,
+                cdf: CDF_POINTS.iter().map(|&p| (p, ms(s.latency.value_at_percentile(p)))).collect(),
             })
             .collect();
         let bytes: u64 = o.stats.iter().map(|(_, s)| s.bytes).sum();

@@ -31,6 +31,11 @@ def test_kgw_bench_runs_direct_and_through_the_gateway(moto):
             assert set(ops) == {"PUT", "GET", "HEAD", "LIST"}, r
             assert all(o["errors"] == 0 and o["count"] > 0 for o in ops.values()), r
             assert ops["GET"]["mb_per_s"] > 0 and ops["PUT"]["p99_ms"] >= ops["PUT"]["p50_ms"] > 0
+            # The latency CDF the plots draw: fixed percentiles, rising.
+            cdf = ops["GET"]["cdf"]
+            assert [p for p, _ in cdf][:2] == [1.0, 5.0] and cdf[-1][0] == 99.9
+            assert all(a[1] <= b[1] for a, b in zip(cdf, cdf[1:])), cdf
+            assert dict(cdf)[50.0] == ops["GET"]["p50_ms"]
         gw = runs[1]
         assert gw["cpu_seconds"] > 0 and gw["cpu_seconds_per_gb"] > 0 and gw["peak_rss_mib"] > 1
         assert runs[0]["cpu_seconds"] is None
