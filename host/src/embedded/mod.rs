@@ -248,18 +248,21 @@ s3_forwarding_impl! {
             // metadata and ETag: read under the key's writer lock, so an
             // answer never pairs one write's body with another's metadata
             // or ETag (compare-and-set on the ETag depends on it). The body
-            // streams from the file opened here, after the lock is gone.
+            // streams from the file opened under it, after the lock is gone.
             let lock = self.writer(&req.input.bucket, &req.input.key);
             let _consistent = lock.lock().await;
             let data = layout::object_files(&self.root, &req.input.bucket, &req.input.key)
                 .and_then(|files| files.into_iter().next());
-            let ours = match data {
-                Some(path) => read::open(&path, req.input.range.as_ref()).await,
-                None => None,
-            };
+            let range = req.input.range;
             let mut resp = self.fs.get_object(req).await?;
-            if let Some(body) = ours.and_then(|o| o.body(resp.output.content_length)) {
-                resp.output.body = Some(body);
+            // Still under the lock: the file opened here is the one s3s-fs
+            // answered for. A small answer keeps s3s-fs's body (one or a
+            // few reads; a second open would cost more than it saves).
+            if let Some(path) = data.filter(|_| resp.output.content_length.is_some_and(read::worth_reopening)) {
+                let ours = read::open(&path, range.as_ref()).await;
+                if let Some(body) = ours.and_then(|o| o.body(resp.output.content_length)) {
+                    resp.output.body = Some(body);
+                }
             }
             Ok(resp)
         }

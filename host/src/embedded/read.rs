@@ -14,6 +14,14 @@ use tokio_util::io::ReaderStream;
 /// from one or two chunks.
 pub(super) const READ_BLOCK: usize = 1 << 20;
 
+/// s3s-fs reads in 4 KiB blocks: an answer up to this long is left to it.
+const SMALL: i64 = 64 << 10;
+
+/// Is an answer of `content_length` bytes worth a second open?
+pub(super) fn worth_reopening(content_length: i64) -> bool {
+    content_length > SMALL
+}
+
 /// An object's data file, positioned at the start of the range asked for.
 pub(super) struct Opened {
     file: tokio::fs::File,
