@@ -61,8 +61,13 @@ pub fn remote_client(u: &RemoteUpstream) -> Result<aws_sdk_s3::Client, UpstreamE
         // An upload's body is the client's: a client that pauses (a slow
         // link, a busy machine) must not have its upload cut as a stalled
         // upstream (the SDK's detector did that after 5 s). Downloads keep
-        // the detector: a stalled upstream ends the read.
-        .stalled_stream_protection(StalledStreamProtectionConfig::enabled().upload_enabled(false).build())
+        // the detector, with the same 5 s: a stalled upstream ends the read.
+        .stalled_stream_protection(
+            StalledStreamProtectionConfig::enabled()
+                .upload_enabled(false)
+                .grace_period(std::time::Duration::from_secs(5))
+                .build(),
+        )
         .build();
     Ok(aws_sdk_s3::Client::from_conf(conf))
 }
