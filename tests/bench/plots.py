@@ -95,16 +95,13 @@ def latency_cdf(plt, results, path):
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     rows = [r for r in results if r["case"] == "4KiB x1"]
+    # One direct line (the store does no SSE), one gateway line per mode.
+    lines = [(rows[0]["direct"], ":", "direct")] + [(r["gateway"], "-", f"gateway {r['mode']}") for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     for ax, op in zip(axes, ["PUT", "GET"]):
-        for i, r in enumerate(rows):
-            for run, style in [("direct", ":"), ("gateway", "-")]:
-                o = next(o for o in r[run]["ops"] if o["op"] == op)
-                ms = [m for _, m in o["cdf"]]
-                pct = [p for p, _ in o["cdf"]]
-                if run == "direct" and i > 0:
-                    continue  # one direct line: the store does no SSE
-                ax.plot(ms, pct, style, label="direct" if run == "direct" else f"gateway {r['mode']}")
+        for run, style, label in lines:
+            cdf = next(o for o in run["ops"] if o["op"] == op)["cdf"]
+            ax.plot([m for _, m in cdf], [p for p, _ in cdf], style, label=label)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())

@@ -4,6 +4,8 @@ and the segment-count promise of range reads."""
 
 import base64
 import hashlib
+import http.client
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -154,9 +156,6 @@ def test_a_client_that_pauses_mid_upload_is_not_cut_off(gw, bucket):
     gateway's upstream upload waits with it. The upstream client's stall
     detector used to cut any upload whose body paused for 5 s, and the
     client got InternalError (64 concurrent uploads on two cores did it)."""
-    import http.client
-    import time
-
     data = payload(3 * MIB, seed=9)
     key = "paused-upload"
     url = f"{gw.endpoint}/{bucket}/{key}"
@@ -189,8 +188,6 @@ def test_a_client_that_pauses_mid_download_gets_the_whole_object(gw, bucket):
     """The same on the way out: a reader that stops for a while (its
     socket full, the gateway no longer reading the upstream) is not a
     stalled upstream, and the rest of the object still arrives intact."""
-    import time
-
     data = payload(24 * MIB, seed=10)
     c = gw.client()
     c.put_object(Bucket=bucket, Key="paused-read", Body=data, ServerSideEncryption="aws:kms")

@@ -89,6 +89,17 @@ impl<S> VerifiedBody<S> {
     pub(super) fn new(inner: S, observer: Box<dyn PlaintextObserver>, len: Option<u64>) -> Self {
         Self { inner, held: None, observer, total: 0, declared: len, remaining: len, ended: false, done: false }
     }
+
+    /// The body ended: release the held chunk once the observer accepts it.
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StdError>>> {
+        match ready!(self.observer.poll_finish(cx, self.total)) {
+            Err(e) => self.fail(e),
+            Ok(()) => {
+                self.done = true;
+                Poll::Ready(self.held.take().map(Ok))
+            }
+        }
+    }
 }
 
 impl<S> Stream for VerifiedBody<S>
@@ -132,19 +143,6 @@ where
                     }
                     this.ended = true;
                 }
-            }
-        }
-    }
-}
-
-impl<S> VerifiedBody<S> {
-    /// The body ended: release the held chunk once the observer accepts it.
-    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StdError>>> {
-        match ready!(self.observer.poll_finish(cx, self.total)) {
-            Err(e) => self.fail(e),
-            Ok(()) => {
-                self.done = true;
-                Poll::Ready(self.held.take().map(Ok))
             }
         }
     }

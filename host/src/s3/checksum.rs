@@ -6,11 +6,10 @@
 //! mismatching upload never completes upstream.
 
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use std::task::{Context, Poll, ready};
-
 use bytes::Bytes;
 use s3s::checksum::ChecksumHasher;
 use s3s::crypto::{Checksum as _, Md5};

@@ -1,7 +1,7 @@
 //! The plaintext digests of an upload (its MD5 and the client's checksums),
 //! computed inline or on a task of their own.
 //!
-//! MD5 runs at about 0.7 GB/s on one core, slower than the rest of the
+//! MD5 runs at about 0.6 GB/s on one core, slower than the rest of the
 //! upload path: hashed inline, it set an SSE-S3 PUT's pace. A large body is
 //! hashed on its own task instead, which the runtime runs on another core
 //! beside the encryption; chunks pass by reference count, and the queue is
