@@ -4,7 +4,8 @@ store received. Optionally it lengthens upload ids the way RustFS does
 (124 characters and more), to prove the gateway copes with long ids.
 
 moto_server does not check signatures, so forwarding a request signed for
-the proxy's address is fine."""
+the proxy's address is fine; an upstream that checks them gets the Host
+header it was signed with (`keep_host`)."""
 
 import http.client
 import re
@@ -27,8 +28,11 @@ class Recorded:
 
 
 class RecordingProxy:
-    def __init__(self, upstream_port, long_upload_ids=False, keep_bodies=False, drop_conditions=False):
+    def __init__(self, upstream_port, long_upload_ids=False, keep_bodies=False, drop_conditions=False, keep_host=False):
         self.upstream_port = upstream_port
+        # Forward the Host header as signed for the proxy, for an upstream
+        # that checks signatures (the embedded store served on its own).
+        self.keep_host = keep_host
         # Play a store without conditional writes: If-Match and
         # If-None-Match never reach the upstream.
         self.drop_conditions = drop_conditions
@@ -69,7 +73,7 @@ class RecordingProxy:
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
                 dropped = ("host", "if-match", "if-none-match") if proxy.drop_conditions else ("host",)
                 headers = {k: v for k, v in headers.items() if k.lower() not in dropped}
-                headers["Host"] = f"127.0.0.1:{proxy.upstream_port}"
+                headers["Host"] = self.headers["Host"] if proxy.keep_host else f"127.0.0.1:{proxy.upstream_port}"
                 conn.request(self.command, path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()

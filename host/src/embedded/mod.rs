@@ -5,10 +5,12 @@
 //! - `journal.rs`: the undo journal that makes a write all-or-nothing;
 //! - `layout.rs`: which files of s3s-fs a write touches;
 //! - `read.rs`: GetObject's body in large reads;
+//! - `listing.rs`: the ETags s3s-fs leaves out of listings;
 //! - `uploads.rs`: ListMultipartUploads, which s3s-fs lacks.
 
 mod journal;
 mod layout;
+mod listing;
 mod read;
 mod uploads;
 
@@ -25,7 +27,8 @@ use futures::FutureExt;
 use s3s::dto::{
     CompleteMultipartUploadInput, CompleteMultipartUploadOutput, CopyObjectInput, CopyObjectOutput, CopySource,
     DeleteObjectInput, DeleteObjectOutput, GetObjectInput, GetObjectOutput, HeadObjectInput, HeadObjectOutput,
-    ListMultipartUploadsInput, ListMultipartUploadsOutput, PutObjectInput, PutObjectOutput,
+    ListMultipartUploadsInput, ListMultipartUploadsOutput, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input,
+    ListObjectsV2Output, Object, PutObjectInput, PutObjectOutput,
 };
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use tokio::sync::Mutex;
@@ -158,6 +161,17 @@ impl EmbeddedStore {
         Ok(())
     }
 
+    /// `objects` of `bucket` with their ETags (s3s-fs lists none).
+    async fn with_etags(&self, bucket: String, mut objects: Vec<Object>) -> S3Result<Vec<Object>> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            listing::fill_etags(&root, &bucket, &mut objects);
+            objects
+        })
+        .await
+        .map_err(|e| store_error("could not read the listed ETags", &e))
+    }
+
     fn object_files(&self, bucket: &str, key: &str) -> Vec<PathBuf> {
         // A path s3s-fs refuses touches nothing, so nothing to save.
         layout::object_files(&self.root, bucket, key).unwrap_or_default()
@@ -226,6 +240,22 @@ s3_forwarding_impl! {
                 .map_err(|e| store_error("could not list uploads", &e))??;
             Ok(S3Response::new(out))
         }
+        async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+            let bucket = req.input.bucket.clone();
+            let mut resp = self.fs.list_objects_v2(req).await?;
+            if let Some(objects) = resp.output.contents.take() {
+                resp.output.contents = Some(self.with_etags(bucket, objects).await?);
+            }
+            Ok(resp)
+        }
+        async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+            let bucket = req.input.bucket.clone();
+            let mut resp = self.fs.list_objects(req).await?;
+            if let Some(objects) = resp.output.contents.take() {
+                resp.output.contents = Some(self.with_etags(bucket, objects).await?);
+            }
+            Ok(resp)
+        }
         async fn head_object(&self, mut req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
             if self.names_a_directory(&req.input.bucket, &req.input.key) {
                 return Err(s3_error!(NoSuchKey));
@@ -271,7 +301,7 @@ s3_forwarding_impl! {
 
 #[cfg(test)]
 mod tests {
-    use s3s::dto::{CreateBucketInput, CreateMultipartUploadInput, StreamingBlob, UploadPartInput};
+    use s3s::dto::{CreateBucketInput, CreateMultipartUploadInput, ETag, StreamingBlob, UploadPartInput};
 
     use s3s::S3;
 
@@ -387,6 +417,30 @@ mod tests {
             .unwrap();
         store.copy_object(req(copy)).await.unwrap();
         assert_eq!(read(&store, "dst").await, (b"destination".to_vec(), Some("old".into())), "a copy onto itself");
+    }
+
+    /// Listings carry each object's ETag, the one HEAD answers with
+    /// (s3s-fs lists none), in both ListObjects versions.
+    #[tokio::test]
+    async fn listings_carry_the_etags_heads_answer_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path(), "a", b"first").await;
+        let mut put = PutObjectInput::builder().bucket("b".into()).key("dir/b".into()).build().unwrap();
+        put.body = body(b"second");
+        store.put_object(req(put)).await.unwrap();
+        let mut heads = Vec::new();
+        for key in ["a", "dir/b"] {
+            let head = HeadObjectInput::builder().bucket("b".into()).key(key.into()).build().unwrap();
+            heads.push((key.to_owned(), store.head_object(req(head)).await.unwrap().output.e_tag.unwrap()));
+        }
+        assert_eq!(heads[0].1.value(), hex::encode(<md5::Md5 as md5::Digest>::digest(b"first")));
+        let listed = |objects: Option<Vec<Object>>| -> Vec<(String, ETag)> {
+            objects.unwrap().into_iter().map(|o| (o.key.unwrap(), o.e_tag.expect("listed with its ETag"))).collect()
+        };
+        let v2 = ListObjectsV2Input::builder().bucket("b".into()).build().unwrap();
+        assert_eq!(listed(store.list_objects_v2(req(v2)).await.unwrap().output.contents), heads);
+        let v1 = ListObjectsInput::builder().bucket("b".into()).build().unwrap();
+        assert_eq!(listed(store.list_objects(req(v1)).await.unwrap().output.contents), heads);
     }
 
     /// GetObject streams the data file in blocks of `READ_BLOCK` (s3s-fs

@@ -12,6 +12,7 @@ use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 
 use super::errors::{crypto_error, record_error, state_error};
 use super::keys::set_checksums;
+use super::listing::Listed;
 use super::multipart::{PARTS, PartDoc, UploadDoc, part_number, parts_ns, unquote};
 use super::write::{ObjectHeaders, self_copy};
 use super::{Gateway, sub_request};
@@ -119,7 +120,7 @@ impl Gateway {
         let etag = resp.output.e_tag.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no ETag"))?;
         // The listing size cache learns the object under its final ETag.
         let stored = self.attach_record(&ctx, &bucket, &key, metadata, &doc.headers, etag.clone()).await?;
-        self.sizes.remember(&bucket, &key, stored.as_ref().or(Some(&etag)), Some(rec.plain_size));
+        self.listed.remember(&bucket, &key, stored.as_ref().or(Some(&etag)), Listed { plain: Some(rec.plain_size), etag: None });
         self.forget_upload(&upload_id).await;
         let echo = Self::echo_of(&rec, None);
         let mut out = resp.output;
@@ -255,7 +256,7 @@ impl Gateway {
             tracing::warn!(upload_id, bucket = %doc.bucket, key = %doc.key, "repairing a completed upload: attaching its part table");
             self.attach_record(ctx, &doc.bucket, &doc.key, metadata, &doc.headers, etag.clone()).await?.or(Some(etag))
         };
-        self.sizes.remember(&doc.bucket, &doc.key, final_etag.as_ref(), Some(rec.plain_size));
+        self.listed.remember(&doc.bucket, &doc.key, final_etag.as_ref(), Listed { plain: Some(rec.plain_size), etag: None });
         self.forget_upload(upload_id).await;
         let echo = Self::echo_of(rec, None);
         let out = CompleteMultipartUploadOutput {

@@ -1,46 +1,60 @@
-//! Listings and object attributes in plaintext terms: `Size` in
+//! Listings and object attributes in plaintext terms: `Size` and `ETag` in
 //! ListObjects (v1, v2) and ListObjectVersions, and GetObjectAttributes;
 //! ListBuckets without the reserved bucket of cluster state.
 //!
-//! A listing carries no metadata, so the plaintext size of a listed object
-//! comes from a bounded cache keyed by (bucket, key, upstream ETag) — filled
-//! by the gateway's own writes and by earlier lookups — and, on a miss, from
-//! one HEAD of that object (up to 16 at a time).
+//! A listing carries no metadata, so what a listed object shows (its
+//! plaintext size; for SSE-S3, the plaintext MD5 as its ETag, as HEAD
+//! answers) comes from a bounded cache keyed by (bucket, key, upstream
+//! ETag) — filled by the gateway's own writes and by earlier lookups — and,
+//! on a miss, from one HEAD of that object (up to 16 at a time), plus the
+//! opening of its key when its ETag is sealed.
 //!
 //! A lookup that fails (an object deleted between the listing and its HEAD,
-//! a damaged record, a store error) never fails the page: the entry keeps
-//! the size the store listed, and the failure is logged.
+//! a damaged record, a store error, a key that cannot be opened) never
+//! fails the page: the entry keeps what the store listed, and the failure
+//! is logged.
 
 use futures::{StreamExt, stream};
 use moka::sync::Cache;
-use s3s::dto::Object;
 use s3s::dto::{
     ETag, GetObjectAttributesInput, GetObjectAttributesOutput, GetObjectAttributesParts, HeadObjectInput, ListBucketsInput,
     ListBucketsOutput, ListObjectVersionsInput, ListObjectVersionsOutput, ListObjectsInput, ListObjectsOutput,
-    ListObjectsV2Input, ListObjectsV2Output, ObjectPart,
+    ListObjectsV2Input, ListObjectsV2Output, Object, ObjectPart,
 };
 use s3s::{S3Request, S3Response, S3Result};
 
-use super::errors::record_error;
+use super::errors::{crypto_error, record_error};
 use super::keys::take_customer;
 use super::{Gateway, principal, sub_request};
-use crate::sse::ObjectCrypto;
+use crate::sse::{ObjectCrypto, SseMode};
 
-/// Plaintext sizes of objects as listed: `None` = not encrypted.
-pub struct SizeCache(Cache<(String, String, String), Option<u64>>);
+/// What a listing shows of one stored object, where it differs from what
+/// the store lists.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listed {
+    /// The plaintext size; `None`: not encrypted (the stored size is right).
+    pub plain: Option<u64>,
+    /// The ETag clients see, when it is not the store's: an SSE-S3
+    /// object's plaintext MD5.
+    pub etag: Option<ETag>,
+}
 
-impl SizeCache {
+/// What listings show of stored objects, by (bucket, key, upstream ETag):
+/// an entry stays right for as long as the store lists that ETag.
+pub struct ListingCache(Cache<(String, String, String), Listed>);
+
+impl ListingCache {
     pub fn new(capacity: u64) -> Self {
         Self(Cache::new(capacity))
     }
 
-    pub fn remember(&self, bucket: &str, key: &str, upstream_etag: Option<&ETag>, plain: Option<u64>) {
+    pub fn remember(&self, bucket: &str, key: &str, upstream_etag: Option<&ETag>, listed: Listed) {
         if let Some(e) = upstream_etag {
-            self.0.insert((bucket.to_owned(), key.to_owned(), e.value().to_owned()), plain);
+            self.0.insert((bucket.to_owned(), key.to_owned(), e.value().to_owned()), listed);
         }
     }
 
-    fn lookup(&self, bucket: &str, key: &str, etag: &str) -> Option<Option<u64>> {
+    fn lookup(&self, bucket: &str, key: &str, etag: &str) -> Option<Listed> {
         self.0.get(&(bucket.to_owned(), key.to_owned(), etag.to_owned()))
     }
 }
@@ -56,62 +70,68 @@ impl Gateway {
         Ok(resp)
     }
 
-    /// Plaintext sizes for `(key, upstream etag, version)` entries; `None`
-    /// keeps the listed size (not encrypted, or not known).
-    async fn plaintext_sizes<T>(
+    /// What each `(key, upstream etag, version)` entry shows; the default
+    /// keeps what the store listed (not encrypted, or not known).
+    async fn listed_as<T>(
         &self,
         req: &S3Request<T>,
         bucket: &str,
         entries: Vec<(String, String, Option<String>)>,
-    ) -> Vec<Option<u64>> {
+    ) -> Vec<Listed> {
         let lookups = entries.into_iter().map(|(key, etag, version)| async move {
-            if let Some(hit) = self.sizes.lookup(bucket, &key, &etag) {
+            if let Some(hit) = self.listed.lookup(bucket, &key, &etag) {
                 return hit;
             }
-            match self.plaintext_size(req, bucket, &key, version).await {
-                Ok(plain) => plain,
+            match self.look_up(req, bucket, &key, version).await {
+                Ok(listed) => listed,
                 Err(e) if e.code() == &s3s::S3ErrorCode::NoSuchKey => {
                     tracing::debug!(bucket, key, "listed object gone before its HEAD");
-                    None
+                    Listed::default()
                 }
                 Err(e) => {
-                    tracing::warn!(bucket, key, error = %e, "listing keeps the stored size of an object whose record could not be read");
-                    None
+                    tracing::warn!(bucket, key, error = %e, "listing keeps what the store lists of an object whose record could not be read");
+                    Listed::default()
                 }
             }
         });
         stream::iter(lookups).buffered(PARALLEL_HEADS).collect().await
     }
 
-    /// One object's plaintext size from its record (`None`: not encrypted).
-    async fn plaintext_size<T>(
-        &self,
-        req: &S3Request<T>,
-        bucket: &str,
-        key: &str,
-        version: Option<String>,
-    ) -> S3Result<Option<u64>> {
+    /// What one object shows, from its record: its plaintext size and, for
+    /// an SSE-S3 object with a sealed ETag, that ETag (its key is opened).
+    async fn look_up<T>(&self, req: &S3Request<T>, bucket: &str, key: &str, version: Option<String>) -> S3Result<Listed> {
         let head_in =
             HeadObjectInput::builder().bucket(bucket.to_owned()).key(key.to_owned()).version_id(version).build().expect("set");
         let head = self.upstream.head_object(sub_request(req, head_in)).await?.output;
-        let rec = ObjectCrypto::read_from(head.metadata.as_ref()).map_err(record_error)?;
-        let plain = rec.map(|r| r.plain_size);
-        self.sizes.remember(bucket, key, head.e_tag.as_ref(), plain);
-        Ok(plain)
+        let Some(rec) = ObjectCrypto::read_from(head.metadata.as_ref()).map_err(record_error)? else {
+            self.listed.remember(bucket, key, head.e_tag.as_ref(), Listed::default());
+            return Ok(Listed::default());
+        };
+        let mut listed = Listed { plain: Some(rec.plain_size), etag: None };
+        if rec.mode == SseMode::S3 && rec.sealed_etag.is_some() {
+            // Not cached, so that a later listing tries again.
+            let oek = self.open_object_key(&rec, None, bucket, key, principal(req).as_deref()).await?;
+            rec.verify_layout(&oek, bucket, key).map_err(crypto_error)?;
+            listed.etag = Self::visible_etag(&rec, Some(&oek), None)?;
+        }
+        self.listed.remember(bucket, key, head.e_tag.as_ref(), listed.clone());
+        Ok(listed)
     }
 
-    /// Replace listed ciphertext sizes by plaintext sizes.
-    async fn fix_sizes<T>(&self, ctx: &S3Request<T>, bucket: &str, objs: &mut [Object]) {
+    /// Show listed objects in plaintext terms.
+    async fn fix_listed<T>(&self, ctx: &S3Request<T>, bucket: &str, objs: &mut [Object]) {
         let entries = objs
             .iter()
             .map(|o| {
                 (o.key.clone().unwrap_or_default(), o.e_tag.as_ref().map(|e| e.value().to_owned()).unwrap_or_default(), None)
             })
             .collect();
-        let sizes = self.plaintext_sizes(ctx, bucket, entries).await;
-        for (o, s) in objs.iter_mut().zip(sizes) {
-            if let Some(s) = s {
+        for (o, listed) in objs.iter_mut().zip(self.listed_as(ctx, bucket, entries).await) {
+            if let Some(s) = listed.plain {
                 o.size = Some(s as i64);
+            }
+            if listed.etag.is_some() {
+                o.e_tag = listed.etag;
             }
         }
     }
@@ -119,14 +139,14 @@ impl Gateway {
     pub(crate) async fn list_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
         let (bucket, ctx) = (req.input.bucket.clone(), sub_request(&req, ()));
         let mut resp = self.upstream.list_objects_v2(req).await?;
-        self.fix_sizes(&ctx, &bucket, resp.output.contents.get_or_insert_with(Vec::new)).await;
+        self.fix_listed(&ctx, &bucket, resp.output.contents.get_or_insert_with(Vec::new)).await;
         Ok(resp)
     }
 
     pub(crate) async fn list_v1(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
         let (bucket, ctx) = (req.input.bucket.clone(), sub_request(&req, ()));
         let mut resp = self.upstream.list_objects(req).await?;
-        self.fix_sizes(&ctx, &bucket, resp.output.contents.get_or_insert_with(Vec::new)).await;
+        self.fix_listed(&ctx, &bucket, resp.output.contents.get_or_insert_with(Vec::new)).await;
         Ok(resp)
     }
 
@@ -148,10 +168,12 @@ impl Gateway {
                 )
             })
             .collect();
-        let sizes = self.plaintext_sizes(&ctx, &bucket, entries).await;
-        for (v, s) in vers.iter_mut().zip(sizes) {
-            if let Some(s) = s {
+        for (v, listed) in vers.iter_mut().zip(self.listed_as(&ctx, &bucket, entries).await) {
+            if let Some(s) = listed.plain {
                 v.size = Some(s as i64);
+            }
+            if listed.etag.is_some() {
+                v.e_tag = listed.etag;
             }
         }
         Ok(resp)

@@ -51,7 +51,7 @@ use crate::crypto::{FormatParams, SealingKey};
 use crate::decide::Decider;
 use crate::metrics::Metrics;
 use crate::state::StateStore;
-use listing::SizeCache;
+use listing::ListingCache;
 
 /// Options of the encrypting front.
 #[derive(Debug, Clone)]
@@ -88,7 +88,7 @@ pub struct Gateway {
     state_seal: SealingKey,
     /// May a write happen, and in which mode under which key.
     decider: Arc<Decider>,
-    sizes: SizeCache,
+    listed: ListingCache,
     /// Cluster mode: this replica's attempt numbers (see [`attempts`]).
     attempts: Option<attempts::AttemptNumbers>,
 }
@@ -117,7 +117,7 @@ impl Gateway {
             state,
             state_seal,
             decider,
-            sizes: SizeCache::new(100_000),
+            listed: ListingCache::new(100_000),
             attempts,
         }
     }

@@ -12,6 +12,7 @@ use super::body::{client_body_error, record_body_errors, strip_aws_chunked};
 use super::checksum::{ChecksumObserver, take_client_checksums};
 use super::errors::record_error;
 use super::keys::{SealedWrite, apply_echo, set_checksums};
+use super::listing::Listed;
 use super::write::{object_headers, reserved_metadata_error, self_copy, take_sse, upload_error, verify_plain_upload};
 use super::{Gateway, declared_length, principal, sub_request};
 use crate::crypto::stream::EncryptStream;
@@ -73,7 +74,7 @@ impl Gateway {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let mut resp = self.upstream.put_object(req).await.map_err(|e| upload_error(e, &outcome))?;
         set_checksums!(resp.output, outcome.lock().expect("outcome lock").checksums.clone());
-        self.sizes.remember(&bucket, &key, resp.output.e_tag.as_ref(), None);
+        self.listed.remember(&bucket, &key, resp.output.e_tag.as_ref(), Listed::default());
         Ok(resp)
     }
 
@@ -158,6 +159,8 @@ impl Gateway {
             _ => up.output.e_tag.clone(),
         };
         let mut stored_etag = up.output.e_tag.clone();
+        // The ETag HEAD and listings answer with: the sealed MD5 if stored.
+        let mut visible = etag_md5.map(|md5| ETag::Strong(hex::encode(md5)));
         if let (Some((headers, expires, storage_class)), Some(md5), Some(up_etag)) = (fixup, md5, up.output.e_tag.clone()) {
             record.sealed_etag = Some(Self::seal_etag(&oek, &md5)?);
             let mut meta = meta;
@@ -166,12 +169,15 @@ impl Gateway {
             let mut copy = self_copy(&bucket, &key, meta, &headers, up_etag);
             (copy.expires, copy.storage_class) = (expires, storage_class);
             match self.upstream.copy_object(sub_request(&ctx, copy)).await {
-                Ok(r) => stored_etag = r.output.copy_object_result.and_then(|c| c.e_tag).or(stored_etag),
+                Ok(r) => {
+                    stored_etag = r.output.copy_object_result.and_then(|c| c.e_tag).or(stored_etag);
+                    visible = Some(ETag::Strong(hex::encode(md5)));
+                }
                 // The data is stored and readable; only the ETag differs.
                 Err(e) => tracing::warn!(error = %e, %bucket, %key, "could not attach the SSE-S3 ETag"),
             }
         }
-        self.sizes.remember(&bucket, &key, stored_etag.as_ref(), Some(plain_len));
+        self.listed.remember(&bucket, &key, stored_etag.as_ref(), Listed { plain: Some(plain_len), etag: visible });
         set_checksums!(out, checksums);
         apply_echo!(all out, echo);
         Ok(S3Response::new(out))

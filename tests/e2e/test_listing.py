@@ -1,0 +1,73 @@
+"""Listings in plaintext terms: each listed object shows the size and the
+ETag that HEAD answers with (for SSE-S3, the plaintext MD5), in front of
+every upstream, and a listing of objects the gateway knows costs no
+upstream HEAD."""
+
+import hashlib
+
+from conftest import MIB, Gateway, Store, payload, ssec
+from recording_proxy import RecordingProxy
+
+CKEY = bytes(range(32))
+
+
+def write_mixed(c, bucket):
+    """One object per way of writing; returns {key: (body, extra HEAD args)}."""
+    objects = {
+        "s3-small": (payload(5000, seed=1), {"ServerSideEncryption": "AES256"}, {}),
+        # Larger than a segment, no Content-MD5: the ETag is attached after
+        # the upload.
+        "s3-large": (payload(2 * MIB + 1, seed=2), {"ServerSideEncryption": "AES256"}, {}),
+        "kms": (payload(3000, seed=3), {"ServerSideEncryption": "aws:kms"}, {}),
+        "ssec": (payload(7000, seed=4), ssec(CKEY), ssec(CKEY)),
+        "plain": (payload(100, seed=5), {}, {}),
+    }
+    for key, (body, put_args, _) in objects.items():
+        c.put_object(Bucket=bucket, Key=key, Body=body, **put_args)
+    return {k: (body, head_args) for k, (body, _, head_args) in objects.items()}
+
+
+def check_listed(c, bucket, objects):
+    heads = {k: c.head_object(Bucket=bucket, Key=k, **args)["ETag"] for k, (_, args) in objects.items()}
+    for k in ("s3-small", "s3-large"):
+        assert heads[k].strip('"') == hashlib.md5(objects[k][0]).hexdigest(), k
+    want = {k: (len(body), heads[k]) for k, (body, _) in objects.items()}
+    v2 = {o["Key"]: (o["Size"], o["ETag"]) for o in c.list_objects_v2(Bucket=bucket)["Contents"]}
+    v1 = {o["Key"]: (o["Size"], o["ETag"]) for o in c.list_objects(Bucket=bucket)["Contents"]}
+    assert v2 == want
+    assert v1 == want
+
+
+def test_listings_show_the_sizes_and_etags_heads_answer_with(gw, bucket):
+    c = gw.client()
+    objects = write_mixed(c, bucket)
+    check_listed(c, bucket, objects)
+
+
+def test_a_listing_of_known_objects_costs_no_upstream_head(tmp_path):
+    store = Store(root=tmp_path / "store")
+    proxy = RecordingProxy(store.port, keep_host=True)
+    g = Gateway(upstream=proxy, data_dir=tmp_path / "gw")
+    try:
+        c = g.client()
+        c.create_bucket(Bucket="listed")
+        objects = write_mixed(c, "listed")
+        heads = lambda: sum(1 for r in proxy.requests if r.method == "HEAD")  # noqa: E731
+        proxy.clear()
+        check_listed(c, "listed", objects)
+        assert heads() == len(objects), "only the test's own HEADs: the listings used what the writes left"
+        # A new process knows nothing: each object is looked up once (the
+        # SSE-S3 ETags by opening their keys), then known.
+        g.restart()
+        c = g.client()
+        proxy.clear()
+        listed = {o["Key"]: o["ETag"] for o in c.list_objects_v2(Bucket="listed")["Contents"]}
+        assert heads() == len(objects)
+        assert listed["s3-large"].strip('"') == hashlib.md5(objects["s3-large"][0]).hexdigest()
+        proxy.clear()
+        check_listed(c, "listed", objects)
+        assert heads() == len(objects), "the second listings cost nothing"
+    finally:
+        g.close()
+        proxy.stop()
+        store.stop()
