@@ -172,6 +172,12 @@ pub struct ServeArgs {
     /// no request in flight; 0 disables [default: 60]
     #[arg(long, env = "KMS_GATEWAY_IDLE_TIMEOUT_SECONDS")]
     pub idle_timeout_seconds: Option<u64>,
+    /// Seconds a request in flight may wait for its client: for the next
+    /// byte of its body, or for the client to take the next byte of the
+    /// response; then the request is cut. A slow client is never cut, only
+    /// a silent one; 0 disables [default: 60]
+    #[arg(long, env = "KMS_GATEWAY_STALL_TIMEOUT_SECONDS")]
+    pub stall_timeout_seconds: Option<u64>,
     /// Connections served at once; more wait in the listen backlog [default: 4096]
     #[arg(long, env = "KMS_GATEWAY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -296,6 +302,7 @@ impl ServeArgs {
             log_format,
             header_read_timeout_seconds,
             idle_timeout_seconds,
+            stall_timeout_seconds,
             max_connections,
             state,
             state_bucket,

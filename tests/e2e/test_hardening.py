@@ -3,6 +3,7 @@ included), slow and idle connections are closed and their number capped,
 readiness requests cannot flood the upstream, and credentials.json is never
 silently replaced nor its secrets shown again."""
 
+import http.client
 import json
 import socket
 import subprocess
@@ -11,10 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from recording_proxy import RecordingProxy
-from conftest import ADMIN_ACCESS, ADMIN_SECRET, BIN, MIB, Gateway, Moto, free_port, payload, s3_client
+from conftest import ACCESS, ADMIN_ACCESS, ADMIN_SECRET, BIN, MIB, SECRET, Gateway, Moto, free_port, payload, s3_client
 
 KMS_RULE = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]}
 AES_RULE = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
@@ -161,6 +165,85 @@ def test_a_slow_reader_of_a_long_response_is_not_cut():
         # Far more than the socket buffers hold is still to come.
         time.sleep(3.5)
         assert first + body.read() == data
+    finally:
+        g.stop()
+
+
+def signed_request(g, method, path, headers, data=b""):
+    """An http.client connection with `method path` and its headers, signed
+    for `data`, sent; sending the body is left to the caller."""
+    req = AWSRequest(method=method, url=f"{g.endpoint}{path}", data=data, headers=headers)
+    S3SigV4Auth(Credentials(ACCESS, SECRET), "s3", "us-east-1").add_auth(req)
+    conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=30)
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    for name, value in req.headers.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    return conn
+
+
+@pytest.mark.parametrize("sse", [True, False])
+def test_a_client_that_stops_sending_its_body_is_cut(sse):
+    """Part of a body, then silence: after the stall timeout the request
+    fails with RequestTimeout, its connection is closed, nothing is
+    stored, and the connection slot is free again."""
+    g = Gateway(extra_args=["--stall-timeout-seconds", "2", "--max-connections", "2"])
+    try:
+        c = g.client()
+        c.create_bucket(Bucket="stalled")
+        data = payload(3 * MIB, seed=11)
+        headers = {"Content-Length": str(len(data))}
+        if sse:
+            headers["x-amz-server-side-encryption"] = "aws:kms"
+        conns = [signed_request(g, "PUT", f"/stalled/k{i}", headers, data) for i in range(2)]
+        for conn in conns:
+            conn.send(data[: MIB // 2])
+        t0 = time.monotonic()
+        for conn in conns:
+            resp = conn.getresponse()
+            body = resp.read()
+            assert resp.status == 400 and b"<Code>RequestTimeout</Code>" in body, (resp.status, body)
+            assert resp.getheader("Connection") == "close"
+            conn.close()
+        assert 1.5 < time.monotonic() - t0 < 15
+        for i in range(2):
+            with pytest.raises(ClientError) as e:
+                c.head_object(Bucket="stalled", Key=f"k{i}")
+            assert e.value.response["Error"]["Code"] in ("404", "NoSuchKey")
+        # A client that pauses for less than the timeout is served.
+        conn = signed_request(g, "PUT", "/stalled/paused", headers, data)
+        conn.send(data[: len(data) // 2])
+        time.sleep(1)
+        conn.send(data[len(data) // 2 :])
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        conn.close()
+        assert c.get_object(Bucket="stalled", Key="paused")["Body"].read() == data
+    finally:
+        g.stop()
+
+
+def test_a_client_that_stops_reading_a_response_is_cut():
+    """A GET whose client takes nothing more: after the stall timeout the
+    connection is closed (the status is long sent: the client sees a short
+    body, never a wrong one)."""
+    g = Gateway(extra_args=["--stall-timeout-seconds", "2"])
+    try:
+        c = g.client()
+        c.create_bucket(Bucket="unread")
+        data = payload(48 * MIB, seed=12)
+        c.put_object(Bucket="unread", Key="big", Body=data, ServerSideEncryption="aws:kms")
+        conn = signed_request(g, "GET", "/unread/big", {})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        first = resp.read(64 * 1024)
+        # Far more than the socket buffers hold is still to come.
+        time.sleep(6)
+        with pytest.raises(http.client.IncompleteRead) as e:
+            resp.read()
+        got = first + e.value.partial
+        assert 64 * 1024 < len(got) < len(data) and got == data[: len(got)]
+        conn.close()
     finally:
         g.stop()
 

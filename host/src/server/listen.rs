@@ -19,6 +19,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use super::stall::StallGuard;
 use crate::config::{ConfigError, ServeArgs};
 use crate::metrics::Metrics;
 use crate::routes::{RequestId, Transport};
@@ -38,13 +39,17 @@ fn error_code(body: &[u8]) -> Option<String> {
 /// head within `header_read_timeout` of its first byte (of the accept, TLS
 /// handshake included, for a connection's first request); a keep-alive
 /// connection with no request in flight waits at most `idle_timeout` for
-/// the next one. A request in flight (body and response streaming
-/// included) is never cut: large objects take as long as they take.
+/// the next one. A request in flight is cut only when its client stalls:
+/// no byte of the body while the gateway waits for one, or no byte of the
+/// response taken, for `stall_timeout`. A slow client is not a stalled
+/// one: large objects take as long as they take.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// `None`: idle connections stay open.
     pub idle_timeout: Option<Duration>,
+    /// `None`: a stalled client keeps its request in flight.
+    pub stall_timeout: Option<Duration>,
     /// Connections served at once. When all slots are taken the gateway
     /// stops accepting: new connections wait in the listen backlog and are
     /// served as slots free up, instead of being accepted only to be
@@ -55,7 +60,12 @@ pub struct ConnectionLimits {
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        Self { header_read_timeout: Duration::from_secs(10), idle_timeout: Some(Duration::from_secs(60)), max_connections: 4096 }
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(60)),
+            stall_timeout: Some(Duration::from_secs(60)),
+            max_connections: 4096,
+        }
     }
 }
 
@@ -73,13 +83,18 @@ impl ConnectionLimits {
             Some(s) => Some(Duration::from_secs(s)),
             None => d.idle_timeout,
         };
+        let stall_timeout = match args.stall_timeout_seconds {
+            Some(0) => None,
+            Some(s) => Some(Duration::from_secs(s)),
+            None => d.stall_timeout,
+        };
         let max_connections = match args.max_connections {
             Some(0) => return Err(ConfigError::Invalid("--max-connections must be at least 1".into())),
             // The semaphore's own ceiling.
             Some(n) => n.min(Semaphore::MAX_PERMITS),
             None => d.max_connections,
         };
-        Ok(Self { header_read_timeout, idle_timeout, max_connections })
+        Ok(Self { header_read_timeout, idle_timeout, stall_timeout, max_connections })
     }
 }
 
@@ -194,9 +209,14 @@ async fn serve_io<S>(shared: &Shared, io: S, transport: Transport, activity: Arc
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let handler =
-        Handler { service: shared.service.clone(), metrics: shared.metrics.clone(), transport, activity: activity.clone() };
-    let io = TokioIo::new(Watched { inner: io, activity: activity.clone() });
+    let handler = Handler {
+        service: shared.service.clone(),
+        metrics: shared.metrics.clone(),
+        transport,
+        activity: activity.clone(),
+        stall_timeout: shared.limits.stall_timeout,
+    };
+    let io = TokioIo::new(Watched { inner: io, activity: activity.clone(), send_blocked: false });
     let conn = watcher.watch(shared.http.serve_connection(io, handler).into_owned());
     tokio::select! {
         res = conn => if let Err(e) = res {
@@ -222,14 +242,25 @@ enum Phase {
 /// What one connection is doing, for its [`watchdog`].
 struct Activity {
     phase: Mutex<Phase>,
-    /// Signalled when a head begins (the deadline may move earlier) and
-    /// when the last request ends (a busy connection has no deadline).
+    /// Since when the client has taken no byte of what the gateway sends
+    /// (the socket's send buffer full), if it has not.
+    send_blocked: Mutex<Option<Instant>>,
+    /// Signalled when a head begins or sending blocks (a deadline may
+    /// appear or move earlier) and when the last request ends.
     changed: Notify,
 }
 
 impl Activity {
     fn new() -> Self {
-        Self { phase: Mutex::new(Phase::Head(Instant::now())), changed: Notify::new() }
+        Self { phase: Mutex::new(Phase::Head(Instant::now())), send_blocked: Mutex::new(None), changed: Notify::new() }
+    }
+
+    /// The client stopped (`true`) or resumed taking what is sent.
+    fn sending(&self, blocked: bool) {
+        *self.send_blocked.lock().unwrap_or_else(PoisonError::into_inner) = blocked.then(Instant::now);
+        if blocked {
+            self.changed.notify_one();
+        }
     }
 
     fn update(&self, f: impl FnOnce(Phase) -> Phase) {
@@ -277,11 +308,16 @@ impl Activity {
     }
 
     /// When the connection is to be closed if nothing happens until then.
+    /// (A request body's stall is its [`StallGuard`]'s to find: only the
+    /// body knows whether the gateway is waiting for it.)
     fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
         match *self.phase.lock().unwrap_or_else(PoisonError::into_inner) {
             Phase::Idle(since) => limits.idle_timeout.map(|t| since + t),
             Phase::Head(since) => Some(since + limits.header_read_timeout),
-            Phase::Busy(_) => None,
+            Phase::Busy(_) => {
+                let blocked = *self.send_blocked.lock().unwrap_or_else(PoisonError::into_inner);
+                blocked.zip(limits.stall_timeout).map(|(since, t)| since + t)
+            }
         }
     }
 }
@@ -296,7 +332,8 @@ impl Drop for InFlight {
 }
 
 /// Resolves when the connection has missed its deadline: a request head
-/// not complete in time, or no next request in time.
+/// not complete in time, no next request in time, or a response its
+/// client stopped taking.
 async fn watchdog(activity: &Activity, limits: &ConnectionLimits) {
     loop {
         match activity.deadline(limits) {
@@ -310,10 +347,24 @@ async fn watchdog(activity: &Activity, limits: &ConnectionLimits) {
     }
 }
 
-/// A connection's transport, noting when bytes arrive.
+/// A connection's transport, noting when bytes arrive and when the
+/// client stops taking them.
 struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
+    /// The last write found the send buffer full.
+    send_blocked: bool,
+}
+
+impl<S> Watched<S> {
+    /// Note a write's outcome; only changes reach the shared activity.
+    fn wrote<T>(&mut self, res: Poll<T>) -> Poll<T> {
+        if res.is_pending() != self.send_blocked {
+            self.send_blocked = res.is_pending();
+            self.activity.sending(self.send_blocked);
+        }
+        res
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
@@ -330,7 +381,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(res)
     }
 
     fn poll_write_vectored(
@@ -338,7 +391,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(res)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -346,7 +401,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_flush(cx);
+        this.wrote(res)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -387,6 +444,7 @@ struct Handler {
     metrics: Option<Arc<Metrics>>,
     transport: Transport,
     activity: Arc<Activity>,
+    stall_timeout: Option<Duration>,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
@@ -394,16 +452,21 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
     type Error = s3s::HttpError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
-    fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
+    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.request_started();
         let id = RequestId::new();
         let span = tracing::info_span!("request", request_id = %id.0, method = %req.method(), path = %req.uri().path());
         let header = hyper::header::HeaderValue::from_str(&id.0).expect("hex request id");
+        let mut req = match self.stall_timeout {
+            Some(t) => req.map(|b| s3s::Body::http_body(StallGuard::new(b, t))),
+            None => req.map(s3s::Body::from),
+        };
         req.extensions_mut().insert(self.transport);
         req.extensions_mut().insert(id);
         let has_body = hyper::body::Body::size_hint(req.body()).upper() != Some(0);
         let attributes = crate::s3::listing::is_get_object_attributes(req.method(), req.uri());
-        let fut = tracing::Instrument::instrument(hyper::service::Service::call(&self.service, req), span);
+        let service = self.service.clone();
+        let fut = tracing::Instrument::instrument(async move { service.call(req).await }, span);
         let metrics = self.metrics.clone();
         Box::pin(async move {
             let mut resp = fut.await?;
@@ -444,9 +507,15 @@ mod tests {
             (d.header_read_timeout.as_secs(), d.idle_timeout.map(|t| t.as_secs()), d.max_connections),
             (10, Some(60), 4096)
         );
-        let args = ServeArgs { idle_timeout_seconds: Some(0), max_connections: Some(3), ..Default::default() };
+        assert_eq!(d.stall_timeout, Some(Duration::from_secs(60)));
+        let args = ServeArgs {
+            idle_timeout_seconds: Some(0),
+            stall_timeout_seconds: Some(0),
+            max_connections: Some(3),
+            ..Default::default()
+        };
         let l = ConnectionLimits::from_args(&args).unwrap();
-        assert_eq!((l.idle_timeout, l.max_connections), (None, 3));
+        assert_eq!((l.idle_timeout, l.stall_timeout, l.max_connections), (None, None, 3));
         assert!(ConnectionLimits::from_args(&ServeArgs { max_connections: Some(0), ..Default::default() }).is_err());
         assert!(ConnectionLimits::from_args(&ServeArgs { header_read_timeout_seconds: Some(0), ..Default::default() }).is_err());
     }
@@ -471,5 +540,27 @@ mod tests {
         assert!(head >= idle && a.deadline(&limits) == Some(head + limits.header_read_timeout), "more bytes do not extend it");
         tokio::time::timeout(Duration::from_secs(5), watchdog(&a, &limits)).await.expect("the watchdog fires");
         assert!(Instant::now() >= head + limits.header_read_timeout);
+    }
+
+    /// A request in flight has a deadline only while its client takes
+    /// nothing of the response, counted from when sending blocked.
+    #[tokio::test]
+    async fn a_response_the_client_stops_taking_is_cut() {
+        let stall = Duration::from_millis(600);
+        let limits = ConnectionLimits { stall_timeout: Some(stall), ..Default::default() };
+        let a = Arc::new(Activity::new());
+        let _req = a.request_started();
+        assert_eq!(a.deadline(&limits), None, "a busy connection that is sending");
+        a.sending(true);
+        let blocked = a.deadline(&limits).expect("sending blocked");
+        assert!(blocked <= Instant::now() + stall);
+        a.sending(false);
+        assert_eq!(a.deadline(&limits), None, "the client took a byte");
+        let off = ConnectionLimits { stall_timeout: None, ..limits };
+        a.sending(true);
+        assert_eq!(a.deadline(&off), None, "0 disables it");
+        let start = Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), watchdog(&a, &limits)).await.expect("the watchdog fires");
+        assert!(start.elapsed() >= stall - Duration::from_millis(50));
     }
 }

@@ -2,12 +2,15 @@
 //!
 //! - this file: [`build`] (configuration → service) and its errors;
 //! - `access`: the data plane's access checks;
-//! - `listen`: [`run_with`], connections, limits and the request handler.
+//! - `listen`: [`run_with`], connections, limits and the request handler;
+//! - `stall`: request bodies whose client stops sending.
 
 mod access;
 mod listen;
+mod stall;
 
 pub use listen::{ConnectionLimits, run, run_with};
+pub use stall::BodyStalled;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
