@@ -25,12 +25,6 @@ pub(super) fn client_body_error(e: &StdError) -> S3Error {
         let msg = if *what == BODY_LONGER { LONGER } else { SHORTER };
         return S3Error::with_message(S3ErrorCode::IncompleteBody, msg);
     }
-    if crate::server::BodyStalled::is_in(&**e) {
-        return S3Error::with_message(
-            S3ErrorCode::RequestTimeout,
-            "Your socket connection to the server was not read from or written to within the timeout period.",
-        );
-    }
     let s = e.to_string();
     let (code, msg) = if s.contains("SignatureMismatch") {
         (S3ErrorCode::SignatureDoesNotMatch, "The request signature we calculated does not match the signature you provided.")

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -457,8 +458,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
         let id = RequestId::new();
         let span = tracing::info_span!("request", request_id = %id.0, method = %req.method(), path = %req.uri().path());
         let header = hyper::header::HeaderValue::from_str(&id.0).expect("hex request id");
+        let stalled = Arc::new(AtomicBool::new(false));
         let mut req = match self.stall_timeout {
-            Some(t) => req.map(|b| s3s::Body::http_body(StallGuard::new(b, t))),
+            Some(t) => req.map(|b| s3s::Body::http_body(StallGuard::new(b, t, stalled.clone()))),
             None => req.map(s3s::Body::from),
         };
         req.extensions_mut().insert(self.transport);
@@ -470,6 +472,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
         let metrics = self.metrics.clone();
         Box::pin(async move {
             let mut resp = fut.await?;
+            if stalled.load(Ordering::Relaxed) && resp.status().as_u16() >= 400 {
+                resp = request_timeout()?;
+            }
             resp.headers_mut().insert("x-amz-request-id", header);
             if attributes && resp.status().is_success() {
                 unquote_attributes_etag(&mut resp);
@@ -487,6 +492,15 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
             Ok(resp.map(|body| TrackedBody { inner: Box::pin(body), _in_flight: in_flight }))
         })
     }
+}
+
+/// AWS's answer to a client that went silent mid-body.
+fn request_timeout() -> Result<hyper::Response<s3s::Body>, s3s::HttpError> {
+    let e = s3s::S3Error::with_message(
+        s3s::S3ErrorCode::RequestTimeout,
+        "Your socket connection to the server was not read from or written to within the timeout period.",
+    );
+    e.to_http_response().map_err(|e| s3s::HttpError::new(Box::new(e)))
 }
 
 /// GetObjectAttributes answers its `ETag` unquoted, as AWS does.

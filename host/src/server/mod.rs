@@ -10,7 +10,6 @@ mod listen;
 mod stall;
 
 pub use listen::{ConnectionLimits, run, run_with};
-pub use stall::BodyStalled;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
