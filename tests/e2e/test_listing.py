@@ -89,3 +89,25 @@ def test_a_listing_of_known_objects_costs_no_upstream_head(tmp_path, request, up
             store.stop()
         else:  # the session's moto
             empty_bucket(s3_client(store.endpoint), "listed")
+
+
+def test_without_the_kms_a_listing_still_shows_plaintext_sizes(tmp_path):
+    """A gateway that knows nothing yet, its KMS stopped: sizes need no key
+    and stay right; an SSE-S3 ETag does, so the store's shows until the
+    KMS is back (the failure is not remembered)."""
+    g = Gateway(data_dir=tmp_path / "gw")
+    try:
+        c = g.client()
+        c.create_bucket(Bucket="nokms")
+        objects = write_mixed(c, "nokms")
+        g.restart()
+        c = g.client()
+        assert g.admin("POST", "stop")[0] == 200
+        listed = {o["Key"]: (o["Size"], o["ETag"]) for o in c.list_objects_v2(Bucket="nokms")["Contents"]}
+        assert {k: size for k, (size, _) in listed.items()} == {k: len(body) for k, (body, _) in objects.items()}
+        md5 = hashlib.md5(objects["s3-small"][0]).hexdigest()
+        assert listed["s3-small"][1].strip('"') != md5, "the store's ETag: the key could not be opened"
+        assert g.admin("POST", "start")[0] == 200
+        check_listed(c, "nokms", objects)
+    finally:
+        g.close()
