@@ -7,7 +7,12 @@ import hashlib
 
 import pytest
 
-from conftest import MIB, Gateway, Store, empty_bucket, payload, s3_client, ssec
+import os
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+
+from conftest import MIB, ROOT, Gateway, Store, empty_bucket, payload, s3_client, ssec
 from recording_proxy import RecordingProxy
 
 CKEY = bytes(range(32))
@@ -109,5 +114,39 @@ def test_without_the_kms_a_listing_still_shows_plaintext_sizes(tmp_path):
         assert listed["s3-small"][1].strip('"') != md5, "the store's ETag: the key could not be opened"
         assert g.admin("POST", "start")[0] == 200
         check_listed(c, "nokms", objects)
+    finally:
+        g.close()
+
+
+def test_a_signer_refused_reads_sees_no_plaintext_md5_in_a_listing(tmp_path):
+    """An SSE-S3 ETag is the plaintext MD5: a listing shows it only to a
+    signer the bound read policy lets HEAD the object (example policy
+    write-only), whoever filled the shared cache first."""
+    wasm = Path(os.environ.get("KMS_GATEWAY_POLICIES", ROOT / "policies" / "target" / "wasm32-wasip2" / "release"))
+    g = Gateway(data_dir=tmp_path / "gw")
+    try:
+        s, r = g.admin("POST", "/rustfs/admin/v3/identities", {"access_key": "INGEST", "groups": ["write-only"]})
+        assert s == 200, r
+        secret = r["secret_key"]
+        ingest = s3_client(g.endpoint, "INGEST", secret)
+        pol = "/rustfs/admin/v3/policies"
+        s, r = g.admin("PUT", f"{pol}/write-only", (wasm / "write_only.wasm").read_bytes(), content_type="application/wasm")
+        assert s == 200, r
+        assert g.admin("POST", f"{pol}/bind", {"hook": "sse-validate", "policy": "write-only"})[0] == 200
+        c = g.client()
+        c.create_bucket(Bucket="ingest")
+        data = payload(5000, seed=8)
+        ingest.put_object(Bucket="ingest", Key="batch", Body=data, ServerSideEncryption="AES256")
+        with pytest.raises(ClientError) as e:
+            ingest.head_object(Bucket="ingest", Key="batch")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        md5 = hashlib.md5(data).hexdigest()
+        for _ in range(2):  # the cache filled by the write, then by the reader's listing
+            (o,) = ingest.list_objects_v2(Bucket="ingest")["Contents"]
+            assert o["Size"] == len(data) and o["ETag"].strip('"') != md5
+            (o,) = c.list_objects_v2(Bucket="ingest")["Contents"]
+            assert o["ETag"].strip('"') == md5
+            g.restart()
+            c, ingest = g.client(), s3_client(g.endpoint, "INGEST", secret)
     finally:
         g.close()

@@ -19,7 +19,7 @@ def kit(*args):
 
 
 @pytest.mark.parametrize("policy", ["default-key-select", "require-sse-kms", "rotate-after-days", "tenant-prefix", "tenant-keys",
-                                    "tenant-reads", "python/data-class", "js/tenant-reads"])
+                                    "tenant-reads", "write-only", "python/data-class", "js/tenant-reads"])
 def test_example_policies_pass_their_fixtures(policy):
     # python/data-class embeds CPython (WASI imports); js/tenant-reads embeds
     # a JavaScript engine (no imports) and passes the Rust one's fixtures.

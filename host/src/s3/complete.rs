@@ -120,7 +120,12 @@ impl Gateway {
         let etag = resp.output.e_tag.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no ETag"))?;
         // The listing size cache learns the object under its final ETag.
         let stored = self.attach_record(&ctx, &bucket, &key, metadata, &doc.headers, etag.clone()).await?;
-        self.listed.remember(&bucket, &key, stored.as_ref().or(Some(&etag)), Listed { plain: Some(rec.plain_size), etag: None });
+        self.listed.remember(
+            &bucket,
+            &key,
+            stored.as_ref().or(Some(&etag)),
+            Listed { plain: Some(rec.plain_size), ..Default::default() },
+        );
         self.forget_upload(&upload_id).await;
         let echo = Self::echo_of(&rec, None);
         let mut out = resp.output;
@@ -256,7 +261,12 @@ impl Gateway {
             tracing::warn!(upload_id, bucket = %doc.bucket, key = %doc.key, "repairing a completed upload: attaching its part table");
             self.attach_record(ctx, &doc.bucket, &doc.key, metadata, &doc.headers, etag.clone()).await?.or(Some(etag))
         };
-        self.listed.remember(&doc.bucket, &doc.key, final_etag.as_ref(), Listed { plain: Some(rec.plain_size), etag: None });
+        self.listed.remember(
+            &doc.bucket,
+            &doc.key,
+            final_etag.as_ref(),
+            Listed { plain: Some(rec.plain_size), ..Default::default() },
+        );
         self.forget_upload(upload_id).await;
         let echo = Self::echo_of(rec, None);
         let out = CompleteMultipartUploadOutput {

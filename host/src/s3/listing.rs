@@ -7,7 +7,8 @@
 //! answers) comes from a bounded cache keyed by (bucket, key, upstream
 //! ETag) — filled by the gateway's own writes and by earlier lookups — and,
 //! on a miss, from one HEAD of that object (up to 16 at a time), plus the
-//! opening of its key when its ETag is sealed.
+//! opening of its key when its ETag is sealed. The MD5 is shown only to a
+//! signer the bound read policy would let HEAD the object.
 //!
 //! A lookup that fails (an object deleted between the listing and its HEAD,
 //! a damaged record, a store error) never fails the page: the entry keeps
@@ -26,6 +27,8 @@ use s3s::{S3Request, S3Response, S3Result};
 use super::errors::{crypto_error, record_error};
 use super::keys::take_customer;
 use super::{Gateway, principal, sub_request};
+use crate::decide::ReadIntent;
+use crate::policy::types::Mode;
 use crate::sse::{ObjectCrypto, SseMode};
 
 /// What a listing shows of one stored object, where it differs from what
@@ -37,6 +40,8 @@ pub struct Listed {
     /// The ETag clients see, when it is not the store's: an SSE-S3
     /// object's plaintext MD5.
     pub etag: Option<ETag>,
+    /// With `etag`: the object's KMS key, for the read policy.
+    pub key_id: Option<String>,
 }
 
 /// What listings show of stored objects, by (bucket, key, upstream ETag):
@@ -107,10 +112,10 @@ impl Gateway {
             self.listed.remember(bucket, key, head.e_tag.as_ref(), Listed::default());
             return Ok(Listed::default());
         };
-        let mut listed = Listed { plain: Some(rec.plain_size), etag: None };
+        let mut listed = Listed { plain: Some(rec.plain_size), ..Default::default() };
         if rec.mode == SseMode::S3 && rec.sealed_etag.is_some() {
             match self.sealed_etag(req, &rec, bucket, key).await {
-                Ok(etag) => listed.etag = etag,
+                Ok(etag) => (listed.etag, listed.key_id) = (etag, rec.kms.as_ref().map(|k| k.key_id.to_string())),
                 // The size needs no key. Not cached: a later listing (the
                 // KMS back) shows the right ETag. Debug only: a KMS outage
                 // is reported by its probe, not once per listed object.
@@ -131,6 +136,31 @@ impl Gateway {
         Self::visible_etag(rec, Some(&oek), None)
     }
 
+    /// The ETag a listing shows this signer for `listed`: an SSE-S3
+    /// object's plaintext MD5 only if the bound read policy would let the
+    /// signer HEAD the object (it reveals what a HEAD does). Asked at every
+    /// listing: the cache is shared by every signer.
+    async fn shown_etag<T>(&self, req: &S3Request<T>, bucket: &str, key: &str, listed: Listed) -> Option<ETag> {
+        let etag = listed.etag?;
+        let principal = principal(req);
+        let read = ReadIntent {
+            op: "HeadObject",
+            bucket,
+            key,
+            principal: principal.as_deref(),
+            source_ip: None,
+            mode: Mode::from(Some(SseMode::S3)),
+            key_id: listed.key_id.as_deref(),
+        };
+        match self.decider.authorize_read(&read).await {
+            Ok(()) => Some(etag),
+            Err(e) => {
+                tracing::debug!(bucket, key, error = %e, "listing shows the store's ETag: the read policy refuses this signer");
+                None
+            }
+        }
+    }
+
     /// Show listed objects in plaintext terms.
     async fn fix_listed<T>(&self, ctx: &S3Request<T>, bucket: &str, objs: &mut [Object]) {
         let entries = objs
@@ -143,8 +173,8 @@ impl Gateway {
             if let Some(s) = listed.plain {
                 o.size = Some(s as i64);
             }
-            if listed.etag.is_some() {
-                o.e_tag = listed.etag;
+            if let Some(etag) = self.shown_etag(ctx, bucket, o.key.as_deref().unwrap_or_default(), listed).await {
+                o.e_tag = Some(etag);
             }
         }
     }
@@ -185,8 +215,8 @@ impl Gateway {
             if let Some(s) = listed.plain {
                 v.size = Some(s as i64);
             }
-            if listed.etag.is_some() {
-                v.e_tag = listed.etag;
+            if let Some(etag) = self.shown_etag(&ctx, &bucket, v.key.as_deref().unwrap_or_default(), listed).await {
+                v.e_tag = Some(etag);
             }
         }
         Ok(resp)

@@ -177,7 +177,8 @@ impl Gateway {
                 Err(e) => tracing::warn!(error = %e, %bucket, %key, "could not attach the SSE-S3 ETag"),
             }
         }
-        self.listed.remember(&bucket, &key, stored_etag.as_ref(), Listed { plain: Some(plain_len), etag: visible });
+        let key_id = visible.as_ref().and(record.kms.as_ref()).map(|k| k.key_id.to_string());
+        self.listed.remember(&bucket, &key, stored_etag.as_ref(), Listed { plain: Some(plain_len), etag: visible, key_id });
         set_checksums!(out, checksums);
         apply_echo!(all out, echo);
         Ok(S3Response::new(out))
