@@ -231,7 +231,7 @@ def test_a_client_that_stops_sending_its_body_is_cut(sse):
 def test_a_client_that_stops_reading_a_response_is_cut():
     """A GET whose client takes nothing more: after the stall timeout the
     connection is closed (the status is long sent: the client sees a short
-    body, never a wrong one)."""
+    body, never a wrong one). Reading slowly before that is not stalling."""
     g = Gateway(extra_args=["--stall-timeout-seconds", "2"])
     try:
         c = g.client()
@@ -241,14 +241,33 @@ def test_a_client_that_stops_reading_a_response_is_cut():
         conn = signed_request(g, "GET", "/unread/big", {})
         resp = conn.getresponse()
         assert resp.status == 200
-        first = resp.read(64 * 1024)
+        # A slow reader (16 KiB every 0.25 s, for twice the timeout) is not
+        # a silent one.
+        first = b""
+        for _ in range(16):
+            first += resp.read(16 * 1024)
+            time.sleep(0.25)
         # Far more than the socket buffers hold is still to come.
         time.sleep(6)
         with pytest.raises(http.client.IncompleteRead) as e:
             resp.read()
         got = first + e.value.partial
-        assert 64 * 1024 < len(got) < len(data) and got == data[: len(got)]
+        assert len(first) < len(got) < len(data) and got == data[: len(got)]
         conn.close()
+    finally:
+        g.stop()
+
+
+def test_http2_is_not_spoken():
+    """HTTP/1.1 only, as TLS advertises: over HTTP/2 a client could hold a
+    response without ever filling the socket, out of the stall timeout's
+    sight. The HTTP/2 preface gets an HTTP/1.1 error or a close."""
+    g = Gateway()
+    try:
+        s = connect(g)
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+        first = s.recv(64)
+        assert first == b"" or first.startswith(b"HTTP/1.1 4"), first
     finally:
         g.stop()
 

@@ -31,6 +31,12 @@ def write_mixed(c, bucket):
     }
     for key, (body, put_args, _) in objects.items():
         c.put_object(Bucket=bucket, Key=key, Body=body, **put_args)
+    # SSE-S3 re-keyed in place to SSE-KMS: the store keeps its ETag, the
+    # listing must not keep showing the plaintext MD5.
+    body = payload(4000, seed=8)
+    c.put_object(Bucket=bucket, Key="s3-to-kms", Body=body, ServerSideEncryption="AES256")
+    c.copy_object(Bucket=bucket, Key="s3-to-kms", CopySource={"Bucket": bucket, "Key": "s3-to-kms"}, ServerSideEncryption="aws:kms")
+    objects["s3-to-kms"] = (body, {}, {})
     # A multipart object: its ETag is the store's (`…-2`), as on AWS.
     parts = [payload(5 * MIB, seed=6), payload(1000, seed=7)]
     uid = c.create_multipart_upload(Bucket=bucket, Key="multi", ServerSideEncryption="aws:kms")["UploadId"]
@@ -45,6 +51,7 @@ def check_listed(c, bucket, objects):
     heads = {k: c.head_object(Bucket=bucket, Key=k, **args)["ETag"] for k, (_, args) in objects.items()}
     for k in ("s3-small", "s3-large"):
         assert heads[k].strip('"') == hashlib.md5(objects[k][0]).hexdigest(), k
+    assert heads["s3-to-kms"].strip('"') != hashlib.md5(objects["s3-to-kms"][0]).hexdigest()
     want = {k: (len(body), heads[k]) for k, (body, _) in objects.items()}
     v2 = {o["Key"]: (o["Size"], o["ETag"]) for o in c.list_objects_v2(Bucket=bucket)["Contents"]}
     v1 = {o["Key"]: (o["Size"], o["ETag"]) for o in c.list_objects(Bucket=bucket)["Contents"]}

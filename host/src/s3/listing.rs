@@ -44,13 +44,19 @@ pub struct Listed {
     pub key_id: Option<String>,
 }
 
-/// What listings show of stored objects, by (bucket, key, upstream ETag):
-/// an entry stays right for as long as the store lists that ETag.
+/// What listings show of stored objects, by (bucket, key, upstream ETag).
+/// An entry stays right while the store lists that ETag, except across a
+/// re-key in place (a copy onto itself keeps the store's ETag): this
+/// gateway replaces its entry then, another replica's expires after
+/// [`LISTED_TTL`].
 pub struct ListingCache(Cache<(String, String, String), Listed>);
+
+/// How long a listing entry lives (its object is looked up again after).
+pub const LISTED_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 impl ListingCache {
     pub fn new(capacity: u64) -> Self {
-        Self(Cache::new(capacity))
+        Self(Cache::builder().max_capacity(capacity).time_to_live(LISTED_TTL).build())
     }
 
     pub fn remember(&self, bucket: &str, key: &str, upstream_etag: Option<&ETag>, listed: Listed) {
@@ -112,21 +118,44 @@ impl Gateway {
             self.listed.remember(bucket, key, head.e_tag.as_ref(), Listed::default());
             return Ok(Listed::default());
         };
-        let mut listed = Listed { plain: Some(rec.plain_size), ..Default::default() };
-        if rec.mode == SseMode::S3 && rec.sealed_etag.is_some() {
-            match self.sealed_etag(req, &rec, bucket, key).await {
-                Ok(etag) => (listed.etag, listed.key_id) = (etag, rec.kms.as_ref().map(|k| k.key_id.to_string())),
-                // The size needs no key. Not cached: a later listing (the
-                // KMS back) shows the right ETag. Debug only: a KMS outage
-                // is reported by its probe, not once per listed object.
-                Err(e) => {
-                    tracing::debug!(bucket, key, error = %e, "listing shows the store's ETag of an SSE-S3 object whose key could not be opened");
-                    return Ok(listed);
+        let listed = Listed { plain: Some(rec.plain_size), ..Default::default() };
+        if rec.mode != SseMode::S3 {
+            self.listed.remember(bucket, key, head.e_tag.as_ref(), listed.clone());
+            return Ok(listed);
+        }
+        // Not cached from here on unless complete: the size needs no key,
+        // and a later listing shows the right ETag.
+        let key_id = rec.kms.as_ref().map(|k| k.key_id.to_string());
+        if rec.sealed_etag.is_none() {
+            // A single PUT whose ETag the writer attaches next (or never
+            // could); a multipart object's ETag is the store's.
+            if rec.multipart.is_some() {
+                self.listed.remember(bucket, key, head.e_tag.as_ref(), listed.clone());
+            }
+            return Ok(listed);
+        }
+        // Asked first, so that a refused signer costs no key use.
+        if !self.may_see_md5(req, bucket, key, key_id.as_deref()).await {
+            return Ok(listed);
+        }
+        match self.sealed_etag(req, &rec, bucket, key).await {
+            Ok(etag) => {
+                let listed = Listed { etag, key_id, ..listed };
+                self.listed.remember(bucket, key, head.e_tag.as_ref(), listed.clone());
+                Ok(listed)
+            }
+            Err(e) => {
+                // A KMS outage is reported by its probe, not once per
+                // listed object; anything else (a tag that does not match)
+                // is worth a warning.
+                if e.status_code().is_some_and(|s| s == hyper::StatusCode::SERVICE_UNAVAILABLE) {
+                    tracing::debug!(bucket, key, error = %e, "listing shows the store's ETag: the KMS is unavailable");
+                } else {
+                    tracing::warn!(bucket, key, error = %e, "listing shows the store's ETag of an SSE-S3 object whose ETag could not be opened");
                 }
+                Ok(listed)
             }
         }
-        self.listed.remember(bucket, key, head.e_tag.as_ref(), listed.clone());
-        Ok(listed)
     }
 
     /// An SSE-S3 object's plaintext MD5, from its record (its key opened).
@@ -136,12 +165,10 @@ impl Gateway {
         Self::visible_etag(rec, Some(&oek), None)
     }
 
-    /// The ETag a listing shows this signer for `listed`: an SSE-S3
-    /// object's plaintext MD5 only if the bound read policy would let the
-    /// signer HEAD the object (it reveals what a HEAD does). Asked at every
-    /// listing: the cache is shared by every signer.
-    async fn shown_etag<T>(&self, req: &S3Request<T>, bucket: &str, key: &str, listed: Listed) -> Option<ETag> {
-        let etag = listed.etag?;
+    /// May this signer see an SSE-S3 object's plaintext MD5? Only if the
+    /// bound read policy would let it HEAD the object (a listing reveals
+    /// what a HEAD does).
+    async fn may_see_md5<T>(&self, req: &S3Request<T>, bucket: &str, key: &str, key_id: Option<&str>) -> bool {
         let principal = principal(req);
         let read = ReadIntent {
             op: "HeadObject",
@@ -150,15 +177,22 @@ impl Gateway {
             principal: principal.as_deref(),
             source_ip: None,
             mode: Mode::from(Some(SseMode::S3)),
-            key_id: listed.key_id.as_deref(),
+            key_id,
         };
         match self.decider.authorize_read(&read).await {
-            Ok(()) => Some(etag),
+            Ok(()) => true,
             Err(e) => {
                 tracing::debug!(bucket, key, error = %e, "listing shows the store's ETag: the read policy refuses this signer");
-                None
+                false
             }
         }
+    }
+
+    /// The ETag a listing shows this signer for `listed`, if not the
+    /// store's. Asked at every listing: the cache is shared by every signer.
+    async fn shown_etag<T>(&self, req: &S3Request<T>, bucket: &str, key: &str, listed: Listed) -> Option<ETag> {
+        let etag = listed.etag?;
+        self.may_see_md5(req, bucket, key, listed.key_id.as_deref()).await.then_some(etag)
     }
 
     /// Show listed objects in plaintext terms.

@@ -36,6 +36,13 @@ fn error_code(body: &[u8]) -> Option<String> {
     (code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')).then_some(code)
 }
 
+/// Unsent bytes the kernel queues per connection (`TCP_NOTSENT_LOWAT`).
+const NOTSENT_LOWAT: u32 = 128 << 10;
+
+/// The longest timeout taken as given (ten years): a deadline past it
+/// would overflow the clock.
+const MAX_TIMEOUT_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
 /// How [`run_with`] bounds connections. A client must send each request
 /// head within `header_read_timeout` of its first byte (of the accept, TLS
 /// handshake included, for a connection's first request); a keep-alive
@@ -76,17 +83,17 @@ impl ConnectionLimits {
         let d = Self::default();
         let header_read_timeout = match args.header_read_timeout_seconds {
             Some(0) => return Err(ConfigError::Invalid("--header-read-timeout-seconds must be at least 1".into())),
-            Some(s) => Duration::from_secs(s),
+            Some(s) => Duration::from_secs(s.min(MAX_TIMEOUT_SECONDS)),
             None => d.header_read_timeout,
         };
         let idle_timeout = match args.idle_timeout_seconds {
             Some(0) => None,
-            Some(s) => Some(Duration::from_secs(s)),
+            Some(s) => Some(Duration::from_secs(s.min(MAX_TIMEOUT_SECONDS))),
             None => d.idle_timeout,
         };
         let stall_timeout = match args.stall_timeout_seconds {
             Some(0) => None,
-            Some(s) => Some(Duration::from_secs(s)),
+            Some(s) => Some(Duration::from_secs(s.min(MAX_TIMEOUT_SECONDS))),
             None => d.stall_timeout,
         };
         let max_connections = match args.max_connections {
@@ -122,7 +129,10 @@ pub async fn run_with(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut http = ConnBuilder::new(TokioExecutor::new());
+    // HTTP/1.1 only, as TLS advertises: an HTTP/2 client could hold a
+    // response forever by not opening its stream's window, never filling
+    // the socket, so the stall timeout would never see it.
+    let mut http = ConnBuilder::new(TokioExecutor::new()).http1_only();
     // Not hyper's header-read timeout: hyper starts it as soon as a
     // connection waits for a request head, so it would also be the idle
     // timeout of keep-alive connections. The watchdog keeps the two apart.
@@ -174,6 +184,13 @@ async fn next_connection(
                     // at once, not after the client's delayed ACK (40 ms).
                     if let Err(e) = socket.set_nodelay(true) {
                         tracing::debug!(error = %e, "TCP_NODELAY not set");
+                    }
+                    // Writable again once less than this is unsent, however
+                    // large the send buffer grew: a slow reader's progress
+                    // shows as writes at least every NOTSENT_LOWAT / 2 bytes,
+                    // so only a silent one meets the stall timeout.
+                    if let Err(e) = socket2::SockRef::from(&socket).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+                        tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
                     }
                     return Some((slot, socket, peer));
                 }
@@ -236,7 +253,7 @@ enum Phase {
     /// Reading a request head whose first byte came then (or, for a
     /// connection's first request, that was accepted then).
     Head(Instant),
-    /// This many requests in flight (HTTP/2 may have several).
+    /// This many requests in flight (a pipelining client may have several).
     Busy(usize),
 }
 
@@ -312,14 +329,23 @@ impl Activity {
     /// (A request body's stall is its [`StallGuard`]'s to find: only the
     /// body knows whether the gateway is waiting for it.)
     fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+        let blocked = *self.send_blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        let stalled = blocked.zip(limits.stall_timeout).map(|(since, t)| since + t);
         match *self.phase.lock().unwrap_or_else(PoisonError::into_inner) {
-            Phase::Idle(since) => limits.idle_timeout.map(|t| since + t),
+            // The end of the last response may still be unsent (the request
+            // counts as done once hyper has it): a client that stopped
+            // taking it is stalled, whatever the idle timeout.
+            Phase::Idle(since) => earliest(limits.idle_timeout.map(|t| since + t), stalled),
             Phase::Head(since) => Some(since + limits.header_read_timeout),
-            Phase::Busy(_) => {
-                let blocked = *self.send_blocked.lock().unwrap_or_else(PoisonError::into_inner);
-                blocked.zip(limits.stall_timeout).map(|(since, t)| since + t)
-            }
+            Phase::Busy(_) => stalled,
         }
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -530,6 +556,11 @@ mod tests {
         };
         let l = ConnectionLimits::from_args(&args).unwrap();
         assert_eq!((l.idle_timeout, l.stall_timeout, l.max_connections), (None, None, 3));
+        let huge =
+            ServeArgs { stall_timeout_seconds: Some(u64::MAX), idle_timeout_seconds: Some(u64::MAX), ..Default::default() };
+        let l = ConnectionLimits::from_args(&huge).unwrap();
+        assert_eq!(l.stall_timeout, Some(Duration::from_secs(MAX_TIMEOUT_SECONDS)), "capped: a deadline must not overflow");
+        assert!(Instant::now().checked_add(l.stall_timeout.unwrap()).is_some());
         assert!(ConnectionLimits::from_args(&ServeArgs { max_connections: Some(0), ..Default::default() }).is_err());
         assert!(ConnectionLimits::from_args(&ServeArgs { header_read_timeout_seconds: Some(0), ..Default::default() }).is_err());
     }
@@ -563,7 +594,7 @@ mod tests {
         let stall = Duration::from_millis(600);
         let limits = ConnectionLimits { stall_timeout: Some(stall), ..Default::default() };
         let a = Arc::new(Activity::new());
-        let _req = a.request_started();
+        let req = a.request_started();
         assert_eq!(a.deadline(&limits), None, "a busy connection that is sending");
         a.sending(true);
         let blocked = a.deadline(&limits).expect("sending blocked");
@@ -573,6 +604,11 @@ mod tests {
         let off = ConnectionLimits { stall_timeout: None, ..limits };
         a.sending(true);
         assert_eq!(a.deadline(&off), None, "0 disables it");
+        // The response's end still unsent after its request ended: stalled
+        // even with idle connections kept forever.
+        drop(req);
+        let forever = ConnectionLimits { idle_timeout: None, ..limits };
+        assert!(a.deadline(&forever).is_some_and(|d| d <= Instant::now() + stall));
         let start = Instant::now();
         tokio::time::timeout(Duration::from_secs(10), watchdog(&a, &limits)).await.expect("the watchdog fires");
         assert!(start.elapsed() >= stall - Duration::from_millis(50));
