@@ -128,9 +128,13 @@ def test_without_the_kms_a_listing_still_shows_plaintext_sizes(tmp_path):
 def test_a_signer_refused_reads_sees_no_plaintext_md5_in_a_listing(tmp_path):
     """An SSE-S3 ETag is the plaintext MD5: a listing shows it only to a
     signer the bound read policy lets HEAD the object (example policy
-    write-only), whoever filled the shared cache first."""
+    write-only), whoever filled the shared cache first; and a refused
+    signer's listings cost no HEAD per object either, once looked up."""
     wasm = Path(os.environ.get("KMS_GATEWAY_POLICIES", ROOT / "policies" / "target" / "wasm32-wasip2" / "release"))
-    g = Gateway(data_dir=tmp_path / "gw")
+    store = Store(root=tmp_path / "store")
+    proxy = RecordingProxy(store.port, keep_host=True)
+    g = Gateway(upstream=proxy, data_dir=tmp_path / "gw")
+    heads = lambda: sum(1 for r in proxy.requests if r.method == "HEAD")  # noqa: E731
     try:
         s, r = g.admin("POST", "/rustfs/admin/v3/identities", {"access_key": "INGEST", "groups": ["write-only"]})
         assert s == 200, r
@@ -148,12 +152,23 @@ def test_a_signer_refused_reads_sees_no_plaintext_md5_in_a_listing(tmp_path):
             ingest.head_object(Bucket="ingest", Key="batch")
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
         md5 = hashlib.md5(data).hexdigest()
-        for _ in range(2):  # the cache filled by the write, then by the reader's listing
-            (o,) = ingest.list_objects_v2(Bucket="ingest")["Contents"]
-            assert o["Size"] == len(data) and o["ETag"].strip('"') != md5
-            (o,) = c.list_objects_v2(Bucket="ingest")["Contents"]
-            assert o["ETag"].strip('"') == md5
-            g.restart()
-            c, ingest = g.client(), s3_client(g.endpoint, "INGEST", secret)
+
+        def listed(client):
+            (o,) = client.list_objects_v2(Bucket="ingest")["Contents"]
+            assert o["Size"] == len(data)
+            return o["ETag"].strip('"')
+
+        # The cache filled by the write.
+        assert listed(ingest) != md5 and listed(c) == md5
+        # A new process: the refused signer looks the object up first.
+        g.restart()
+        c, ingest = g.client(), s3_client(g.endpoint, "INGEST", secret)
+        proxy.clear()
+        assert listed(ingest) != md5 and heads() == 1
+        assert listed(ingest) != md5 and heads() == 1, "its size is cached too"
+        assert listed(c) == md5 and heads() == 2, "a reader looks the MD5 up once"
+        assert listed(c) == md5 and listed(ingest) != md5 and heads() == 2
     finally:
         g.close()
+        proxy.stop()
+        store.stop()

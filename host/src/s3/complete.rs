@@ -12,7 +12,7 @@ use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 
 use super::errors::{crypto_error, record_error, state_error};
 use super::keys::set_checksums;
-use super::listing::Listed;
+use super::listed::Listed;
 use super::multipart::{PARTS, PartDoc, UploadDoc, part_number, parts_ns, unquote};
 use super::write::{ObjectHeaders, self_copy};
 use super::{Gateway, sub_request};

@@ -19,7 +19,7 @@ use super::conditional::Preconditions;
 use super::errors::{not_implemented, record_error};
 use super::keys::apply_echo;
 use super::keys::take_customer;
-use super::listing::Listed;
+use super::listed::Listed;
 use super::write::{object_headers, reserved_metadata_error, self_copy, take_sse};
 use super::{Gateway, principal, sub_request};
 use crate::sse::{ObjectCrypto, SseMode, SseRequest, has_reserved_keys};
@@ -190,16 +190,25 @@ impl Gateway {
         };
         new.write_to(&mut metadata).map_err(record_error)?;
         let etag = head.e_tag.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no ETag"))?;
-        let copied =
-            self.upstream.copy_object(sub_request(&req, self_copy(&bucket, &key, metadata, &headers, etag))).await?.output;
+        let copied = self
+            .upstream
+            .copy_object(sub_request(&req, self_copy(&bucket, &key, metadata, &headers, etag.clone())))
+            .await?
+            .output;
         let stored_etag = copied.copy_object_result.as_ref().and_then(|r| r.e_tag.clone());
         let visible = Self::visible_etag(&new, Some(&oek), stored_etag.clone())?;
         // Stores keep the ETag through a copy onto itself: the entry of the
         // object's old mode would stay (an SSE-S3 MD5 listed for an object
-        // now SSE-KMS). Replaced here; other replicas' entries expire.
+        // now SSE-KMS). Replaced here (under the old ETag if the store did
+        // not say); other replicas' entries expire.
         let md5 = (new.mode == SseMode::S3 && new.sealed_etag.is_some()).then(|| visible.clone()).flatten();
         let key_id = md5.as_ref().and(new.kms.as_ref()).map(|k| k.key_id.to_string());
-        self.listed.remember(&bucket, &key, stored_etag.as_ref(), Listed { plain: Some(new.plain_size), etag: md5, key_id });
+        self.listed.remember(
+            &bucket,
+            &key,
+            stored_etag.as_ref().or(Some(&etag)),
+            Listed { plain: Some(new.plain_size), etag: md5, key_id, ..Default::default() },
+        );
         let mut out = CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: visible,

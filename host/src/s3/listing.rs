@@ -2,13 +2,13 @@
 //! ListObjects (v1, v2) and ListObjectVersions, and GetObjectAttributes;
 //! ListBuckets without the reserved bucket of cluster state.
 //!
-//! A listing carries no metadata, so what a listed object shows (its
+//! A listing carries no metadata: what a listed object shows (its
 //! plaintext size; for SSE-S3, the plaintext MD5 as its ETag, as HEAD
-//! answers) comes from a bounded cache keyed by (bucket, key, upstream
-//! ETag) — filled by the gateway's own writes and by earlier lookups — and,
-//! on a miss, from one HEAD of that object (up to 16 at a time), plus the
-//! opening of its key when its ETag is sealed. The MD5 is shown only to a
-//! signer the bound read policy would let HEAD the object.
+//! answers) comes from the cache of `listed.rs`, and on a miss from one
+//! HEAD of that object (up to 16 at a time), plus the opening of its key
+//! when its ETag is sealed. The MD5 is shown only to a signer the bound
+//! read policy would let HEAD the object, asked at every listing (the
+//! cache is shared by every signer), before any key is opened.
 //!
 //! A lookup that fails (an object deleted between the listing and its HEAD,
 //! a damaged record, a store error) never fails the page: the entry keeps
@@ -16,7 +16,6 @@
 //! opened (the KMS down) costs only the SSE-S3 ETag, until a later listing.
 
 use futures::{StreamExt, stream};
-use moka::sync::Cache;
 use s3s::dto::{
     ETag, GetObjectAttributesInput, GetObjectAttributesOutput, GetObjectAttributesParts, HeadObjectInput, ListBucketsInput,
     ListBucketsOutput, ListObjectVersionsInput, ListObjectVersionsOutput, ListObjectsInput, ListObjectsOutput,
@@ -26,49 +25,11 @@ use s3s::{S3Request, S3Response, S3Result};
 
 use super::errors::{crypto_error, record_error};
 use super::keys::take_customer;
+use super::listed::{Listed, Slot};
 use super::{Gateway, principal, sub_request};
 use crate::decide::ReadIntent;
 use crate::policy::types::Mode;
 use crate::sse::{ObjectCrypto, SseMode};
-
-/// What a listing shows of one stored object, where it differs from what
-/// the store lists.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Listed {
-    /// The plaintext size; `None`: not encrypted (the stored size is right).
-    pub plain: Option<u64>,
-    /// The ETag clients see, when it is not the store's: an SSE-S3
-    /// object's plaintext MD5.
-    pub etag: Option<ETag>,
-    /// With `etag`: the object's KMS key, for the read policy.
-    pub key_id: Option<String>,
-}
-
-/// What listings show of stored objects, by (bucket, key, upstream ETag).
-/// An entry stays right while the store lists that ETag, except across a
-/// re-key in place (a copy onto itself keeps the store's ETag): this
-/// gateway replaces its entry then, another replica's expires after
-/// [`LISTED_TTL`].
-pub struct ListingCache(Cache<(String, String, String), Listed>);
-
-/// How long a listing entry lives (its object is looked up again after).
-pub const LISTED_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-
-impl ListingCache {
-    pub fn new(capacity: u64) -> Self {
-        Self(Cache::builder().max_capacity(capacity).time_to_live(LISTED_TTL).build())
-    }
-
-    pub fn remember(&self, bucket: &str, key: &str, upstream_etag: Option<&ETag>, listed: Listed) {
-        if let Some(e) = upstream_etag {
-            self.0.insert((bucket.to_owned(), key.to_owned(), e.value().to_owned()), listed);
-        }
-    }
-
-    fn lookup(&self, bucket: &str, key: &str, etag: &str) -> Option<Listed> {
-        self.0.get(&(bucket.to_owned(), key.to_owned(), etag.to_owned()))
-    }
-}
 
 const PARALLEL_HEADS: usize = 16;
 
@@ -81,8 +42,8 @@ impl Gateway {
         Ok(resp)
     }
 
-    /// What each `(key, upstream etag, version)` entry shows; the default
-    /// keeps what the store listed (not encrypted, or not known).
+    /// What each `(key, upstream etag, version)` entry shows this signer;
+    /// the default keeps what the store listed (not encrypted, or not known).
     async fn listed_as<T>(
         &self,
         req: &S3Request<T>,
@@ -90,10 +51,7 @@ impl Gateway {
         entries: Vec<(String, String, Option<String>)>,
     ) -> Vec<Listed> {
         let lookups = entries.into_iter().map(|(key, etag, version)| async move {
-            if let Some(hit) = self.listed.lookup(bucket, &key, &etag) {
-                return hit;
-            }
-            match self.look_up(req, bucket, &key, version).await {
+            match self.shown(req, bucket, &key, version, &etag).await {
                 Ok(listed) => listed,
                 Err(e) if e.code() == &s3s::S3ErrorCode::NoSuchKey => {
                     tracing::debug!(bucket, key, "listed object gone before its HEAD");
@@ -108,52 +66,87 @@ impl Gateway {
         stream::iter(lookups).buffered(PARALLEL_HEADS).collect().await
     }
 
-    /// What one object shows, from its record: its plaintext size and, for
-    /// an SSE-S3 object with a sealed ETag, that ETag (its key is opened).
-    async fn look_up<T>(&self, req: &S3Request<T>, bucket: &str, key: &str, version: Option<String>) -> S3Result<Listed> {
+    /// One object as shown to this signer: from the cache, else looked up.
+    /// The read policy is asked at most once, and only for an object with
+    /// an MD5.
+    async fn shown<T>(
+        &self,
+        req: &S3Request<T>,
+        bucket: &str,
+        key: &str,
+        version: Option<String>,
+        etag: &str,
+    ) -> S3Result<Listed> {
+        let slot = Slot::new(bucket, key, version.as_deref(), etag);
+        let Some(hit) = self.listed.get(&slot) else {
+            return self.look_up(req, bucket, key, version, slot, None).await;
+        };
+        if !hit.has_md5() {
+            return Ok(hit);
+        }
+        if !self.may_see_md5(req, bucket, key, hit.key_id.as_deref()).await {
+            return Ok(hit.without_md5());
+        }
+        if hit.md5_unread {
+            // Looked up by a refused signer, or with the KMS down.
+            return self.look_up(req, bucket, key, version, slot, Some(true)).await;
+        }
+        Ok(hit)
+    }
+
+    /// What one object shows this signer, from its record (the entry
+    /// offered to the cache): its plaintext size and, for an SSE-S3 object
+    /// with a sealed ETag, that ETag (its key opened) if the signer may see
+    /// it (`allowed`: the policy's answer, if already asked).
+    async fn look_up<T>(
+        &self,
+        req: &S3Request<T>,
+        bucket: &str,
+        key: &str,
+        version: Option<String>,
+        slot: Slot,
+        allowed: Option<bool>,
+    ) -> S3Result<Listed> {
         let head_in =
             HeadObjectInput::builder().bucket(bucket.to_owned()).key(key.to_owned()).version_id(version).build().expect("set");
         let head = self.upstream.head_object(sub_request(req, head_in)).await?.output;
         let Some(rec) = ObjectCrypto::read_from(head.metadata.as_ref()).map_err(record_error)? else {
-            self.listed.remember(bucket, key, head.e_tag.as_ref(), Listed::default());
+            self.listed.offer(slot, Listed::default());
             return Ok(Listed::default());
         };
+        // A single-PUT SSE-S3 object whose ETag its writer is about to
+        // attach is listed with its size only; the writer's entry, once
+        // the ETag is attached, replaces this one.
         let listed = Listed { plain: Some(rec.plain_size), ..Default::default() };
-        if rec.mode != SseMode::S3 {
-            self.listed.remember(bucket, key, head.e_tag.as_ref(), listed.clone());
+        if rec.mode != SseMode::S3 || rec.sealed_etag.is_none() {
+            self.listed.offer(slot, listed.clone());
             return Ok(listed);
         }
-        // Not cached from here on unless complete: the size needs no key,
-        // and a later listing shows the right ETag.
         let key_id = rec.kms.as_ref().map(|k| k.key_id.to_string());
-        if rec.sealed_etag.is_none() {
-            // A single PUT whose ETag the writer attaches next (or never
-            // could); a multipart object's ETag is the store's.
-            if rec.multipart.is_some() {
-                self.listed.remember(bucket, key, head.e_tag.as_ref(), listed.clone());
-            }
-            return Ok(listed);
-        }
+        let unread = Listed { key_id: key_id.clone(), md5_unread: true, ..listed };
         // Asked first, so that a refused signer costs no key use.
-        if !self.may_see_md5(req, bucket, key, key_id.as_deref()).await {
-            return Ok(listed);
+        let allowed = match allowed {
+            Some(a) => a,
+            None => self.may_see_md5(req, bucket, key, key_id.as_deref()).await,
+        };
+        if !allowed {
+            self.listed.offer(slot, unread.clone());
+            return Ok(unread.without_md5());
         }
         match self.sealed_etag(req, &rec, bucket, key).await {
             Ok(etag) => {
-                let listed = Listed { etag, key_id, ..listed };
-                self.listed.remember(bucket, key, head.e_tag.as_ref(), listed.clone());
+                let listed = Listed { etag, md5_unread: false, ..unread };
+                self.listed.offer(slot, listed.clone());
                 Ok(listed)
             }
             Err(e) => {
-                // A KMS outage is reported by its probe, not once per
-                // listed object; anything else (a tag that does not match)
-                // is worth a warning.
-                if e.status_code().is_some_and(|s| s == hyper::StatusCode::SERVICE_UNAVAILABLE) {
-                    tracing::debug!(bucket, key, error = %e, "listing shows the store's ETag: the KMS is unavailable");
-                } else {
+                // A KMS outage was logged where it was met; anything else
+                // (a tag that does not match) is worth a warning here.
+                if e.status_code() != Some(hyper::StatusCode::SERVICE_UNAVAILABLE) {
                     tracing::warn!(bucket, key, error = %e, "listing shows the store's ETag of an SSE-S3 object whose ETag could not be opened");
                 }
-                Ok(listed)
+                self.listed.offer(slot, unread.clone());
+                Ok(unread.without_md5())
             }
         }
     }
@@ -188,13 +181,6 @@ impl Gateway {
         }
     }
 
-    /// The ETag a listing shows this signer for `listed`, if not the
-    /// store's. Asked at every listing: the cache is shared by every signer.
-    async fn shown_etag<T>(&self, req: &S3Request<T>, bucket: &str, key: &str, listed: Listed) -> Option<ETag> {
-        let etag = listed.etag?;
-        self.may_see_md5(req, bucket, key, listed.key_id.as_deref()).await.then_some(etag)
-    }
-
     /// Show listed objects in plaintext terms.
     async fn fix_listed<T>(&self, ctx: &S3Request<T>, bucket: &str, objs: &mut [Object]) {
         let entries = objs
@@ -207,8 +193,8 @@ impl Gateway {
             if let Some(s) = listed.plain {
                 o.size = Some(s as i64);
             }
-            if let Some(etag) = self.shown_etag(ctx, bucket, o.key.as_deref().unwrap_or_default(), listed).await {
-                o.e_tag = Some(etag);
+            if listed.etag.is_some() {
+                o.e_tag = listed.etag;
             }
         }
     }
@@ -249,8 +235,8 @@ impl Gateway {
             if let Some(s) = listed.plain {
                 v.size = Some(s as i64);
             }
-            if let Some(etag) = self.shown_etag(&ctx, &bucket, v.key.as_deref().unwrap_or_default(), listed).await {
-                v.e_tag = Some(etag);
+            if listed.etag.is_some() {
+                v.e_tag = listed.etag;
             }
         }
         Ok(resp)

@@ -8,7 +8,8 @@
 //! - [`defaults`]: bucket default encryption (a custom route) and its use.
 //! - [`bucket_policy`]: bucket policies, and their statements on SSE
 //!   condition keys enforced on writes.
-//! - [`listing`]: plaintext sizes in listings; GetObjectAttributes.
+//! - [`listing`] (with [`listed`]: what listings show, cached): plaintext
+//!   sizes and SSE-S3 ETags in listings; GetObjectAttributes.
 //! - [`policy`]: the write decision's edge (`crate::decide` decides: the
 //!   bucket policy, defaults and bound WebAssembly policies).
 //! - [`write`]: what every write path shares (SSE headers out of the
@@ -33,6 +34,7 @@ pub(crate) mod forward;
 mod get;
 mod hashing;
 mod keys;
+mod listed;
 pub mod listing;
 mod multipart;
 mod part_copy;
@@ -51,7 +53,7 @@ use crate::crypto::{FormatParams, SealingKey};
 use crate::decide::Decider;
 use crate::metrics::Metrics;
 use crate::state::StateStore;
-use listing::ListingCache;
+use listed::ListingCache;
 
 /// Options of the encrypting front.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use super::body::{client_body_error, record_body_errors, strip_aws_chunked};
 use super::checksum::{ChecksumObserver, take_client_checksums};
 use super::errors::record_error;
 use super::keys::{SealedWrite, apply_echo, set_checksums};
-use super::listing::Listed;
+use super::listed::Listed;
 use super::write::{object_headers, reserved_metadata_error, self_copy, take_sse, upload_error, verify_plain_upload};
 use super::{Gateway, declared_length, principal, sub_request};
 use crate::crypto::stream::EncryptStream;
@@ -178,7 +178,12 @@ impl Gateway {
             }
         }
         let key_id = visible.as_ref().and(record.kms.as_ref()).map(|k| k.key_id.to_string());
-        self.listed.remember(&bucket, &key, stored_etag.as_ref(), Listed { plain: Some(plain_len), etag: visible, key_id });
+        self.listed.remember(
+            &bucket,
+            &key,
+            stored_etag.as_ref(),
+            Listed { plain: Some(plain_len), etag: visible, key_id, ..Default::default() },
+        );
         set_checksums!(out, checksums);
         apply_echo!(all out, echo);
         Ok(S3Response::new(out))

@@ -37,6 +37,7 @@ fn error_code(body: &[u8]) -> Option<String> {
 }
 
 /// Unsent bytes the kernel queues per connection (`TCP_NOTSENT_LOWAT`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 const NOTSENT_LOWAT: u32 = 128 << 10;
 
 /// The longest timeout taken as given (ten years): a deadline past it
@@ -189,6 +190,7 @@ async fn next_connection(
                     // large the send buffer grew: a slow reader's progress
                     // shows as writes at least every NOTSENT_LOWAT / 2 bytes,
                     // so only a silent one meets the stall timeout.
+                    #[cfg(any(target_os = "linux", target_os = "android"))]
                     if let Err(e) = socket2::SockRef::from(&socket).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
                         tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
                     }
