@@ -7,9 +7,11 @@
 //! except across a re-key in place (a copy onto itself keeps the store's
 //! ETag): the gateway that re-keys replaces its entry, another replica's
 //! expires after [`LISTED_TTL`]. Writes replace entries; lookups only fill
-//! a slot that is empty or incomplete, so a lookup that read a record
-//! before a write cannot put it back after the write.
+//! a slot that is empty or incomplete, and only with a record whose ETag
+//! is the slot's, so a lookup that read a record before a write cannot put
+//! it back after the write (unless the write's entry was already evicted).
 
+use moka::ops::compute::Op;
 use moka::sync::Cache;
 use s3s::dto::ETag;
 
@@ -53,6 +55,11 @@ impl Slot {
     pub(super) fn new(bucket: &str, key: &str, version: Option<&str>, upstream_etag: &str) -> Self {
         Self((bucket.to_owned(), key.to_owned(), version.map(str::to_owned), upstream_etag.to_owned()))
     }
+
+    /// The upstream ETag the object was listed with (empty: none listed).
+    pub(super) fn etag(&self) -> &str {
+        &self.0.3
+    }
 }
 
 /// The bounded cache of [`Listed`] entries.
@@ -64,17 +71,20 @@ impl ListingCache {
     }
 
     /// What a write (or re-key) left: replaces the current object's entry.
+    /// Through the entry API, so that it is ordered with [`Self::offer`]
+    /// (a plain insert is not).
     pub(super) fn remember(&self, bucket: &str, key: &str, upstream_etag: Option<&ETag>, listed: Listed) {
         if let Some(e) = upstream_etag {
-            self.0.insert(Slot::new(bucket, key, None, e.value()).0, listed);
+            self.0.entry(Slot::new(bucket, key, None, e.value()).0).and_compute_with(|_| Op::Put(listed));
         }
     }
 
-    /// What a lookup read: kept unless a complete entry is there already.
-    pub(super) fn offer(&self, slot: Slot, listed: Listed) {
-        self.0.entry(slot.0).and_upsert_with(|old| match old {
-            Some(old) if !old.value().md5_unread => old.into_value(),
-            _ => listed,
+    /// What a lookup read: kept unless a complete entry is there already
+    /// (then left as it is, its age included).
+    pub(super) fn offer(&self, slot: &Slot, listed: Listed) {
+        self.0.entry(slot.0.clone()).and_compute_with(|old| match old {
+            Some(old) if !old.value().md5_unread => Op::Nop,
+            _ => Op::Put(listed),
         });
     }
 
@@ -96,17 +106,17 @@ mod tests {
         let c = ListingCache::new(100);
         let etag = ETag::Strong("e".into());
         let slot = || Slot::new("b", "k", None, "e");
-        c.offer(slot(), sized(1));
+        c.offer(&slot(), sized(1));
         assert_eq!(c.get(&slot()), Some(sized(1)));
         // A lookup that read the record before a write does not undo it.
         c.remember("b", "k", Some(&etag), sized(2));
-        c.offer(slot(), sized(1));
+        c.offer(&slot(), sized(1));
         assert_eq!(c.get(&slot()), Some(sized(2)));
         // An incomplete entry gives way to a lookup that read the MD5.
         let unread = Listed { md5_unread: true, ..sized(3) };
         c.remember("b", "k", Some(&etag), unread.clone());
         let read = Listed { etag: Some(ETag::Strong("md5".into())), ..sized(3) };
-        c.offer(slot(), read.clone());
+        c.offer(&slot(), read.clone());
         assert_eq!(c.get(&slot()), Some(read.clone()));
         assert!(read.has_md5() && unread.has_md5() && !sized(1).has_md5());
         assert_eq!(read.without_md5(), sized(3));

@@ -13,7 +13,8 @@
 //! A lookup that fails (an object deleted between the listing and its HEAD,
 //! a damaged record, a store error) never fails the page: the entry keeps
 //! what the store listed, and the failure is logged. A key that cannot be
-//! opened (the KMS down) costs only the SSE-S3 ETag, until a later listing.
+//! opened (the KMS down) costs the SSE-S3 ETag, and a HEAD and a key
+//! opening per such object at each listing until it opens.
 
 use futures::{StreamExt, stream};
 use s3s::dto::{
@@ -88,8 +89,16 @@ impl Gateway {
             return Ok(hit.without_md5());
         }
         if hit.md5_unread {
-            // Looked up by a refused signer, or with the KMS down.
-            return self.look_up(req, bucket, key, version, slot, Some(true)).await;
+            // Looked up by a refused signer, or with the KMS down: read it
+            // now, else show what is known.
+            let allowed_for = Some(hit.key_id.clone());
+            return match self.look_up(req, bucket, key, version, slot, allowed_for).await {
+                Ok(listed) => Ok(listed),
+                Err(e) => {
+                    tracing::debug!(bucket, key, error = %e, "listing shows the cached size");
+                    Ok(hit.without_md5())
+                }
+            };
         }
         Ok(hit)
     }
@@ -97,7 +106,8 @@ impl Gateway {
     /// What one object shows this signer, from its record (the entry
     /// offered to the cache): its plaintext size and, for an SSE-S3 object
     /// with a sealed ETag, that ETag (its key opened) if the signer may see
-    /// it (`allowed`: the policy's answer, if already asked).
+    /// it (`allowed_for`: the KMS key the policy already allowed it, if
+    /// asked).
     async fn look_up<T>(
         &self,
         req: &S3Request<T>,
@@ -105,13 +115,21 @@ impl Gateway {
         key: &str,
         version: Option<String>,
         slot: Slot,
-        allowed: Option<bool>,
+        allowed_for: Option<Option<String>>,
     ) -> S3Result<Listed> {
         let head_in =
             HeadObjectInput::builder().bucket(bucket.to_owned()).key(key.to_owned()).version_id(version).build().expect("set");
         let head = self.upstream.head_object(sub_request(req, head_in)).await?.output;
+        // Cached only under the ETag it was read with: a store that lists
+        // none, or an object replaced between the listing and the HEAD (a
+        // "null" version answered by the latest), is looked up each time.
+        let offer = |listed: &Listed| {
+            if !slot.etag().is_empty() && head.e_tag.as_ref().is_some_and(|e| e.value() == slot.etag()) {
+                self.listed.offer(&slot, listed.clone());
+            }
+        };
         let Some(rec) = ObjectCrypto::read_from(head.metadata.as_ref()).map_err(record_error)? else {
-            self.listed.offer(slot, Listed::default());
+            offer(&Listed::default());
             return Ok(Listed::default());
         };
         // A single-PUT SSE-S3 object whose ETag its writer is about to
@@ -119,24 +137,25 @@ impl Gateway {
         // the ETag is attached, replaces this one.
         let listed = Listed { plain: Some(rec.plain_size), ..Default::default() };
         if rec.mode != SseMode::S3 || rec.sealed_etag.is_none() {
-            self.listed.offer(slot, listed.clone());
+            offer(&listed);
             return Ok(listed);
         }
         let key_id = rec.kms.as_ref().map(|k| k.key_id.to_string());
         let unread = Listed { key_id: key_id.clone(), md5_unread: true, ..listed };
-        // Asked first, so that a refused signer costs no key use.
-        let allowed = match allowed {
-            Some(a) => a,
-            None => self.may_see_md5(req, bucket, key, key_id.as_deref()).await,
+        // Asked first, so that a refused signer costs no key use; again if
+        // the object's key is not the one the policy was asked about.
+        let allowed = match allowed_for {
+            Some(asked) if asked == key_id => true,
+            _ => self.may_see_md5(req, bucket, key, key_id.as_deref()).await,
         };
         if !allowed {
-            self.listed.offer(slot, unread.clone());
+            offer(&unread);
             return Ok(unread.without_md5());
         }
         match self.sealed_etag(req, &rec, bucket, key).await {
             Ok(etag) => {
                 let listed = Listed { etag, md5_unread: false, ..unread };
-                self.listed.offer(slot, listed.clone());
+                offer(&listed);
                 Ok(listed)
             }
             Err(e) => {
@@ -145,7 +164,7 @@ impl Gateway {
                 if e.status_code() != Some(hyper::StatusCode::SERVICE_UNAVAILABLE) {
                     tracing::warn!(bucket, key, error = %e, "listing shows the store's ETag of an SSE-S3 object whose ETag could not be opened");
                 }
-                self.listed.offer(slot, unread.clone());
+                offer(&unread);
                 Ok(unread.without_md5())
             }
         }
