@@ -3,6 +3,7 @@ a real upstream (the embedded store or moto_server), real S3 clients."""
 
 import base64
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -15,7 +16,10 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -390,6 +394,20 @@ def ssec(key_bytes):
         "SSECustomerKey": base64.b64encode(key_bytes).decode(),
         "SSECustomerKeyMD5": base64.b64encode(hashlib.md5(key_bytes).digest()).decode(),
     }
+
+
+def signed_request(g, method, path, headers, data=b"", timeout=30):
+    """An http.client connection to gateway `g` with `method path` and its
+    headers, signed for `data`, sent; sending the body (in pieces, with
+    pauses) is left to the caller."""
+    req = AWSRequest(method=method, url=f"{g.endpoint}{path}", data=data, headers=headers)
+    S3SigV4Auth(Credentials(ACCESS, SECRET), "s3", "us-east-1").add_auth(req)
+    conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=timeout)
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    for name, value in req.headers.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    return conn
 
 
 def payload(n, seed=1):

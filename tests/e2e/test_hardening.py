@@ -12,13 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from recording_proxy import RecordingProxy
-from conftest import ACCESS, ADMIN_ACCESS, ADMIN_SECRET, BIN, MIB, SECRET, Gateway, Moto, free_port, payload, s3_client
+from conftest import ADMIN_ACCESS, ADMIN_SECRET, BIN, MIB, Gateway, Moto, free_port, payload, s3_client, signed_request
 
 KMS_RULE = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]}
 AES_RULE = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
@@ -167,19 +164,6 @@ def test_a_slow_reader_of_a_long_response_is_not_cut():
         assert first + body.read() == data
     finally:
         g.stop()
-
-
-def signed_request(g, method, path, headers, data=b""):
-    """An http.client connection with `method path` and its headers, signed
-    for `data`, sent; sending the body is left to the caller."""
-    req = AWSRequest(method=method, url=f"{g.endpoint}{path}", data=data, headers=headers)
-    S3SigV4Auth(Credentials(ACCESS, SECRET), "s3", "us-east-1").add_auth(req)
-    conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=30)
-    conn.putrequest(method, path, skip_accept_encoding=True)
-    for name, value in req.headers.items():
-        conn.putheader(name, value)
-    conn.endheaders()
-    return conn
 
 
 @pytest.mark.parametrize("sse", [True, False])

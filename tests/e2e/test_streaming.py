@@ -4,7 +4,6 @@ and the segment-count promise of range reads."""
 
 import base64
 import hashlib
-import http.client
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +14,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from conftest import ACCESS, MIB, SECRET, payload
+from conftest import ACCESS, MIB, SECRET, payload, signed_request
 
 
 def crc32_b64(data):
@@ -158,19 +157,8 @@ def test_a_client_that_pauses_mid_upload_is_not_cut_off(gw, bucket):
     client got InternalError (64 concurrent uploads on two cores did it)."""
     data = payload(3 * MIB, seed=9)
     key = "paused-upload"
-    url = f"{gw.endpoint}/{bucket}/{key}"
-    headers = {
-        "x-amz-content-sha256": hashlib.sha256(data).hexdigest(),
-        "x-amz-server-side-encryption": "aws:kms",
-        "Content-Length": str(len(data)),
-    }
-    req = AWSRequest(method="PUT", url=url, data=data, headers=headers)
-    S3SigV4Auth(Credentials(ACCESS, SECRET), "s3", "us-east-1").add_auth(req)
-    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=60)
-    conn.putrequest("PUT", f"/{bucket}/{key}", skip_accept_encoding=True)
-    for name, value in req.headers.items():
-        conn.putheader(name, value)
-    conn.endheaders()
+    headers = {"x-amz-server-side-encryption": "aws:kms", "Content-Length": str(len(data))}
+    conn = signed_request(gw, "PUT", f"/{bucket}/{key}", headers, data, timeout=60)
     half = len(data) // 2
     conn.send(data[:half])
     time.sleep(7)

@@ -1,7 +1,7 @@
 //! ETags in listings. s3s-fs 0.14 lists objects without them, although it
 //! keeps each object's ETag in its internal record (GET and HEAD answer
 //! with it). Clients compare listed ETags (sync tools), and the gateway's
-//! plaintext-size cache is keyed by them: without one, every listed
+//! listing cache is keyed by them: without one, every listed
 //! object cost the gateway a HEAD.
 
 use std::path::Path;

@@ -118,7 +118,7 @@ impl Gateway {
             resp.output = done.await?;
         }
         let etag = resp.output.e_tag.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no ETag"))?;
-        // The listing size cache learns the object under its final ETag.
+        // The listing cache learns the object under its final ETag.
         let stored = self.attach_record(&ctx, &bucket, &key, metadata, &doc.headers, etag.clone()).await?;
         self.listed.remember(
             &bucket,

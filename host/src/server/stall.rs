@@ -32,15 +32,15 @@ pub(super) struct StallGuard<B> {
     inner: B,
     timeout: Duration,
     fired: Arc<AtomicBool>,
-    /// Armed at the first wait for a frame; disarmed by a frame.
-    waiting: Option<Pin<Box<Sleep>>>,
-    /// A disarmed timer, kept to be reset rather than allocated again.
-    spare: Option<Pin<Box<Sleep>>>,
+    /// Allocated at the first wait, then reset at each new one.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The timer runs for the current wait (a frame disarms it).
+    armed: bool,
 }
 
 impl<B> StallGuard<B> {
     pub(super) fn new(inner: B, timeout: Duration, fired: Arc<AtomicBool>) -> Self {
-        Self { inner, timeout, fired, waiting: None, spare: None }
+        Self { inner, timeout, fired, timer: None, armed: false }
     }
 }
 
@@ -55,17 +55,14 @@ where
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            this.spare = this.waiting.take().or(this.spare.take());
+            this.armed = false;
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         let timeout = this.timeout;
-        let timer = this.waiting.get_or_insert_with(|| match this.spare.take() {
-            Some(mut t) => {
-                t.as_mut().reset(Instant::now() + timeout);
-                t
-            }
-            None => Box::pin(tokio::time::sleep(timeout)),
-        });
+        let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if !std::mem::replace(&mut this.armed, true) {
+            timer.as_mut().reset(Instant::now() + timeout);
+        }
         ready!(timer.as_mut().poll(cx));
         this.fired.store(true, Ordering::Relaxed);
         tracing::debug!(seconds = timeout.as_secs(), "a client stopped sending its request body");
