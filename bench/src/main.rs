@@ -6,12 +6,16 @@
 //! it in the same invocation and prints the gateway/direct ratios; given a
 //! gateway process (`--gateway-pid`, or one it starts with
 //! `--spawn-gateway`), the gateway's CPU seconds per GB moved and peak RSS.
+//! With `--part-size`, large objects move in parts, as transfer managers
+//! move them.
 //!
 //! - `main.rs`: the command line and the order of the runs;
 //! - [`workload`]: size and mix draws, the workers, their histograms;
+//! - [`parts`]: multipart uploads and ranged downloads (`--part-size`);
 //! - [`process`]: `/proc` readings, and the gateway it may start;
 //! - [`report`]: the tables and the JSON summary.
 
+mod parts;
 mod process;
 mod report;
 mod workload;
@@ -84,6 +88,13 @@ struct Args {
     /// Send UNSIGNED-PAYLOAD instead of the body's SHA-256
     #[arg(long)]
     unsigned_payload: bool,
+    /// Move objects larger than this in parts: multipart uploads, and
+    /// downloads in ranged GETs of this size (e.g. 8MiB)
+    #[arg(long, value_parser = workload::parse_size)]
+    part_size: Option<u64>,
+    /// Parts (or ranges) of one object in flight at once, with --part-size
+    #[arg(long, default_value_t = 8)]
+    part_concurrency: usize,
     /// Objects of each size written before a run, for GET and HEAD
     #[arg(long, default_value_t = 8)]
     prefill: usize,
@@ -166,6 +177,12 @@ async fn main() -> anyhow::Result<()> {
     let sizes = Weighted::parse(&args.sizes, workload::parse_size)?;
     let mix = Weighted::parse(&args.mix, Op::parse)?;
     let largest = sizes.items().max().unwrap_or(0) as usize;
+    if let Some(part) = args.part_size {
+        // S3's bounds: parts but the last of 5 MiB or more, at most 10 000.
+        if part < 5 << 20 || (largest as u64).div_ceil(part) > 10_000 {
+            bail!("--part-size: at least 5MiB, and at most 10 000 parts per object");
+        }
+    }
     let mut data = vec![0u8; largest];
     fastrand::Rng::new().fill(&mut data);
     let bucket = args.bucket.clone().unwrap_or_else(|| format!("kgw-bench-{:08x}", fastrand::u32(..)));
@@ -181,6 +198,8 @@ async fn main() -> anyhow::Result<()> {
             sse,
             unsigned_payload: args.unsigned_payload,
             data: Bytes::from(data.clone()),
+            part_size: args.part_size,
+            part_concurrency: args.part_concurrency.max(1),
         })
     };
     let direct = match &args.direct {

@@ -126,6 +126,11 @@ pub(crate) struct Plan {
     pub(crate) unsigned_payload: bool,
     /// Random bytes, as long as the largest size: bodies are slices of it.
     pub(crate) data: Bytes,
+    /// Objects larger than this go up in a multipart upload and come down
+    /// in ranged GETs of this size ([`crate::parts`]).
+    pub(crate) part_size: Option<u64>,
+    /// Parts or ranges of one object in flight at once.
+    pub(crate) part_concurrency: usize,
 }
 
 /// Latencies (µs) and byte counts of one operation.
@@ -210,7 +215,7 @@ async fn worker(id: usize, client: Client, plan: Arc<Plan>, pool: Pool, deadline
         let t = Instant::now();
         let result = match op {
             Op::Put => put(&client, &plan, &key, size).await.map(|()| size),
-            Op::Get => get(&client, &plan, &key).await,
+            Op::Get => get(&client, &plan, &key, size).await,
             Op::Head => head(&client, &plan, &key).await.map(|()| 0),
             Op::List => list(&client, &plan).await.map(|()| 0),
         };
@@ -236,6 +241,9 @@ async fn worker(id: usize, client: Client, plan: Arc<Plan>, pool: Pool, deadline
 }
 
 async fn put(client: &Client, plan: &Plan, key: &str, size: u64) -> anyhow::Result<()> {
+    if let Some(part) = plan.part_size.filter(|p| size > *p) {
+        return crate::parts::put(client, plan, key, size, part).await;
+    }
     let body = plan.data.slice(..size as usize);
     let mut req = client.put_object().bucket(&plan.bucket).key(key).content_length(size as i64).body(ByteStream::from(body));
     req = match &plan.sse {
@@ -252,7 +260,10 @@ async fn put(client: &Client, plan: &Plan, key: &str, size: u64) -> anyhow::Resu
     Ok(())
 }
 
-async fn get(client: &Client, plan: &Plan, key: &str) -> anyhow::Result<u64> {
+async fn get(client: &Client, plan: &Plan, key: &str, size: u64) -> anyhow::Result<u64> {
+    if let Some(part) = plan.part_size.filter(|p| size > *p) {
+        return crate::parts::get(client, plan, key, size, part).await;
+    }
     let mut req = client.get_object().bucket(&plan.bucket).key(key);
     if let Sse::Customer(k, md5) = &plan.sse {
         req = req.sse_customer_algorithm("AES256").sse_customer_key(k).sse_customer_key_md5(md5);
