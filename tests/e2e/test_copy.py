@@ -113,3 +113,44 @@ def test_rekey_is_not_revocation_unless_a_fresh_key_is_asked_for(gw, bucket):
     with pytest.raises(ClientError) as e:
         c.get_object(Bucket=bucket, Key="v")
     assert err(e)[1] == 500, "the old record opens nothing"
+
+
+@pytest.mark.parametrize("src_mode", ["plain", "sse-kms"])
+@pytest.mark.parametrize("dst_mode", ["plain", "sse-s3", "sse-kms"])
+def test_copy_honours_the_destination_conditions(gw, bucket, src_mode, dst_mode):
+    """If-None-Match: * and If-Match on CopyObject's destination, compared
+    with the ETag clients see (for SSE-S3 the plaintext MD5); a refused
+    copy leaves the destination as it was."""
+    c = gw.client()
+    src, dst = f"cs-{src_mode}-{dst_mode}", f"cd-{src_mode}-{dst_mode}"
+    c.put_object(Bucket=bucket, Key=src, Body=b"new bytes", **write_args(src_mode))
+    c.put_object(Bucket=bucket, Key=dst, Body=b"old bytes", **write_args(dst_mode))
+    source = {"Bucket": bucket, "Key": src}
+    for cond in ({"IfNoneMatch": "*"}, {"IfMatch": '"0123456789abcdef0123456789abcdef"'}):
+        with pytest.raises(ClientError) as e:
+            c.copy_object(Bucket=bucket, Key=dst, CopySource=source, **cond, **write_args(dst_mode))
+        assert err(e) == ("PreconditionFailed", 412), cond
+    assert c.get_object(Bucket=bucket, Key=dst)["Body"].read() == b"old bytes"
+    etag = c.head_object(Bucket=bucket, Key=dst)["ETag"]
+    c.copy_object(Bucket=bucket, Key=dst, CopySource=source, IfMatch=etag, **write_args(dst_mode))
+    assert c.get_object(Bucket=bucket, Key=dst)["Body"].read() == b"new bytes"
+    c.copy_object(Bucket=bucket, Key=dst + "-new", CopySource=source, IfNoneMatch="*", **write_args(dst_mode))
+    assert c.get_object(Bucket=bucket, Key=dst + "-new")["Body"].read() == b"new bytes"
+
+
+def test_rekey_in_place_honours_the_destination_conditions(gw, bucket):
+    """A copy onto itself re-keys without moving data; its destination
+    exists, so If-None-Match fails, and If-Match is the visible ETag."""
+    c = gw.client()
+    c.put_object(Bucket=bucket, Key="rk-cond", Body=b"x", ServerSideEncryption="AES256")
+    etag = c.head_object(Bucket=bucket, Key="rk-cond")["ETag"]
+    assert etag.strip('"') == "9dd4e461268c8034f5c8564e155c67a6", "SSE-S3 shows the plaintext MD5"
+    source = {"Bucket": bucket, "Key": "rk-cond"}
+    for cond in ({"IfNoneMatch": "*"}, {"IfMatch": '"0123456789abcdef0123456789abcdef"'}):
+        with pytest.raises(ClientError) as e:
+            c.copy_object(Bucket=bucket, Key="rk-cond", CopySource=source, ServerSideEncryption="aws:kms", **cond)
+        assert err(e) == ("PreconditionFailed", 412), cond
+        assert c.head_object(Bucket=bucket, Key="rk-cond")["ServerSideEncryption"] == "AES256"
+    c.copy_object(Bucket=bucket, Key="rk-cond", CopySource=source, ServerSideEncryption="aws:kms", IfMatch=etag)
+    assert c.head_object(Bucket=bucket, Key="rk-cond")["ServerSideEncryption"] == "aws:kms"
+    assert c.get_object(Bucket=bucket, Key="rk-cond")["Body"].read() == b"x"

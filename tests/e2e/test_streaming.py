@@ -4,6 +4,8 @@ and the segment-count promise of range reads."""
 
 import base64
 import hashlib
+import select
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -80,6 +82,54 @@ def test_a_body_unlike_its_declared_length_stores_nothing(gw, bucket, sse, delta
     key = f"len-{sse}-{delta}"
     status, body = chunked_put(gw, bucket, key, data, crc32_b64(data), sse=sse, decoded_len=len(data) + delta)
     assert status == 400 and b"IncompleteBody" in body, (status, body)
+    with pytest.raises(Exception):
+        gw.client().head_object(Bucket=bucket, Key=key)
+
+
+@pytest.mark.parametrize("sse", [None, "AES256", "aws:kms"])
+def test_a_body_past_its_declared_length_is_refused_as_it_arrives(gw, bucket, sse):
+    """An aws-chunked upload declaring a 1-byte body and sending on: the
+    gateway refuses it once the body passes the declared length, not after
+    reading it all (SSE-S3 reads a body of at most one segment whole, for
+    its ETag: that read used to take whatever came, into memory)."""
+    key = f"endless-{sse}"
+    limit = 256 * MIB
+    headers = {
+        "Content-Encoding": "aws-chunked",
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "x-amz-decoded-content-length": "1",
+        "x-amz-trailer": "x-amz-checksum-crc32",
+        "Content-Length": str(limit + 64 * 1024),
+    }
+    if sse:
+        headers["x-amz-server-side-encryption"] = sse
+    url = f"{gw.endpoint}/{bucket}/{key}"
+    req = AWSRequest(method="PUT", url=url, data=b"", headers=headers)
+    req.context["checksum"] = {"request_algorithm": {"in": "trailer", "algorithm": "crc32", "name": "x-amz-checksum-crc32"}}
+    S3SigV4Auth(Credentials(ACCESS, SECRET), "s3", "us-east-1").add_auth(req)
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    head = f"PUT /{bucket}/{key} HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in req.headers.items() if k.lower() != "host") + "\r\n"
+    sock.sendall(head.encode())
+    piece = payload(MIB, seed=9)
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    sent, answered = 0, b""
+    try:
+        while sent < limit:
+            if select.select([sock], [], [], 0)[0]:
+                break
+            sock.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass  # the gateway closed the connection: it stopped reading
+    try:
+        answered = sock.recv(4096)
+    except OSError:
+        pass
+    sock.close()
+    assert sent < 64 * MIB, f"the gateway read {sent} bytes of a body declared as 1"
+    if answered:
+        assert answered.startswith(b"HTTP/1.1 400") and b"IncompleteBody" in answered, answered[:300]
     with pytest.raises(Exception):
         gw.client().head_object(Bucket=bucket, Key=key)
 

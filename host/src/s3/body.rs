@@ -14,16 +14,24 @@ use super::checksum::SharedOutcome;
 use crate::crypto::CryptoError;
 use crate::crypto::stream::{BODY_LONGER, BODY_SHORTER, PlaintextObserver, StdError};
 
+const LONGER: &str = "The request body is longer than the declared Content-Length.";
+
+/// A body that ran past its declared length.
+pub(super) fn body_longer_error() -> S3Error {
+    S3Error::with_message(S3ErrorCode::IncompleteBody, LONGER)
+}
+
 /// Map an error raised while reading the client's body. The gateway's own
 /// length checks are typed; s3s keeps its error types private, so its
 /// errors go by their names, pinned by the end-to-end test
 /// `test_s3s_body_error_names_are_pinned`.
 pub(super) fn client_body_error(e: &StdError) -> S3Error {
-    const LONGER: &str = "The request body is longer than the declared Content-Length.";
     const SHORTER: &str = "You did not provide the number of bytes specified by the Content-Length HTTP header.";
     if let Some(CryptoError::Length(what)) = e.downcast_ref::<CryptoError>() {
-        let msg = if *what == BODY_LONGER { LONGER } else { SHORTER };
-        return S3Error::with_message(S3ErrorCode::IncompleteBody, msg);
+        if *what == BODY_LONGER {
+            return body_longer_error();
+        }
+        return S3Error::with_message(S3ErrorCode::IncompleteBody, SHORTER);
     }
     let s = e.to_string();
     let (code, msg) = if s.contains("SignatureMismatch") {

@@ -10,8 +10,8 @@
 //!   one segment in memory at a time.
 
 use s3s::dto::{
-    CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, GetObjectInput, HeadObjectInput, MetadataDirective,
-    PutObjectInput, Timestamp,
+    CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, ETagCondition, GetObjectInput, HeadObjectInput,
+    MetadataDirective, PutObjectInput, Timestamp,
 };
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -31,6 +31,18 @@ fn fresh_key_requested(headers: &hyper::HeaderMap) -> bool {
     headers.get(FRESH_KEY_HEADER).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
+/// The destination's `If-Match` and `If-None-Match`. s3s 0.14's CopyObject
+/// input has no field for them, so they are read from the headers.
+fn destination_conditions(headers: &hyper::HeaderMap) -> S3Result<(Option<ETagCondition>, Option<ETagCondition>)> {
+    let parse = |name: &str| match headers.get(name) {
+        None => Ok(None),
+        Some(v) => ETagCondition::parse_http_header(v.as_bytes())
+            .map(Some)
+            .map_err(|_| s3_error!(InvalidArgument, "The {name} header is not a valid ETag condition.")),
+    };
+    Ok((parse("if-match")?, parse("if-none-match")?))
+}
+
 fn source_of(input: &CopyObjectInput) -> S3Result<(String, String, Option<String>)> {
     match &input.copy_source {
         CopySource::Bucket { bucket, key, version_id } => {
@@ -46,6 +58,7 @@ impl Gateway {
             return Err(reserved_metadata_error());
         }
         let (src_bucket, src_key, src_version) = source_of(&req.input)?;
+        let (dst_if_match, dst_if_none_match) = destination_conditions(&req.headers)?;
         let i = &mut req.input;
         let src_customer = take_customer!(copy_source i)?;
         let explicit = take_sse!(req.input)?;
@@ -100,15 +113,27 @@ impl Gateway {
         if let (true, false, Some(rec), Some(oek)) = (same, fresh, &src_rec, src_oek)
             && !matches!(dst_sse, SseRequest::None)
         {
+            // The destination is the source just checked: it exists, with
+            // the visible ETag `src_etag`; the self-copy is pinned to it.
+            let dst = Preconditions { if_match: dst_if_match, if_none_match: dst_if_none_match, ..Default::default() };
+            if dst.if_none_match.is_some() || dst.check(src_etag.as_ref(), None).is_err() {
+                return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
+            }
             return self.rekey_in_place(req, rec, oek, dst_sse, head, replace).await;
         }
-        if src_rec.is_none() && matches!(dst_sse, SseRequest::None) {
+        // The store's own copy cannot be given the destination's conditions
+        // (the forwarding input has no field for them): a conditional copy
+        // goes through the gateway, where its PUT carries them.
+        let conditional = dst_if_match.is_some() || dst_if_none_match.is_some();
+        if src_rec.is_none() && matches!(dst_sse, SseRequest::None) && !conditional {
             return self.upstream.copy_object(req).await;
         }
 
-        // Stream: decrypt the source, encrypt into the destination.
+        // Stream: decrypt the source, encrypt into the destination. The read
+        // is pinned to the source the preconditions were checked on.
         let mut get_in = GetObjectInput::builder().bucket(src_bucket).key(src_key).build().expect("set");
         get_in.version_id = src_version;
+        get_in.if_match = src_etag.clone().map(ETagCondition::ETag);
         let src = self.get_with(sub_request(&req, get_in), src_customer).await?.output;
         let i = &req.input;
         let mut put_in = PutObjectInput::builder().bucket(bucket.clone()).key(key.clone()).build().expect("set");
@@ -134,6 +159,8 @@ impl Gateway {
         put_in.website_redirect_location = i.website_redirect_location.clone();
         put_in.storage_class = i.storage_class.clone();
         put_in.tagging = None;
+        put_in.if_match = dst_if_match;
+        put_in.if_none_match = dst_if_none_match;
         let put = self.put_with(sub_request(&req, put_in), dst_sse, None).await?.output;
         let out = CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {

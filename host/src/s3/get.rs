@@ -64,13 +64,29 @@ macro_rules! decorate_output {
 }
 
 fn range_of(range: Option<&Range>, size: u64) -> S3Result<Option<std::ops::Range<u64>>> {
-    match range {
+    match range.map(|r| r.check(size)) {
         None => Ok(None),
-        Some(r) => r.check(size).map(Some).map_err(|_| {
+        // s3s accepts a suffix range of an empty object as the empty range;
+        // no byte of an empty object can be served (RFC 9110 §14.1.1).
+        Some(Ok(want)) if want.start < want.end => Ok(Some(want)),
+        Some(_) => {
             let mut e = s3_error!(InvalidRange, "The requested range is not satisfiable");
             e.set_status_code(StatusCode::RANGE_NOT_SATISFIABLE);
-            e
-        }),
+            Err(e)
+        }
+    }
+}
+
+/// S3 serves a part or a range, not both; and part numbers run 1..=10000.
+fn check_part_request(range: Option<&Range>, part_number: Option<i32>) -> S3Result<()> {
+    match part_number {
+        Some(_) if range.is_some() => {
+            Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter."))
+        }
+        Some(n) if !(1..=10_000).contains(&n) => {
+            Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive."))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -104,6 +120,7 @@ impl Gateway {
         let pre = take_preconditions!(i);
         let range = i.range.take();
         let part_number = i.part_number.take();
+        check_part_request(range.as_ref(), part_number)?;
         i.checksum_mode = None;
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
 
@@ -242,6 +259,7 @@ impl Gateway {
         let pre = take_preconditions!(i);
         let range = i.range.take();
         let part_number = i.part_number.take();
+        check_part_request(range.as_ref(), part_number)?;
         i.checksum_mode = None;
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
         self.require_tls_for_sse_c(&req.extensions, customer.is_some())?;

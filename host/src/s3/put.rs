@@ -8,7 +8,7 @@ use futures::{StreamExt, stream};
 use s3s::dto::{ETag, PutObjectInput, PutObjectOutput, StreamingBlob};
 use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 
-use super::body::{client_body_error, record_body_errors, strip_aws_chunked};
+use super::body::{body_longer_error, client_body_error, record_body_errors, strip_aws_chunked};
 use super::checksum::{ChecksumObserver, take_client_checksums};
 use super::errors::record_error;
 use super::keys::{SealedWrite, apply_echo, set_checksums};
@@ -18,12 +18,20 @@ use super::{Gateway, declared_length, principal, sub_request};
 use crate::crypto::stream::EncryptStream;
 use crate::sse::{SseMode, SseRequest, has_reserved_keys};
 
-/// Read a whole body that is known to be small (at most one segment).
-async fn read_small(body: StreamingBlob) -> Result<Vec<Bytes>, S3Error> {
+/// Read a whole body declared small (at most one segment). A body that
+/// runs past its declared length fails there: an aws-chunked upload
+/// declaring one byte and sending without end must not be held in memory.
+async fn read_small(body: StreamingBlob, declared: u64) -> Result<Vec<Bytes>, S3Error> {
     let mut out = Vec::new();
+    let mut total = 0u64;
     let mut body = body;
     while let Some(chunk) = body.next().await {
-        out.push(chunk.map_err(|e| client_body_error(&e))?);
+        let chunk = chunk.map_err(|e| client_body_error(&e))?;
+        total += chunk.len() as u64;
+        if total > declared {
+            return Err(body_longer_error());
+        }
+        out.push(chunk);
     }
     Ok(out)
 }
@@ -106,7 +114,7 @@ impl Gateway {
             if let Some(md5) = content_md5 {
                 etag_md5 = Some(md5);
             } else if plain_len <= u64::from(self.params.segment_size()) {
-                let chunks = read_small(body).await?;
+                let chunks = read_small(body, plain_len).await?;
                 let mut h = <s3s::crypto::Md5 as s3s::crypto::Checksum>::new();
                 chunks.iter().for_each(|c| s3s::crypto::Checksum::update(&mut h, c));
                 etag_md5 = Some(s3s::crypto::Checksum::finalize(h).as_ref().try_into().expect("MD5 is 16 bytes"));
