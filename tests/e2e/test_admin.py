@@ -81,6 +81,68 @@ def test_authentication(fresh):
     assert s == 404 and body["code"] == "UnknownEndpoint"
 
 
+def v2_request(g, method, path, ak, sk, date, body=b"", headers=None):
+    """A SigV2 header-signed request (`Authorization: AWS ak:sig`)."""
+    import base64
+    import hashlib
+    import hmac
+
+    import requests
+
+    headers = dict(headers or {})
+    ctype = headers.get("content-type", "")
+    sts = f"{method}\n\n{ctype}\n{date}\n{path.split('?')[0]}"
+    sig = base64.b64encode(hmac.new(sk.encode(), sts.encode(), hashlib.sha1).digest()).decode()
+    headers.update({"Date": date, "Authorization": f"AWS {ak}:{sig}"})
+    return requests.request(method, g.endpoint + path, data=body, headers=headers, timeout=30)
+
+
+def test_signatures_that_s3s_would_take_for_ever_are_refused(fresh):
+    """SigV2 carries no expiry of its own: a request whose date is more
+    than 15 minutes off is refused (s3s checked only that a date was
+    there, so a captured request replayed for ever). The admin API takes a
+    SigV4 Authorization header only: under SigV2 or a presigned URL the
+    body's SHA-256 it relies on is signed by nothing. Presigned SigV4 URLs
+    live a week at most."""
+    import datetime
+    from email.utils import format_datetime
+
+    import requests
+
+    g = fresh
+    c = g.client()
+    c.create_bucket(Bucket="sigv2")
+    c.put_object(Bucket="sigv2", Key="k", Body=b"hello")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    fresh_date = format_datetime(now, usegmt=True)
+    old_date = format_datetime(now - datetime.timedelta(days=3650), usegmt=True)
+    r = v2_request(g, "GET", "/sigv2/k", ACCESS, SECRET, fresh_date)
+    assert r.status_code == 200 and r.content == b"hello", r.text
+    r = v2_request(g, "GET", "/sigv2/k", ACCESS, SECRET, old_date)
+    assert r.status_code == 403 and "RequestTimeTooSkewed" in r.text, r.text
+    r = v2_request(g, "DELETE", "/sigv2/k", ACCESS, SECRET, old_date)
+    assert r.status_code == 403
+    assert c.get_object(Bucket="sigv2", Key="k")["Body"].read() == b"hello"
+
+    # The admin API: a well-signed SigV2 request, fresh, is still refused.
+    r = v2_request(g, "GET", "/rustfs/admin/v3/kms/status", ADMIN_ACCESS, ADMIN_SECRET, fresh_date)
+    assert r.status_code == 403 and "SigV4" in r.text, r.text
+    from conftest import s3_client
+
+    admin = s3_client(g.endpoint, ADMIN_ACCESS, ADMIN_SECRET, signature_version="s3v4")
+    url = admin.generate_presigned_url("list_objects_v2", Params={"Bucket": "sigv2"}, ExpiresIn=60)
+    status_url = g.endpoint + "/rustfs/admin/v3/kms/status?" + url.split("?", 1)[1]
+    assert requests.get(status_url, timeout=30).status_code == 403
+    assert g.admin("GET", "status")[0] == 200
+
+    c4 = g.client(signature_version="s3v4")
+    ok = c4.generate_presigned_url("get_object", Params={"Bucket": "sigv2", "Key": "k"}, ExpiresIn=604800)
+    assert requests.get(ok, timeout=30).content == b"hello"
+    long = c4.generate_presigned_url("get_object", Params={"Bucket": "sigv2", "Key": "k"}, ExpiresIn=604801)
+    r = requests.get(long, timeout=30)
+    assert r.status_code == 400 and "AuthorizationQueryParametersError" in r.text, r.text
+
+
 def test_lifecycle_errors_and_transitions(fresh):
     g = fresh
     c = g.client()

@@ -137,6 +137,14 @@ impl AdminRoute {
         if cred.access_key != self.admin_access_key {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "AccessDenied", "these credentials may not use the admin API"));
         }
+        // SigV2 and presigned URLs leave x-amz-content-sha256 unsigned.
+        if !crate::identity::freshness::is_v4_header(&req.headers) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "admin requests must be signed with an AWS SigV4 Authorization header",
+            ));
+        }
         // The body must be covered by the signature (its SHA-256 is then
         // verified while it is read).
         let hash = req.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).unwrap_or("");

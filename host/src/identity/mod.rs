@@ -5,7 +5,9 @@
 //! - this file: the registry ([`Identities`]): create, list, enable,
 //!   disable, rotate the secret, update attributes, remove;
 //! - [`auth`]: the SigV4 secret lookup for s3s, over the configured pair,
-//!   the admin pair and the registry.
+//!   the admin pair and the registry;
+//! - [`freshness`]: the date and lifetime rules s3s leaves to us (SigV2
+//!   dates, presigned lifetimes, SigV4 headers for the admin API).
 //!
 //! Documents live in the state (namespace `identities`, keyed by access
 //! key), so they are shared in cluster mode and in force on every replica
@@ -15,6 +17,7 @@
 //! does not open. A secret is shown once, when created or rotated.
 
 pub mod auth;
+pub mod freshness;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

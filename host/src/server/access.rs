@@ -6,9 +6,17 @@ use s3s::route::S3Route;
 
 use crate::s3::store_routes::{copy_source_in_bucket, copy_source_route, in_bucket, refused, reserved_refused, store_route};
 
-/// Data-plane requests need a signature, and not one made with the admin
-/// credentials: those are for the admin API only.
-pub(super) fn data_plane_check(credentials: Option<&s3s::auth::Credentials>, admin_access_key: &str) -> s3s::S3Result<()> {
+/// Data-plane requests need a signature, fresh as AWS requires it, and not
+/// one made with the admin credentials: those are for the admin API only.
+pub(super) fn data_plane_check(
+    credentials: Option<&s3s::auth::Credentials>,
+    uri: &hyper::Uri,
+    headers: &hyper::HeaderMap,
+    admin_access_key: &str,
+) -> s3s::S3Result<()> {
+    if credentials.is_some() {
+        crate::identity::freshness::check_freshness(uri, headers, std::time::SystemTime::now())?;
+    }
     match credentials {
         None => Err(s3s::s3_error!(AccessDenied, "Signature is required")),
         Some(c) if c.access_key == admin_access_key => {
@@ -28,7 +36,7 @@ pub(super) struct DataPlaneAccess {
 #[async_trait::async_trait]
 impl s3s::access::S3Access for DataPlaneAccess {
     async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
-        data_plane_check(cx.credentials(), &self.admin_access_key)?;
+        data_plane_check(cx.credentials(), cx.uri(), cx.headers(), &self.admin_access_key)?;
         let route = match cx.s3_path() {
             s3s::path::S3Path::Root => None,
             s3s::path::S3Path::Bucket { bucket } => store_route(bucket, None),
@@ -73,7 +81,7 @@ impl<R: S3Route> S3Route for DataPlaneRoute<R> {
     }
 
     async fn check_access(&self, req: &mut s3s::S3Request<s3s::Body>) -> s3s::S3Result<()> {
-        data_plane_check(req.credentials.as_ref(), &self.admin_access_key)?;
+        data_plane_check(req.credentials.as_ref(), &req.uri, &req.headers, &self.admin_access_key)?;
         self.inner.check_access(req).await
     }
 
