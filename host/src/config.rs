@@ -111,6 +111,11 @@ pub struct ServeArgs {
     /// read an AppRole secret id file (comma-separated) [default: /run/secrets]
     #[arg(long = "kms-secret-file-dir", env = "KMS_GATEWAY_KMS_SECRET_FILE_DIRS", value_delimiter = ',')]
     pub kms_secret_file_dirs: Option<Vec<PathBuf>>,
+    /// Vault addresses to which a configuration given over the admin API
+    /// may send a secret id file's content (comma-separated); the
+    /// operator's own --kms-vault-address is always one
+    #[arg(long = "kms-secret-file-vault", env = "KMS_GATEWAY_KMS_SECRET_FILE_VAULTS", value_delimiter = ',')]
+    pub kms_secret_file_vaults: Option<Vec<String>>,
     /// Vault namespace (Vault Enterprise / OpenBao namespaces)
     #[arg(long, env = "KMS_GATEWAY_KMS_VAULT_NAMESPACE")]
     pub kms_vault_namespace: Option<String>,
@@ -283,6 +288,7 @@ impl ServeArgs {
             kms_vault_secret_id,
             kms_vault_secret_id_file,
             kms_secret_file_dirs,
+            kms_secret_file_vaults,
             kms_vault_namespace,
             kms_vault_mount,
             kms_vault_kv_mount,

@@ -520,10 +520,29 @@ def test_secret_files_only_from_allowed_directories(bao, tmp_path):
     outside.mkdir()
     (outside / "secret-id").write_text(secret_id)
     (allowed / "to-master").symlink_to(tmp_path / "gw" / "kms" / "master.key")
-    g = Gateway(data_dir=tmp_path / "gw", extra_args=["--kms-not-configured", "--kms-secret-file-dir", str(allowed)])
+    g = Gateway(data_dir=tmp_path / "gw", extra_args=["--kms-not-configured", "--kms-secret-file-dir", str(allowed),
+                                                      "--kms-secret-file-vault", bao.addr])
     try:
-        def approle(path):
-            return vault_config(bao, auth_method={"approle": {"role_id": role_id, "secret_id_file": str(path)}})
+        def approle(path, **extra):
+            return vault_config(bao, auth_method={"approle": {"role_id": role_id, "secret_id_file": str(path)}}, **extra)
+
+        # An allowed file, sent to a Vault the operator did not name (or
+        # without TLS verification): refused before anything is read or
+        # sent. The listener stands for the admin's own server.
+        import socket
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listener.settimeout(0.5)
+        theirs = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        for op in ("configure", "reconfigure"):
+            s, r = g.admin("POST", op, approle(allowed / "secret-id", address=theirs))
+            assert s == 400 and "operator allowed" in str(r), (op, s, r)
+            s, r = g.admin("POST", op, approle(allowed / "secret-id", skip_tls_verify=True))
+            assert s == 400 and "skip_verify" in str(r), (op, s, r)
+        with pytest.raises(socket.timeout):
+            listener.accept()
+        listener.close()
 
         for bad, why in [
             (tmp_path / "gw" / "kms" / "master.key", "data directory"),

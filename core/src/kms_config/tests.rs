@@ -88,6 +88,9 @@ fn blank_token_is_inherited_only_by_the_same_vault() {
     for body in [
         r#"{"backend_type":"vault","address":"http://attacker:1","auth_method":{"token":""}}"#,
         r#"{"backend_type":"vault","address":"http://v:1","namespace":"other","auth_method":{"token":""}}"#,
+        // Nor a configuration reaching the same address less safely.
+        r#"{"backend_type":"vault","address":"http://v:1","skip_tls_verify":true,"auth_method":{"token":""}}"#,
+        r#"{"backend_type":"vault","address":"http://v:1","tls":{"ca_cert_path":"/tmp/other-ca.pem"},"auth_method":{"token":""}}"#,
     ] {
         let mut new = parse(body).unwrap();
         let e = new.inherit_secrets(Some(&old)).unwrap_err().to_string();

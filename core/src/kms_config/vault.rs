@@ -192,12 +192,18 @@ impl VaultConfig {
     /// same address, namespace and (AppRole) auth mount and role. A blank
     /// secret for another Vault is refused, never sent there.
     pub(super) fn inherit_secret(&mut self, old: Option<&VaultConfig>) -> Result<(), ConfigError> {
+        // The same Vault, reached no less safely: a secret is not inherited
+        // by a configuration that stops verifying the server or trusts
+        // another CA (someone on the way could then take it).
         let same_vault = |old: &VaultConfig| {
-            old.address.trim_end_matches('/') == self.address.trim_end_matches('/') && old.namespace == self.namespace
+            old.address.trim_end_matches('/') == self.address.trim_end_matches('/')
+                && old.namespace == self.namespace
+                && (old.tls.skip_verify || !self.tls.skip_verify)
+                && old.tls.ca_cert_path == self.tls.ca_cert_path
         };
         let refused = || {
             bad(
-                "the Vault secret (`auth_method` token or secret_id) must be given again: the address, namespace or auth mount changed",
+                "the Vault secret (`auth_method` token or secret_id) must be given again: the address, namespace, auth mount or TLS verification changed",
             )
         };
         let inherited = match (&self.auth, old) {

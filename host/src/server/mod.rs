@@ -376,7 +376,8 @@ async fn boot_kms(
             args.kms_secret_file_dirs.as_deref().unwrap_or(&[PathBuf::from("/run/secrets")]),
             data_dir,
             args.kms_master_key_file.as_deref(),
-        ),
+        )
+        .with_vaults(args.kms_secret_file_vaults.iter().flatten().chain(args.kms_vault_address.as_ref())),
     };
     Ok(KmsManager::boot(ctx, startup).await?)
 }
