@@ -53,11 +53,26 @@ pub struct CallState {
     /// Built when the guest first calls WASI: pure policies cannot (their
     /// linker has no WASI) and never pay for it.
     wasi: Option<Box<CallWasi>>,
+    started: Instant,
+    deadline: Instant,
+}
+
+impl CallState {
+    fn wasi(&mut self) -> &mut CallWasi {
+        let started = self.started;
+        self.wasi.get_or_insert_with(|| Box::new(CallWasi::new(started)))
+    }
 }
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        self.wasi.get_or_insert_with(Default::default).view()
+        self.wasi().view()
+    }
+}
+
+impl super::wasi::CallClock for CallState {
+    fn now_and_left(&mut self) -> (u64, Duration) {
+        (self.wasi().now(), self.deadline.saturating_duration_since(Instant::now()))
     }
 }
 
@@ -373,7 +388,9 @@ impl PolicyEngine {
             .trap_on_grow_failure(true)
             .build();
         let limits = CallLimits { inner, memory_denied: false };
-        let mut store = Store::new(&self.engine, CallState { limits, wasi: None });
+        let started = Instant::now();
+        let deadline = started + self.limits.deadline;
+        let mut store = Store::new(&self.engine, CallState { limits, wasi: None, started, deadline });
         store.limiter(|s| &mut s.limits);
         // Epochs tick every millisecond during calls; the deadline must be
         // set on every store (it defaults to 0: an immediate interrupt).

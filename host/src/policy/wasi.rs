@@ -10,10 +10,21 @@
 //! the call. Clocks and randomness are the host's: a runtime needs them to
 //! start, and a policy must still take `now` from its input to be
 //! deterministic. Imports outside [`ALLOWED`] are refused at upload.
+//!
+//! Waiting is bounded by the call's deadline. The epoch interrupt stops
+//! guest code, not a host call: a guest that subscribed to the clock for
+//! an hour and polled would hold its thread (and its request) that long.
+//! So the clock's subscriptions are the gateway's: a wait that ends before
+//! the deadline sleeps, one that would end after it traps as a timeout at
+//! once.
 
-use wasmtime::component::{Linker, ResourceTable};
+use std::time::{Duration, Instant};
+
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::p2::{DynPollable, Pollable};
+use wasmtime_wasi::{HostMonotonicClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::PolicyError;
 
@@ -44,11 +55,70 @@ pub fn check_imports(imports: &[String], own: &str) -> Result<bool, PolicyError>
     Ok(!foreign.is_empty())
 }
 
-/// A linker serving the allowed WASI interfaces.
-pub fn linker<T: WasiView + 'static>(engine: &wasmtime::Engine) -> Result<Linker<T>, PolicyError> {
+/// The monotonic clock's interface as wasmtime-wasi serves it; the
+/// hostile-guest tests fail if an upgrade moves it.
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// What the clock's subscriptions need of a call.
+pub trait CallClock {
+    /// The guest's monotonic now (ns), and the time left before the deadline.
+    fn now_and_left(&mut self) -> (u64, Duration);
+}
+
+/// A linker serving the allowed WASI interfaces, with the clock's
+/// subscriptions bounded by the call's deadline.
+pub fn linker<T: WasiView + CallClock + 'static>(engine: &wasmtime::Engine) -> Result<Linker<T>, PolicyError> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| PolicyError::engine("WASI linker", e))?;
+    let err = |e| PolicyError::engine("WASI linker", e);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(err)?;
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK).map_err(err)?;
+    clock
+        .func_wrap("subscribe-duration", |mut store: StoreContextMut<'_, T>, (ns,): (u64,)| {
+            let (_, left) = store.data_mut().now_and_left();
+            subscribe_within(store.data_mut(), Duration::from_nanos(ns), left)
+        })
+        .map_err(err)?;
+    clock
+        .func_wrap("subscribe-instant", |mut store: StoreContextMut<'_, T>, (when,): (u64,)| {
+            let (now, left) = store.data_mut().now_and_left();
+            subscribe_within(store.data_mut(), Duration::from_nanos(when.saturating_sub(now)), left)
+        })
+        .map_err(err)?;
+    linker.allow_shadowing(false);
     Ok(linker)
+}
+
+/// A pollable ready after `wait`, or a timeout now if that is past the
+/// deadline.
+fn subscribe_within<T: WasiView>(state: &mut T, wait: Duration, left: Duration) -> wasmtime::Result<(Resource<DynPollable>,)> {
+    if wait > left {
+        return Err(wasmtime::Trap::Interrupt.into());
+    }
+    let table = state.ctx().table;
+    let sleep = table.push(Sleep(tokio::time::Instant::now() + wait))?;
+    Ok((wasmtime_wasi::p2::subscribe(table, sleep)?,))
+}
+
+struct Sleep(tokio::time::Instant);
+
+#[async_trait::async_trait]
+impl Pollable for Sleep {
+    async fn ready(&mut self) {
+        tokio::time::sleep_until(self.0).await;
+    }
+}
+
+/// The guest's monotonic clock: nanoseconds since the call began.
+struct Since(Instant);
+
+impl HostMonotonicClock for Since {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 /// The WASI state of one call.
@@ -57,23 +127,29 @@ pub struct CallWasi {
     table: ResourceTable,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
+    started: Instant,
 }
 
-impl Default for CallWasi {
-    fn default() -> Self {
+impl CallWasi {
+    /// A context for a call that began at `started`.
+    pub fn new(started: Instant) -> Self {
         let (stdout, stderr) = (MemoryOutputPipe::new(CAPTURE_BYTES), MemoryOutputPipe::new(CAPTURE_BYTES));
         let ctx = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            .monotonic_clock(Since(started))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        Self { ctx, table: ResourceTable::new(), stdout, stderr }
+        Self { ctx, table: ResourceTable::new(), stdout, stderr, started }
     }
-}
 
-impl CallWasi {
+    /// The guest's monotonic now, as its clock tells it.
+    pub fn now(&self) -> u64 {
+        Since(self.started).now()
+    }
+
     pub fn view(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
     }
