@@ -392,6 +392,28 @@ def test_cluster_mode_refuses_to_start_without_shared_secrets(cluster):
         assert r.returncode != 0 and "--upstream" in r.stderr
 
 
+def test_a_local_key_directory_is_refused_in_cluster_mode(cluster, tmp_path):
+    """A key directory is one replica's disk: each replica would create
+    its own keys there, and an object written through one would not open
+    on another. Refused at start and over the admin API; the local keys of
+    cluster mode live in the shared state."""
+    store, replicas, args = cluster
+    env = {**os.environ, "KMS_GATEWAY_UPSTREAM_ACCESS_KEY": UP_ACCESS, "KMS_GATEWAY_UPSTREAM_SECRET_KEY": UP_SECRET}
+    r = subprocess.run([str(BIN), "serve", "--listen", "127.0.0.1:0", "--upstream", store.endpoint, "--data-dir",
+                        str(tmp_path / "d"), *args, "--kms-backend", "local", "--kms-key-dir", str(tmp_path / "keys"),
+                        "--access-key", "a" * 20, "--secret-key", "s" * 40, "--admin-access-key", "b" * 20,
+                        "--admin-secret-key", "t" * 40], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "key_dir" in r.stderr, r.stderr[-2000:]
+    g = replicas[0]
+    s, body = g.admin("POST", "reconfigure", {"backend_type": "local", "key_dir": str(tmp_path / "keys")})
+    assert s == 400 and "key_dir" in str(body), (s, body)
+    assert g.admin("GET", "status")[1]["status"] == "Running"
+    c = g.client()
+    c.create_bucket(Bucket="no-key-dir")
+    c.put_object(Bucket="no-key-dir", Key="k", Body=b"shared", ServerSideEncryption="AES256")
+    assert replicas[1].client().get_object(Bucket="no-key-dir", Key="k")["Body"].read() == b"shared"
+
+
 def test_a_kms_reconfigured_on_one_replica_is_taken_up_by_the_others(cluster, bao):
     """Local → Vault (a real OpenBao) through replica A: B and C follow,
     write under Vault keys, and still read what the local keys wrote."""

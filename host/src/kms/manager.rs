@@ -246,6 +246,7 @@ impl KmsManager {
         let old = self.config();
         cfg.inherit_secrets(old.as_ref()).map_err(|e| LifecycleError::Invalid(e.to_string()))?;
         self.ctx.secret_files.check(&cfg, Origin::Admin).map_err(|e| LifecycleError::Invalid(e.to_string()))?;
+        self.check_cluster(&cfg)?;
         if let Some(old) = &old {
             self.retire(&mut retired, old, &cfg).await;
         }
@@ -294,6 +295,18 @@ impl KmsManager {
         Ok(())
     }
 
+    /// In cluster mode the local backend keeps its keys in the shared
+    /// state: a key directory is one replica's disk, and each replica
+    /// would make keys of its own there, which the others cannot open.
+    fn check_cluster(&self, cfg: &KmsConfig) -> Result<(), LifecycleError> {
+        match &cfg.backend {
+            BackendConfig::Local(l) if l.key_dir.is_some() && self.ctx.store.is_shared() => Err(LifecycleError::Invalid(
+                "`key_dir` is refused in cluster mode: the local backend keeps its keys in the cluster's state, where every replica finds them".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Replace the configuration: build and health-check the candidate,
     /// then publish it (starting the KMS if it was not running).
     pub async fn reconfigure(&self, cfg: KmsConfig) -> Result<(), LifecycleError> {
@@ -306,6 +319,7 @@ impl KmsManager {
         let old = self.config();
         cfg.inherit_secrets(old.as_ref()).map_err(|e| LifecycleError::Invalid(e.to_string()))?;
         self.ctx.secret_files.check(&cfg, origin).map_err(|e| LifecycleError::Invalid(e.to_string()))?;
+        self.check_cluster(&cfg)?;
         let pair = self.prepare(&cfg).await.map_err(LifecycleError::Backend)?;
         if let Some(old) = &old {
             self.retire(&mut retired, old, &cfg).await;
@@ -478,8 +492,8 @@ impl KmsManager {
 
     async fn open_backend(&self, cfg: &KmsConfig) -> Result<BackendPair, KmsError> {
         match &cfg.backend {
-            // Cluster mode: keys in the shared state store, unless the
-            // configuration names a key directory of its own.
+            // Cluster mode: keys in the shared state store (a key
+            // directory is refused there, by `check_cluster`).
             BackendConfig::Local(l) if l.key_dir.is_none() && self.ctx.store.is_shared() => {
                 let b = Arc::new(LocalBackend::open_shared(self.ctx.store.clone(), self.ctx.master.clone()).await?);
                 Ok(BackendPair { backend: b.clone(), admin: b })
