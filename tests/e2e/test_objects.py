@@ -301,3 +301,34 @@ def test_conditional_writes_compare_the_etag_the_client_sees(gw, bucket, mode):
         assert e.value.response["Error"]["Code"] == "PreconditionFailed"
     c.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=uid, MultipartUpload=parts, IfMatch=etag2)
     assert c.get_object(Bucket=bucket, Key="k", **get_sse)["Body"].read() == b"three"
+
+
+def test_a_versioned_store_answers_the_readable_version(moto):
+    """On a versioned store each copy the gateway makes of an object onto
+    itself (the part table attached at completion, the SSE-S3 ETag after a
+    PUT of more than one segment, a re-key) is a version of its own. The
+    VersionId a client gets is that version, the one that reads."""
+    g = Gateway(upstream=moto)
+    try:
+        c = g.client()
+        c.create_bucket(Bucket="versioned")
+        c.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+        data = payload(5 * MIB + 10, seed=21)
+        up = c.create_multipart_upload(Bucket="versioned", Key="mp", ServerSideEncryption="aws:kms")["UploadId"]
+        parts = [{"PartNumber": n, "ETag": c.upload_part(Bucket="versioned", Key="mp", UploadId=up, PartNumber=n, Body=b)["ETag"]}
+                 for n, b in ((1, data[:5 * MIB]), (2, data[5 * MIB:]))]
+        vid = c.complete_multipart_upload(Bucket="versioned", Key="mp", UploadId=up,
+                                          MultipartUpload={"Parts": parts})["VersionId"]
+        assert c.get_object(Bucket="versioned", Key="mp", VersionId=vid)["Body"].read() == data
+
+        big = payload(2 * MIB + 3, seed=22)
+        vid = c.put_object(Bucket="versioned", Key="big", Body=big, ServerSideEncryption="AES256")["VersionId"]
+        got = c.get_object(Bucket="versioned", Key="big", VersionId=vid)
+        assert got["Body"].read() == big and got["ETag"].strip('"') == hashlib.md5(big).hexdigest()
+
+        vid = c.copy_object(Bucket="versioned", Key="big", CopySource={"Bucket": "versioned", "Key": "big"},
+                            ServerSideEncryption="aws:kms")["VersionId"]
+        h = c.head_object(Bucket="versioned", Key="big", VersionId=vid)
+        assert h["ServerSideEncryption"] == "aws:kms"
+    finally:
+        g.close()

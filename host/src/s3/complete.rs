@@ -119,7 +119,7 @@ impl Gateway {
         }
         let etag = resp.output.e_tag.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no ETag"))?;
         // The listing cache learns the object under its final ETag.
-        let stored = self.attach_record(&ctx, &bucket, &key, metadata, &doc.headers, etag.clone()).await?;
+        let (stored, version) = self.attach_record(&ctx, &bucket, &key, metadata, &doc.headers, etag.clone()).await?;
         self.listed.remember(
             &bucket,
             &key,
@@ -129,6 +129,11 @@ impl Gateway {
         self.forget_upload(&upload_id).await;
         let echo = Self::echo_of(&rec, None);
         let mut out = resp.output;
+        // On a versioned store the copy that attached the part table is a
+        // version of its own, the readable one: the client gets its id.
+        if version.is_some() {
+            out.version_id = version;
+        }
         out.server_side_encryption = echo.sse;
         out.ssekms_key_id = echo.kms_key_id;
         set_checksums!(out, Default::default());
@@ -203,12 +208,12 @@ impl Gateway {
         metadata: HashMap<String, String>,
         h: &ObjectHeaders,
         etag: s3s::dto::ETag,
-    ) -> S3Result<Option<s3s::dto::ETag>> {
+    ) -> S3Result<(Option<s3s::dto::ETag>, Option<String>)> {
         let mut last: Option<S3Error> = None;
         for attempt in 0..3u32 {
             let copy = self_copy(bucket, key, metadata.clone(), h, etag.clone());
             match self.upstream.copy_object(sub_request(ctx, copy)).await {
-                Ok(r) => return Ok(r.output.copy_object_result.and_then(|c| c.e_tag)),
+                Ok(r) => return Ok((r.output.copy_object_result.and_then(|c| c.e_tag), r.output.version_id)),
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, bucket, key, "attaching the part table failed");
                     last = Some(e);
@@ -252,14 +257,16 @@ impl Gateway {
             return Err(s3_error!(InvalidPart, "One or more of the specified parts could not be found."));
         }
         let etag = head.e_tag.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no ETag"))?;
-        let final_etag = if stored.multipart.as_ref().is_some_and(|p| !p.is_empty()) {
+        let (final_etag, version_id) = if stored.multipart.as_ref().is_some_and(|p| !p.is_empty()) {
             if stored.multipart != rec.multipart || stored.layout_tag != rec.layout_tag {
                 return Err(s3_error!(InvalidPart, "The upload was completed with other parts."));
             }
-            Some(etag)
+            (Some(etag), head.version_id.clone())
         } else {
             tracing::warn!(upload_id, bucket = %doc.bucket, key = %doc.key, "repairing a completed upload: attaching its part table");
-            self.attach_record(ctx, &doc.bucket, &doc.key, metadata, &doc.headers, etag.clone()).await?.or(Some(etag))
+            let (stored_etag, version) =
+                self.attach_record(ctx, &doc.bucket, &doc.key, metadata, &doc.headers, etag.clone()).await?;
+            (stored_etag.or(Some(etag)), version.or(head.version_id.clone()))
         };
         self.listed.remember(
             &doc.bucket,
@@ -275,6 +282,7 @@ impl Gateway {
             e_tag: final_etag,
             server_side_encryption: echo.sse,
             ssekms_key_id: echo.kms_key_id,
+            version_id,
             ..Default::default()
         };
         Ok(S3Response::new(out))

@@ -242,6 +242,7 @@ impl Gateway {
                 last_modified: copied.copy_object_result.and_then(|r| r.last_modified),
                 ..Default::default()
             }),
+            version_id: copied.version_id,
             ..Default::default()
         };
         apply_echo!(all out, sealed.echo);

@@ -180,6 +180,11 @@ impl Gateway {
                 Ok(r) => {
                     stored_etag = r.output.copy_object_result.and_then(|c| c.e_tag).or(stored_etag);
                     visible = Some(ETag::Strong(hex::encode(md5)));
+                    // A versioned store made a version of the copy: that
+                    // one carries the ETag, and is what the client gets.
+                    if r.output.version_id.is_some() {
+                        out.version_id = r.output.version_id;
+                    }
                 }
                 // The data is stored and readable; only the ETag differs.
                 Err(e) => tracing::warn!(error = %e, %bucket, %key, "could not attach the SSE-S3 ETag"),
