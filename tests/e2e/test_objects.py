@@ -332,3 +332,33 @@ def test_a_versioned_store_answers_the_readable_version(moto):
         assert h["ServerSideEncryption"] == "aws:kms"
     finally:
         g.close()
+
+
+def test_the_gateways_own_copies_keep_storage_class_and_expires(moto):
+    """The copies the gateway makes of an object onto itself replace its
+    metadata; a store resets what such a copy does not carry (AWS: storage
+    class to STANDARD, no Expires). They carry both."""
+    import datetime
+
+    g = Gateway(upstream=moto)
+    try:
+        c = g.client()
+        c.create_bucket(Bucket="classes")
+        expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+        data = payload(5 * MIB + 10, seed=23)
+        up = c.create_multipart_upload(Bucket="classes", Key="mp", ServerSideEncryption="aws:kms",
+                                       StorageClass="STANDARD_IA", Expires=expires)["UploadId"]
+        parts = [{"PartNumber": n, "ETag": c.upload_part(Bucket="classes", Key="mp", UploadId=up, PartNumber=n, Body=b)["ETag"]}
+                 for n, b in ((1, data[:5 * MIB]), (2, data[5 * MIB:]))]
+        c.complete_multipart_upload(Bucket="classes", Key="mp", UploadId=up, MultipartUpload={"Parts": parts})
+        c.put_object(Bucket="classes", Key="big", Body=payload(2 * MIB, seed=24), ServerSideEncryption="AES256",
+                     StorageClass="STANDARD_IA", Expires=expires)
+        c.copy_object(Bucket="classes", Key="big", CopySource={"Bucket": "classes", "Key": "big"},
+                      ServerSideEncryption="aws:kms")
+        for key in ("mp", "big"):
+            h = c.head_object(Bucket="classes", Key=key)
+            assert h.get("StorageClass") == "STANDARD_IA", (key, h.get("StorageClass"))
+            assert h.get("Expires") == expires, (key, h.get("Expires"))
+        assert c.get_object(Bucket="classes", Key="mp")["Body"].read() == data
+    finally:
+        g.close()

@@ -145,8 +145,7 @@ impl Gateway {
         let enc = EncryptStream::new(body, &part_key, 0, self.params, Some(plain_len), Box::new(observer));
         req.input.content_length = Some(self.params.ciphertext_len(plain_len) as i64);
         req.input.body = Some(StreamingBlob::new(enc));
-        let fixup =
-            etag_pending.then(|| (object_headers!(req.input), req.input.expires.clone(), req.input.storage_class.clone()));
+        let fixup = etag_pending.then(|| object_headers!(req.input));
 
         let ctx = sub_request(&req, ());
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
@@ -169,13 +168,12 @@ impl Gateway {
         let mut stored_etag = up.output.e_tag.clone();
         // The ETag HEAD and listings answer with: the sealed MD5 if stored.
         let mut visible = etag_md5.map(|md5| ETag::Strong(hex::encode(md5)));
-        if let (Some((headers, expires, storage_class)), Some(md5), Some(up_etag)) = (fixup, md5, up.output.e_tag.clone()) {
+        if let (Some(headers), Some(md5), Some(up_etag)) = (fixup, md5, up.output.e_tag.clone()) {
             record.sealed_etag = Some(Self::seal_etag(&oek, &md5)?);
             let mut meta = meta;
             record.write_to(&mut meta).map_err(record_error)?;
             // Only if the object is still the one just written.
-            let mut copy = self_copy(&bucket, &key, meta, &headers, up_etag);
-            (copy.expires, copy.storage_class) = (expires, storage_class);
+            let copy = self_copy(&bucket, &key, meta, &headers, up_etag);
             match self.upstream.copy_object(sub_request(&ctx, copy)).await {
                 Ok(r) => {
                     stored_etag = r.output.copy_object_result.and_then(|c| c.e_tag).or(stored_etag);

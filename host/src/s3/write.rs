@@ -90,9 +90,14 @@ pub(super) struct ObjectHeaders {
     pub(super) content_language: Option<String>,
     pub(super) cache_control: Option<String>,
     pub(super) website_redirect_location: Option<String>,
+    /// A REPLACE copy without these resets them (AWS: to STANDARD, none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) storage_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) expires: Option<s3s::dto::Timestamp>,
 }
 
-/// [`ObjectHeaders`] of any input or output that carries the six headers.
+/// [`ObjectHeaders`] of any input or output that carries those headers.
 macro_rules! object_headers {
     ($x:expr) => {
         $crate::s3::write::ObjectHeaders {
@@ -102,6 +107,8 @@ macro_rules! object_headers {
             content_language: $x.content_language.clone(),
             cache_control: $x.cache_control.clone(),
             website_redirect_location: $x.website_redirect_location.clone(),
+            storage_class: $x.storage_class.as_ref().map(|c| c.as_str().to_owned()),
+            expires: $x.expires.clone(),
         }
     };
 }
@@ -130,6 +137,8 @@ pub(super) fn self_copy(
     c.content_language = h.content_language.clone();
     c.cache_control = h.cache_control.clone();
     c.website_redirect_location = h.website_redirect_location.clone();
+    c.storage_class = h.storage_class.clone().map(s3s::dto::StorageClass::from);
+    c.expires = h.expires.clone();
     c.copy_source_if_match = Some(ETagCondition::ETag(etag));
     c
 }
