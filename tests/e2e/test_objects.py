@@ -362,3 +362,25 @@ def test_the_gateways_own_copies_keep_storage_class_and_expires(moto):
         assert c.get_object(Bucket="classes", Key="mp")["Body"].read() == data
     finally:
         g.close()
+
+
+@pytest.mark.parametrize("mode", ["sse-s3", "sse-kms", "plain"])
+def test_conditional_delete_uses_what_the_client_sees(gw, bucket, mode):
+    """DeleteObject's If-Match is the ETag the client was shown (SSE-S3:
+    the plaintext MD5) and x-amz-if-match-size the plaintext size: a
+    mismatch deletes nothing, a match deletes."""
+    c = gw.client()
+    data = payload(3000, seed=25)
+    c.put_object(Bucket=bucket, Key="del", Body=data, **put_args(mode))
+    etag = c.head_object(Bucket=bucket, Key="del")["ETag"]
+    if mode == "sse-s3":
+        assert etag.strip('"') == hashlib.md5(data).hexdigest()
+    for cond in ({"IfMatch": '"0123456789abcdef0123456789abcdef"'}, {"IfMatchSize": len(data) + 16}):
+        with pytest.raises(ClientError) as e:
+            c.delete_object(Bucket=bucket, Key="del", **cond)
+        assert err(e) == ("PreconditionFailed", 412), cond
+    assert c.get_object(Bucket=bucket, Key="del", **get_args(mode))["Body"].read() == data
+    c.delete_object(Bucket=bucket, Key="del", IfMatch=etag, IfMatchSize=len(data))
+    with pytest.raises(ClientError) as e:
+        c.head_object(Bucket=bucket, Key="del")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404

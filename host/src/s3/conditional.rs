@@ -4,8 +4,8 @@
 //! against the visible ETag and handed to the store as the stored ETag, so
 //! the store's compare-and-set still decides atomically.
 
-use s3s::dto::{ETag, ETagCondition, HeadObjectInput, Timestamp};
-use s3s::{S3Error, S3ErrorCode, S3Request, S3Result, s3_error};
+use s3s::dto::{DeleteObjectInput, DeleteObjectOutput, ETag, ETagCondition, HeadObjectInput, Timestamp};
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::{Gateway, principal, sub_request};
 
@@ -98,6 +98,57 @@ impl Gateway {
             (Some(v), Some(stored)) if v.strong_cmp(wanted) => Ok(ETagCondition::ETag(stored)),
             _ => Err(precondition_failed()),
         }
+    }
+}
+
+impl Gateway {
+    /// DeleteObject's `If-Match` and `x-amz-if-match-size` are the client's
+    /// view: the visible ETag (SSE-S3: the plaintext MD5) and the plaintext
+    /// size, which the store knows neither of. They are checked here, and
+    /// the store gets its own ETag of that object, so a write in between
+    /// still fails there.
+    pub(crate) async fn delete_object_checked(
+        &self,
+        mut req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let wanted_etag = match &req.input.if_match {
+            Some(ETagCondition::ETag(e)) => Some(e.clone()),
+            _ => None,
+        };
+        let wanted_size = req.input.if_match_size;
+        if wanted_etag.is_none() && wanted_size.is_none() {
+            return self.upstream.delete_object(req).await;
+        }
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let head_in = HeadObjectInput::builder()
+            .bucket(bucket.clone())
+            .key(key.clone())
+            .version_id(req.input.version_id.clone())
+            .build()
+            .expect("set");
+        let head = match self.upstream.head_object(sub_request(&req, head_in)).await {
+            Ok(h) => h.output,
+            // No object: the store answers the conditions as it does.
+            Err(_) => return self.upstream.delete_object(req).await,
+        };
+        let (visible, size) = match self.stored_record(&bucket, head.metadata.as_ref()).await? {
+            Some(rec) => {
+                let oek = match rec.sealed_etag {
+                    Some(_) => Some(self.open_object_key(&rec, None, &bucket, &key, principal(&req).as_deref()).await?),
+                    None => None,
+                };
+                (Self::visible_etag(&rec, oek.as_ref(), head.e_tag.clone())?, Some(rec.plain_size as i64))
+            }
+            None => (head.e_tag.clone(), head.content_length),
+        };
+        let etag_holds = wanted_etag.as_ref().is_none_or(|w| visible.as_ref().is_some_and(|v| v.strong_cmp(w)));
+        let size_holds = wanted_size.is_none_or(|w| size == Some(w));
+        let (true, true, Some(stored)) = (etag_holds, size_holds, head.e_tag) else {
+            return Err(precondition_failed());
+        };
+        req.input.if_match = Some(ETagCondition::ETag(stored));
+        req.input.if_match_size = None;
+        self.upstream.delete_object(req).await
     }
 }
 

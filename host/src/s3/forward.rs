@@ -179,6 +179,9 @@ s3_forwarding_impl! {
         async fn copy_object(&self, req: s3s::S3Request<s3s::dto::CopyObjectInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::CopyObjectOutput>> {
             self.copy(req).await
         }
+        async fn delete_object(&self, req: s3s::S3Request<s3s::dto::DeleteObjectInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::DeleteObjectOutput>> {
+            self.delete_object_checked(req).await
+        }
         async fn create_multipart_upload(&self, req: s3s::S3Request<s3s::dto::CreateMultipartUploadInput>) -> s3s::S3Result<s3s::S3Response<s3s::dto::CreateMultipartUploadOutput>> {
             self.create_multipart(req).await
         }
