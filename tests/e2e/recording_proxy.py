@@ -47,6 +47,9 @@ class RecordingProxy:
         self.release = threading.Event()
         self.requests = []
         self.lock = threading.Lock()
+        # Called with (method, path, headers) before a request is
+        # forwarded: a test may change the store in between two requests.
+        self.before = None
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,6 +72,8 @@ class RecordingProxy:
                     self.end_headers()
                     self.wfile.write(err)
                     return
+                if proxy.before is not None:
+                    proxy.before(self.command, self.path, headers)
                 path = proxy._shorten(self.path)
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
                 dropped = ("host", "if-match", "if-none-match") if proxy.drop_conditions else ("host",)

@@ -586,3 +586,42 @@ def test_concurrent_vault_key_updates_lose_nothing(bao):
         assert {f"t{i}" for i in range(24)} <= set(kv["tags"]), sorted(kv["tags"])
     finally:
         g.close()
+
+
+def test_a_plaintext_object_replaced_while_read_never_shows_ciphertext(moto):
+    """A range or conditional read of a plaintext object is two requests
+    (a HEAD, then the read). Should the object be replaced by an encrypted
+    one in between, the second answer carries ciphertext and the gateway's
+    record: the client gets an error to retry, never those."""
+    proxy = RecordingProxy(moto.port)
+    g = Gateway(upstream=proxy)
+    try:
+        c = g.client()
+        c.create_bucket(Bucket="swap")
+        c.put_object(Bucket="swap", Key="enc", Body=b"e" * 4096, ServerSideEncryption="aws:kms")
+        c.put_object(Bucket="swap", Key="plain", Body=b"p" * 4096)
+        raw = g.raw_client()
+
+        def swap(method, path, headers):
+            # The read after the HEAD: the store's copy of the encrypted
+            # object (record included) now sits at the plaintext key.
+            if method in ("GET", "HEAD") and path.startswith("/swap/plain") and "range" in {k.lower() for k in headers}:
+                raw.copy_object(Bucket="swap", Key="plain", CopySource={"Bucket": "swap", "Key": "enc"})
+
+        proxy.before = swap
+        for read in (lambda: c.get_object(Bucket="swap", Key="plain", Range="bytes=0-99"),
+                     lambda: c.head_object(Bucket="swap", Key="plain", Range="bytes=0-99")):
+            raw.put_object(Bucket="swap", Key="plain", Body=b"p" * 4096)
+            with pytest.raises(ClientError) as e:
+                read()
+            assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+            assert "kgw" not in str(e.value.response).lower()
+        proxy.before = None
+        # Read again, it is what a moved record makes it: refused (the
+        # record names another key), never served.
+        with pytest.raises(ClientError) as e:
+            c.get_object(Bucket="swap", Key="plain", Range="bytes=0-99")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    finally:
+        g.close()
+        proxy.stop()

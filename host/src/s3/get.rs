@@ -154,7 +154,9 @@ impl Gateway {
                 let want = range_of(Some(r), size.max(0) as u64)?.expect("range is set");
                 plain.range = Some(Range::Int { first: want.start, last: Some(want.end - 1) });
             }
-            return self.upstream.get_object(sub_request(&req, plain)).await;
+            let resp = self.upstream.get_object(sub_request(&req, plain)).await?;
+            self.still_plaintext(&bucket, resp.output.metadata.as_ref()).await?;
+            return Ok(resp);
         };
         let oek = self.open_for_read("GetObject", &rec, customer.as_ref(), &bucket, &key, principal(&req).as_deref()).await?;
         let etag = Self::visible_etag(&rec, Some(&oek), head.e_tag.clone())?;
@@ -271,7 +273,9 @@ impl Gateway {
                 let mut plain = original;
                 super::keys::wipe(&mut plain.sse_customer_key);
                 (plain.sse_customer_algorithm, plain.sse_customer_key_md5) = (None, None);
-                return self.upstream.head_object(sub_request(&req, plain)).await;
+                let resp = self.upstream.head_object(sub_request(&req, plain)).await?;
+                self.still_plaintext(&bucket, resp.output.metadata.as_ref()).await?;
+                return Ok(resp);
             }
             return Ok(resp);
         };
@@ -303,6 +307,18 @@ impl Gateway {
         }
         decorate_output!(out, Self::echo_of(&rec, customer.as_ref()), etag);
         Ok(resp)
+    }
+}
+
+impl Gateway {
+    /// A second request for an object found in plaintext must still find
+    /// it so: one replaced by an encrypted object in between would hand the
+    /// client ciphertext and the gateway's record.
+    async fn still_plaintext(&self, bucket: &str, metadata: Option<&s3s::dto::Metadata>) -> S3Result<()> {
+        match self.stored_record(bucket, metadata).await? {
+            None => Ok(()),
+            Some(_) => Err(s3_error!(InternalError, "The object changed while it was being read; retry the request.")),
+        }
     }
 }
 
