@@ -53,6 +53,9 @@ pub struct DataKeyCaches {
     lookups: [std::sync::atomic::AtomicU64; 3],
     unwrapped: moka::sync::Cache<[u8; 32], Arc<Cached<SealingKey>>>,
     bucket_keys: moka::sync::Cache<[u8; 32], Arc<Cached<DataKey>>>,
+    /// Counts clears. A KMS answer obtained before a clear (a key disabled
+    /// while the call was in flight) must not be put back after it.
+    cleared: std::sync::atomic::AtomicU64,
 }
 
 fn fingerprint(parts: &[&[u8]]) -> [u8; 32] {
@@ -72,6 +75,27 @@ impl DataKeyCaches {
             lookups: Default::default(),
             unwrapped: moka::sync::Cache::builder().max_capacity(cfg.max_keys).time_to_live(live).build(),
             bucket_keys: moka::sync::Cache::builder().max_capacity(cfg.max_keys).time_to_live(live).build(),
+            cleared: Default::default(),
+        }
+    }
+
+    /// Take before asking the KMS; hand to `put_*` with its answer.
+    pub fn epoch(&self) -> u64 {
+        self.cleared.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Insert, unless a clear happened since `epoch`: checked after the
+    /// insert too, so a clear between the check and the insert still wins.
+    fn insert_since<T>(&self, cache: &moka::sync::Cache<[u8; 32], Arc<T>>, k: [u8; 32], v: Arc<T>, epoch: u64)
+    where
+        T: Send + Sync + 'static,
+    {
+        if self.epoch() != epoch {
+            return;
+        }
+        cache.insert(k, v);
+        if self.epoch() != epoch {
+            cache.invalidate(&k);
         }
     }
 
@@ -102,10 +126,10 @@ impl DataKeyCaches {
         self.classify(self.unwrapped.get(&Self::unwrapped_key(key_id, wrapped, ctx)))
     }
 
-    pub fn put_unwrapped(&self, key_id: &KeyId, wrapped: &[u8], ctx: &EncryptionContext, key: SealingKey) {
+    pub fn put_unwrapped(&self, key_id: &KeyId, wrapped: &[u8], ctx: &EncryptionContext, key: SealingKey, epoch: u64) {
         if self.cfg.enabled {
             let c = Arc::new(Cached { value: key, born: Instant::now() });
-            self.unwrapped.insert(Self::unwrapped_key(key_id, wrapped, ctx), c);
+            self.insert_since(&self.unwrapped, Self::unwrapped_key(key_id, wrapped, ctx), c, epoch);
         }
     }
 
@@ -121,13 +145,15 @@ impl DataKeyCaches {
         }
     }
 
-    pub fn put_bucket_key(&self, key_id: &KeyId, ctx: &EncryptionContext, dk: DataKey) {
+    pub fn put_bucket_key(&self, key_id: &KeyId, ctx: &EncryptionContext, dk: DataKey, epoch: u64) {
         if self.bucket_keys_enabled() {
-            self.bucket_keys.insert(Self::bucket_key(key_id, ctx), Arc::new(Cached { value: dk, born: Instant::now() }));
+            let c = Arc::new(Cached { value: dk, born: Instant::now() });
+            self.insert_since(&self.bucket_keys, Self::bucket_key(key_id, ctx), c, epoch);
         }
     }
 
     pub fn clear(&self) {
+        self.cleared.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.unwrapped.invalidate_all();
         self.bucket_keys.invalidate_all();
     }
@@ -177,7 +203,7 @@ mod tests {
         let c = DataKeyCaches::new(&cfg(40, 200));
         let id = KeyId::new("k").unwrap();
         let ctx = EncryptionContext::from([("a".to_owned(), "1".to_owned())]);
-        c.put_unwrapped(&id, b"blob", &ctx, SealingKey::from_bytes([9; 32]));
+        c.put_unwrapped(&id, b"blob", &ctx, SealingKey::from_bytes([9; 32]), c.epoch());
         assert!(matches!(c.get_unwrapped(&id, b"blob", &ctx), Lookup::Fresh(k) if k.as_bytes() == &[9; 32]));
         assert!(matches!(c.get_unwrapped(&id, b"blob2", &ctx), Lookup::Miss));
         assert!(matches!(c.get_unwrapped(&KeyId::new("k2").unwrap(), b"blob", &ctx), Lookup::Miss));
@@ -189,17 +215,35 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_from_before_a_clear_is_not_put_back() {
+        let c = DataKeyCaches::new(&cfg(10_000, 0));
+        let (id, ctx) = (KeyId::new("k").unwrap(), EncryptionContext::new());
+        // A KMS call begins, the key is disabled (the caches cleared), the
+        // call then answers: its key must not serve the next request.
+        let epoch = c.epoch();
+        c.clear();
+        c.put_unwrapped(&id, b"blob", &ctx, SealingKey::from_bytes([3; 32]), epoch);
+        let dk = DataKey { plaintext: SealingKey::from_bytes([4; 32]), wrapped: b"w".to_vec(), key_version: 1 };
+        c.put_bucket_key(&id, &ctx, dk.clone(), epoch);
+        assert!(matches!(c.get_unwrapped(&id, b"blob", &ctx), Lookup::Miss));
+        assert!(c.get_bucket_key(&id, &ctx).is_none());
+        c.put_bucket_key(&id, &ctx, dk, c.epoch());
+        assert!(c.get_bucket_key(&id, &ctx).is_some(), "a call begun after the clear is cached");
+    }
+
+    #[test]
     fn bucket_keys_expire_at_ttl_and_can_be_disabled() {
         let c = DataKeyCaches::new(&cfg(40, 1000));
         let id = KeyId::new("k").unwrap();
         let ctx = EncryptionContext::new();
         let dk = DataKey { plaintext: SealingKey::from_bytes([1; 32]), wrapped: b"w".to_vec(), key_version: 1 };
-        c.put_bucket_key(&id, &ctx, dk);
+        c.put_bucket_key(&id, &ctx, dk, c.epoch());
         assert!(c.get_bucket_key(&id, &ctx).is_some());
         std::thread::sleep(Duration::from_millis(60));
         assert!(c.get_bucket_key(&id, &ctx).is_none(), "bucket keys are never served stale");
         let off = DataKeyCaches::new(&CacheConfig { bucket_keys: false, ..cfg(1000, 0) });
-        off.put_bucket_key(&id, &ctx, DataKey { plaintext: SealingKey::from_bytes([1; 32]), wrapped: vec![], key_version: 1 });
+        let dk = DataKey { plaintext: SealingKey::from_bytes([1; 32]), wrapped: vec![], key_version: 1 };
+        off.put_bucket_key(&id, &ctx, dk, off.epoch());
         assert!(off.get_bucket_key(&id, &ctx).is_none());
     }
 }

@@ -149,6 +149,7 @@ impl KmsService {
             }
             self.cache_metric("bucket_key", "miss");
         }
+        let epoch = self.caches.epoch();
         let started = Instant::now();
         let r = self.primary.backend.generate_data_key(key_id, ctx).await;
         self.observe(self.backend_kind(), "generate_data_key", started, &r);
@@ -156,9 +157,9 @@ impl KmsService {
             Ok(dk) => {
                 self.audit("generate_data_key", key_id, Some(dk.key_version), "ok", who);
                 *self.issued.lock().expect("issued lock").entry((key_id.clone(), dk.key_version)).or_default() += 1;
-                self.caches.put_unwrapped(key_id, &dk.wrapped, ctx, dk.plaintext.clone());
+                self.caches.put_unwrapped(key_id, &dk.wrapped, ctx, dk.plaintext.clone(), epoch);
                 if shared {
-                    self.caches.put_bucket_key(key_id, ctx, dk.clone());
+                    self.caches.put_bucket_key(key_id, ctx, dk.clone(), epoch);
                 }
             }
             Err(e) => self.audit("generate_data_key", key_id, None, error_class(e), who),
@@ -187,6 +188,7 @@ impl KmsService {
             Lookup::Miss => None,
         };
         self.cache_metric("data_key", "miss");
+        let epoch = self.caches.epoch();
         let candidates = std::iter::once(&self.primary.backend).chain(self.readers.iter()).filter(|b| b.recognizes(wrapped));
         let mut result = Err(KmsError::MalformedDataKey);
         for b in candidates {
@@ -204,7 +206,7 @@ impl KmsService {
         match result {
             Ok(k) => {
                 self.audit("decrypt_data_key", key_id, None, "ok", who);
-                self.caches.put_unwrapped(key_id, wrapped, ctx, k.clone());
+                self.caches.put_unwrapped(key_id, wrapped, ctx, k.clone(), epoch);
                 Ok(k)
             }
             Err(e) if e.is_unavailable() && stale.is_some() => {
