@@ -625,3 +625,44 @@ def test_a_plaintext_object_replaced_while_read_never_shows_ciphertext(moto):
     finally:
         g.close()
         proxy.stop()
+
+
+def test_a_copy_reads_the_source_its_conditions_held_for(moto):
+    """The read half of a streaming copy: with source conditions it is
+    pinned to the version they were checked on (a source replaced in
+    between fails the copy with 412); without, it copies the source as it
+    is when read, as S3 does, and never fails for a condition nobody set."""
+    proxy = RecordingProxy(moto.port)
+    g = Gateway(upstream=proxy)
+    try:
+        c = g.client()
+        c.create_bucket(Bucket="pin")
+        writer = g.client()
+        state = {"n": 0}
+
+        def replace_source(method, path, headers):
+            # The copy's GET of its source (after its HEAD): a writer wins.
+            if method == "GET" and path.startswith("/pin/src") and state["n"] == 0:
+                state["n"] += 1
+                writer.put_object(Bucket="pin", Key="src", Body=b"newer", ServerSideEncryption="aws:kms")
+
+        for conditions, expect in (({}, b"newer"), ({"CopySourceIfMatch": None}, None)):
+            c.put_object(Bucket="pin", Key="src", Body=b"older", ServerSideEncryption="aws:kms")
+            if "CopySourceIfMatch" in conditions:
+                conditions = {"CopySourceIfMatch": c.head_object(Bucket="pin", Key="src")["ETag"]}
+            state["n"] = 0
+            proxy.before = replace_source
+            if expect is None:
+                with pytest.raises(ClientError) as e:
+                    c.copy_object(Bucket="pin", Key="dst", CopySource={"Bucket": "pin", "Key": "src"},
+                                  ServerSideEncryption="AES256", **conditions)
+                assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+            else:
+                c.copy_object(Bucket="pin", Key="dst", CopySource={"Bucket": "pin", "Key": "src"},
+                              ServerSideEncryption="AES256", **conditions)
+                assert c.get_object(Bucket="pin", Key="dst")["Body"].read() == expect
+            proxy.before = None
+            assert state["n"] == 1, "the source was replaced between the copy's HEAD and its read"
+    finally:
+        g.close()
+        proxy.stop()

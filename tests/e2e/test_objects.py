@@ -360,6 +360,10 @@ def test_the_gateways_own_copies_keep_storage_class_and_expires(moto):
             assert h.get("StorageClass") == "STANDARD_IA", (key, h.get("StorageClass"))
             assert h.get("Expires") == expires, (key, h.get("Expires"))
         assert c.get_object(Bucket="classes", Key="mp")["Body"].read() == data
+        # A re-key that asks for a storage class gets it.
+        c.copy_object(Bucket="classes", Key="big", CopySource={"Bucket": "classes", "Key": "big"},
+                      ServerSideEncryption="AES256", StorageClass="ONEZONE_IA")
+        assert c.head_object(Bucket="classes", Key="big").get("StorageClass") == "ONEZONE_IA"
     finally:
         g.close()
 

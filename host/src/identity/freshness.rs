@@ -28,14 +28,22 @@ fn is_v2_header(headers: &HeaderMap) -> bool {
 }
 
 /// The request date of a SigV2 request: `x-amz-date` wins over `Date`, as
-/// in SigV2's string to sign. HTTP-date or ISO 8601 basic.
+/// in SigV2's string to sign. Clients write it as an HTTP-date (`GMT`), as
+/// RFC 2822 (`+0000`, s3cmd), as RFC 1123 with `UTC` (Go), or in ISO 8601
+/// basic form; AWS takes them all.
 fn v2_date(headers: &HeaderMap) -> Option<SystemTime> {
     let raw = headers.get("x-amz-date").or_else(|| headers.get(hyper::header::DATE))?.to_str().ok()?.trim();
-    if let Ok(t) = httpdate::parse_http_date(raw) {
+    let gmt = raw.strip_suffix(" UTC").map(|d| format!("{d} GMT"));
+    if let Ok(t) = httpdate::parse_http_date(gmt.as_deref().unwrap_or(raw)) {
         return Some(t);
     }
-    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    let t = time::PrimitiveDateTime::parse(raw, fmt).ok()?.assume_utc();
+    let t = match time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc2822) {
+        Ok(t) => t,
+        Err(_) => {
+            let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+            time::PrimitiveDateTime::parse(raw, fmt).ok()?.assume_utc()
+        }
+    };
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.unix_timestamp()).ok()?))
 }
 
@@ -108,6 +116,11 @@ mod tests {
         assert!(check_freshness(&uri, &both, now).is_err());
         let iso = headers(&[("authorization", "AWS ak:c2ln"), ("x-amz-date", "20261201T050500Z")]);
         assert!(check_freshness(&uri, &iso, now).is_ok());
+        // What s3cmd (RFC 2822, +0000) and Go (RFC 1123, UTC) send.
+        for d in ["Tue, 01 Dec 2026 05:05:00 +0000", "Tue, 01 Dec 2026 05:05:00 UTC", "Tue, 01 Dec 2026 06:05:00 +0100"] {
+            assert!(check_freshness(&uri, &v2(d), now).is_ok(), "{d}");
+        }
+        assert!(check_freshness(&uri, &v2("Tue, 01 Dec 2015 05:05:00 +0000"), now).is_err());
         // SigV4 dates are s3s's to check.
         let v4 = headers(&[("authorization", "AWS4-HMAC-SHA256 Credential=ak/20151201/us-east-1/s3/aws4_request")]);
         assert!(check_freshness(&uri, &v4, now).is_ok());

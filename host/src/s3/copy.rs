@@ -96,6 +96,7 @@ impl Gateway {
         };
         // Copy preconditions all fail with 412.
         pre.check(src_etag.as_ref(), head.last_modified.as_ref()).map_err(|_| s3_error!(PreconditionFailed))?;
+        let pre_is_empty = pre.is_empty();
 
         let same = src_bucket == bucket && src_key == key && src_version.is_none();
         if same && !replace && !had_sse_headers {
@@ -133,7 +134,12 @@ impl Gateway {
         // is pinned to the source the preconditions were checked on.
         let mut get_in = GetObjectInput::builder().bucket(src_bucket).key(src_key).build().expect("set");
         get_in.version_id = src_version;
-        get_in.if_match = src_etag.clone().map(ETagCondition::ETag);
+        // A copy with source conditions reads the version they held for (a
+        // source replaced in between fails the copy); without, it copies
+        // whatever the source is when read, as S3 does.
+        if !pre_is_empty {
+            get_in.if_match = src_etag.clone().map(ETagCondition::ETag);
+        }
         let src = self.get_with(sub_request(&req, get_in), src_customer).await?.output;
         let i = &req.input;
         let mut put_in = PutObjectInput::builder().bucket(bucket.clone()).key(key.clone()).build().expect("set");
@@ -208,13 +214,21 @@ impl Gateway {
         // unchanged: it stays valid through any number of re-keys.
         new.sealed_etag = sealed_etag;
         let i = &req.input;
-        let (mut metadata, headers) = if replace {
+        let (mut metadata, mut headers) = if replace {
             (i.metadata.clone().unwrap_or_default(), object_headers!(i))
         } else {
             let mut m = head.metadata.clone();
             crate::sse::strip_reserved(&mut m);
             (m.unwrap_or_default(), object_headers!(head))
         };
+        // What the request sets wins over what the object had, under either
+        // directive (as S3 does for these two).
+        if let Some(class) = &i.storage_class {
+            headers.storage_class = Some(class.as_str().to_owned());
+        }
+        if i.website_redirect_location.is_some() {
+            headers.website_redirect_location = i.website_redirect_location.clone();
+        }
         new.write_to(&mut metadata).map_err(record_error)?;
         let etag = head.e_tag.clone().ok_or_else(|| s3_error!(InternalError, "upstream returned no ETag"))?;
         let copied = self
