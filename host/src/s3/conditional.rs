@@ -69,7 +69,41 @@ fn precondition_failed() -> S3Error {
     s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
 }
 
+/// An object as the client sees it.
+struct Seen {
+    /// The store's ETag of it.
+    stored: Option<ETag>,
+    /// The ETag the client is shown (SSE-S3: the plaintext MD5).
+    visible: Option<ETag>,
+    /// The size the client is shown (plaintext).
+    size: Option<i64>,
+    /// Whether `visible` differs in kind from `stored` (a sealed MD5).
+    sealed_md5: bool,
+}
+
 impl Gateway {
+    /// HEAD `bucket/key` and what the client sees of it (an SSE-S3 MD5
+    /// opens the object key); `None` when the store has no such object.
+    async fn seen<T>(&self, req: &S3Request<T>, bucket: &str, key: &str, version_id: Option<String>) -> S3Result<Option<Seen>> {
+        let head_in =
+            HeadObjectInput::builder().bucket(bucket.to_owned()).key(key.to_owned()).version_id(version_id).build().expect("set");
+        let Ok(head) = self.upstream.head_object(sub_request(req, head_in)).await.map(|h| h.output) else { return Ok(None) };
+        let Some(rec) = self.stored_record(bucket, head.metadata.as_ref()).await? else {
+            return Ok(Some(Seen {
+                visible: head.e_tag.clone(),
+                stored: head.e_tag,
+                size: head.content_length,
+                sealed_md5: false,
+            }));
+        };
+        let oek = match rec.sealed_etag {
+            Some(_) => Some(self.open_object_key(&rec, None, bucket, key, principal(req).as_deref()).await?),
+            None => None,
+        };
+        let visible = Self::visible_etag(&rec, oek.as_ref(), head.e_tag.clone())?;
+        Ok(Some(Seen { visible, stored: head.e_tag, size: Some(rec.plain_size as i64), sealed_md5: oek.is_some() }))
+    }
+
     /// A write's `If-Match` in the store's terms. Only an object whose
     /// visible ETag is not the store's (SSE-S3, single PUT) needs it: its
     /// visible ETag is compared here, and the store gets its own ETag of
@@ -82,26 +116,14 @@ impl Gateway {
         cond: ETagCondition,
     ) -> S3Result<ETagCondition> {
         let ETagCondition::ETag(wanted) = &cond else { return Ok(cond) };
-        let head_in = HeadObjectInput::builder().bucket(bucket.to_owned()).key(key.to_owned()).build().expect("set");
-        let head = match self.upstream.head_object(sub_request(req, head_in)).await {
-            Ok(h) => h.output,
-            // No object: the store answers the condition as it does.
-            Err(_) => return Ok(cond),
-        };
-        let Some(rec) = self.stored_record(bucket, head.metadata.as_ref()).await? else { return Ok(cond) };
-        if rec.sealed_etag.is_none() {
-            return Ok(cond);
-        }
-        let oek = self.open_object_key(&rec, None, bucket, key, principal(req).as_deref()).await?;
-        let visible = Self::visible_etag(&rec, Some(&oek), head.e_tag.clone())?;
-        match (visible, head.e_tag) {
+        // No object, or one whose ETag the store knows: the store answers.
+        let Some(seen) = self.seen(req, bucket, key, None).await?.filter(|s| s.sealed_md5) else { return Ok(cond) };
+        match (seen.visible, seen.stored) {
             (Some(v), Some(stored)) if v.strong_cmp(wanted) => Ok(ETagCondition::ETag(stored)),
             _ => Err(precondition_failed()),
         }
     }
-}
 
-impl Gateway {
     /// DeleteObject's `If-Match` and `x-amz-if-match-size` are the client's
     /// view: the visible ETag (SSE-S3: the plaintext MD5) and the plaintext
     /// size, which the store knows neither of. They are checked here, and
@@ -119,31 +141,12 @@ impl Gateway {
         if wanted_etag.is_none() && wanted_size.is_none() {
             return self.upstream.delete_object(req).await;
         }
-        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
-        let head_in = HeadObjectInput::builder()
-            .bucket(bucket.clone())
-            .key(key.clone())
-            .version_id(req.input.version_id.clone())
-            .build()
-            .expect("set");
-        let head = match self.upstream.head_object(sub_request(&req, head_in)).await {
-            Ok(h) => h.output,
-            // No object: the store answers the conditions as it does.
-            Err(_) => return self.upstream.delete_object(req).await,
-        };
-        let (visible, size) = match self.stored_record(&bucket, head.metadata.as_ref()).await? {
-            Some(rec) => {
-                let oek = match rec.sealed_etag {
-                    Some(_) => Some(self.open_object_key(&rec, None, &bucket, &key, principal(&req).as_deref()).await?),
-                    None => None,
-                };
-                (Self::visible_etag(&rec, oek.as_ref(), head.e_tag.clone())?, Some(rec.plain_size as i64))
-            }
-            None => (head.e_tag.clone(), head.content_length),
-        };
-        let etag_holds = wanted_etag.as_ref().is_none_or(|w| visible.as_ref().is_some_and(|v| v.strong_cmp(w)));
-        let size_holds = wanted_size.is_none_or(|w| size == Some(w));
-        let (true, true, Some(stored)) = (etag_holds, size_holds, head.e_tag) else {
+        let (bucket, key, version) = (req.input.bucket.clone(), req.input.key.clone(), req.input.version_id.clone());
+        // No object: the store answers the conditions as it does.
+        let Some(seen) = self.seen(&req, &bucket, &key, version).await? else { return self.upstream.delete_object(req).await };
+        let etag_holds = wanted_etag.as_ref().is_none_or(|w| seen.visible.as_ref().is_some_and(|v| v.strong_cmp(w)));
+        let size_holds = wanted_size.is_none_or(|w| seen.size == Some(w));
+        let (true, true, Some(stored)) = (etag_holds, size_holds, seen.stored) else {
             return Err(precondition_failed());
         };
         req.input.if_match = Some(ETagCondition::ETag(stored));
